@@ -1,0 +1,1 @@
+//! The given-when-then kit (filled in by the domain work).
