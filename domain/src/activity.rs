@@ -19,10 +19,16 @@ use uuid::Uuid;
 
 use crate::core::{Aggregate, Context, DomainEvent, Role};
 use crate::errors::DomainError;
+use crate::specs::fixtures::{name, names};
+use crate::specs::when;
+use crate::testkit::{AggregateCommand, AggregateEvent, Describe};
 use crate::values::{
     AgeRange, Capacity, Category, Description, Email, Location, MediaFile, Money, PaymentRef, Reason, Tags,
     TimeRange, Title,
 };
+
+mod specs;
+pub use specs::sections as spec_sections;
 
 /// The activity aggregate (stream category `activity`).
 #[derive(Debug, Clone, Copy, Default)]
@@ -1462,4 +1468,275 @@ fn promote(
         events.push(seat);
     }
     events
+}
+
+impl AggregateEvent for ActivityEvent {
+    type Aggregate = Activity;
+}
+
+impl AggregateCommand for ActivityCommand {
+    type Aggregate = Activity;
+}
+
+fn describe_time(time: &TimeRange) -> String {
+    let (starts, ends) = (time.starts_at(), time.ends_at());
+    if starts.date_naive() == ends.date_naive() {
+        format!("{}–{}", when(starts), ends.format("%H:%M"))
+    } else {
+        format!("{} – {}", when(starts), when(ends))
+    }
+}
+
+fn describe_price(price: &Money) -> String {
+    if price.is_zero() { "free".to_owned() } else { price.to_string() }
+}
+
+fn describe_location(location: &Location) -> String {
+    match location {
+        Location::Venue(venue) => format!("at \"{}\"", venue.name()),
+        Location::Online(online) => format!("online ({})", online.url()),
+    }
+}
+
+fn describe_age_range(range: &Option<AgeRange>) -> String {
+    match range {
+        Some(range) => format!("ages {}–{}", range.min(), range.max()),
+        None => "all ages".to_owned(),
+    }
+}
+
+/// One field of the details in words, for `ActivityDetailsUpdated`.
+fn describe_field(details: &ActivityDetails, field: &str) -> String {
+    match field {
+        "title" => format!("title \"{}\"", details.title),
+        "description" => format!("description \"{}\"", crate::chat::short(details.description.as_str())),
+        "category" => format!("category {}", details.category.as_str()),
+        "tags" => format!("tags [{}]", details.tags.as_slice().join(", ")),
+        "time" => format!("time {}", describe_time(&details.time)),
+        "capacity" => format!("capacity {}", details.capacity.get()),
+        "price" => format!("price {}", describe_price(&details.price)),
+        "visibility" => format!("visibility {}", details.visibility.as_str()),
+        "location" => format!("location {}", describe_location(&details.location)),
+        "age_range" => describe_age_range(&details.age_range),
+        "waitlist" => format!("waitlist {}", if details.waitlist { "on" } else { "off" }),
+        other => other.to_owned(),
+    }
+}
+
+fn describe_details(d: &ActivityDetails) -> String {
+    format!(
+        "\"{}\" ({}), {}, {} seats, {}, {}, {}, {}, waitlist {}",
+        d.title,
+        d.category.as_str(),
+        describe_time(&d.time),
+        d.capacity.get(),
+        describe_price(&d.price),
+        d.visibility.as_str(),
+        describe_location(&d.location),
+        describe_age_range(&d.age_range),
+        if d.waitlist { "on" } else { "off" }
+    )
+}
+
+fn describe_patch(p: &ActivityPatch) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(v) = &p.title {
+        parts.push(format!("title \"{v}\""));
+    }
+    if let Some(v) = &p.description {
+        parts.push(format!("description \"{}\"", crate::chat::short(v.as_str())));
+    }
+    if let Some(v) = &p.category {
+        parts.push(format!("category {}", v.as_str()));
+    }
+    if let Some(v) = &p.tags {
+        parts.push(format!("tags [{}]", v.as_slice().join(", ")));
+    }
+    if let Some(v) = &p.time {
+        parts.push(format!("time {}", describe_time(v)));
+    }
+    if let Some(v) = &p.capacity {
+        parts.push(format!("capacity {}", v.get()));
+    }
+    if let Some(v) = &p.price {
+        parts.push(format!("price {}", describe_price(v)));
+    }
+    if let Some(v) = &p.visibility {
+        parts.push(format!("visibility {}", v.as_str()));
+    }
+    if let Some(v) = &p.location {
+        parts.push(format!("location {}", describe_location(v)));
+    }
+    if let Some(v) = &p.age_range {
+        parts.push(describe_age_range(v));
+    }
+    if let Some(v) = &p.waitlist {
+        parts.push(format!("waitlist {}", if *v { "on" } else { "off" }));
+    }
+    if parts.is_empty() { "nothing".to_owned() } else { parts.join(", ") }
+}
+
+fn describe_children(children: &[Uuid]) -> String {
+    if children.is_empty() { String::new() } else { format!(" (children: {})", names(children)) }
+}
+
+impl Describe for ActivityEvent {
+    fn describe(&self) -> String {
+        use ActivityEvent as E;
+        match self {
+            E::ActivityDrafted { activity_id, organiser_id, details } => format!(
+                "ActivityDrafted: {} by {}: {}",
+                name(*activity_id),
+                name(*organiser_id),
+                describe_details(details)
+            ),
+            E::ActivityDetailsUpdated { details, changed, seats_left } => format!(
+                "ActivityDetailsUpdated: {}; {seats_left} seats left",
+                changed.iter().map(|f| describe_field(details, f)).collect::<Vec<_>>().join(", ")
+            ),
+            E::ActivitySubmitted {} => "ActivitySubmitted for review".to_owned(),
+            E::ActivityPublished { time, visibility, approved_by, .. } => match approved_by {
+                Some(moderator) => format!("ActivityPublished ({}), approved by {}", describe_time(time), name(*moderator)),
+                None => format!("ActivityPublished ({}) by its organiser, {}", describe_time(time), visibility.as_str()),
+            },
+            E::ActivityRejected { reason, .. } => format!("ActivityRejected: \"{reason}\""),
+            E::ActivityRescheduled { time, previous } => {
+                format!("ActivityRescheduled from {} to {}", describe_time(previous), describe_time(time))
+            }
+            E::ActivityCancelled { reason, cancelled_by, released } => {
+                let released = if released.is_empty() {
+                    "no bookings released".to_owned()
+                } else {
+                    let list: Vec<String> = released
+                        .iter()
+                        .map(|r| {
+                            format!("{} of {} ({} seats, {})", name(r.booking_id), name(r.member_id), r.seats, r.status.as_str())
+                        })
+                        .collect();
+                    format!("released {}", list.join(", "))
+                };
+                format!("ActivityCancelled by {}: \"{reason}\"; {released}", name(*cancelled_by))
+            }
+            E::MediaAttached { media_id, file } => format!(
+                "MediaAttached: {} ({}, {}, {} bytes)",
+                name(*media_id),
+                file.kind().as_str(),
+                file.content_type(),
+                file.bytes()
+            ),
+            E::ActivityCompleted { seats_taken } => format!("ActivityCompleted with {seats_taken} seats taken"),
+            E::BookingReserved { booking_id, member_id, seats, children, amount_due, expires_at, seats_left } => {
+                format!(
+                    "BookingReserved: {} for {}, {seats} seats{}, {amount_due} due by {}; {seats_left} seats left",
+                    name(*booking_id),
+                    name(*member_id),
+                    describe_children(children),
+                    when(*expires_at)
+                )
+            }
+            E::BookingConfirmed { booking_id, member_id, seats, children, seats_left, payment_ref, invitation_id } => {
+                let mut via = String::new();
+                if let Some(payment_ref) = payment_ref {
+                    via.push_str(&format!(", paid ({payment_ref})"));
+                }
+                if let Some(invitation_id) = invitation_id {
+                    via.push_str(&format!(", from invitation {}", name(*invitation_id)));
+                }
+                format!(
+                    "BookingConfirmed: {} for {}, {seats} seats{}{via}; {seats_left} seats left",
+                    name(*booking_id),
+                    name(*member_id),
+                    describe_children(children)
+                )
+            }
+            E::WaitlistJoined { booking_id, member_id, seats, children, position } => format!(
+                "WaitlistJoined: {} for {}, {seats} seats{}, position {position}",
+                name(*booking_id),
+                name(*member_id),
+                describe_children(children)
+            ),
+            E::WaitlistPromoted { booking_id, member_id, seats } => {
+                format!("WaitlistPromoted: {} of {}, {seats} seats", name(*booking_id), name(*member_id))
+            }
+            E::BookingCancelled { booking_id, member_id, seats, released_seats, seats_left } => format!(
+                "BookingCancelled: {} of {} ({seats} seats), {released_seats} seats released; {seats_left} seats left",
+                name(*booking_id),
+                name(*member_id)
+            ),
+            E::ReservationExpired { booking_id, member_id, seats, seats_left } => format!(
+                "ReservationExpired: {} of {}, {seats} seats released; {seats_left} seats left",
+                name(*booking_id),
+                name(*member_id)
+            ),
+            E::GuestsInvited { invitations } => {
+                let list: Vec<String> =
+                    invitations.iter().map(|i| format!("{} {}", name(i.invitation_id), i.email)).collect();
+                format!("GuestsInvited: {}", list.join(", "))
+            }
+            E::InvitationAccepted { invitation_id, member_id, .. } => {
+                format!("InvitationAccepted: {} by {}", name(*invitation_id), name(*member_id))
+            }
+            E::InvitationDeclined { invitation_id, member_id } => {
+                format!("InvitationDeclined: {} by {}", name(*invitation_id), name(*member_id))
+            }
+            E::AttendeeListSent { organiser_id, attendees, seats_confirmed } => {
+                let list: Vec<String> = attendees
+                    .iter()
+                    .map(|a| format!("{} ({} seats{})", name(a.member_id), a.seats, describe_children(&a.children)))
+                    .collect();
+                let list = if list.is_empty() { "nobody".to_owned() } else { list.join(", ") };
+                format!("AttendeeListSent to {}: {list}; {seats_confirmed} seats", name(*organiser_id))
+            }
+        }
+    }
+}
+
+impl Describe for ActivityCommand {
+    fn describe(&self) -> String {
+        use ActivityCommand as C;
+        match self {
+            C::Create { activity_id, details } => {
+                format!("CreateActivity {}: {}", name(*activity_id), describe_details(details))
+            }
+            C::UpdateDetails { patch } => format!("UpdateActivityDetails: {}", describe_patch(patch)),
+            C::Submit => "SubmitActivity".to_owned(),
+            C::Approve => "ApproveActivity".to_owned(),
+            C::Reject { reason } => format!("RejectActivity: \"{reason}\""),
+            C::Publish => "PublishActivity".to_owned(),
+            C::Reschedule { time } => format!("RescheduleActivity to {}", describe_time(time)),
+            C::Cancel { reason } => format!("CancelActivity: \"{reason}\""),
+            C::AttachMedia { media_id, file } => format!(
+                "AttachMedia {} ({}, {}, {} bytes)",
+                name(*media_id),
+                file.kind().as_str(),
+                file.content_type(),
+                file.bytes()
+            ),
+            C::Complete => "CompleteActivity".to_owned(),
+            C::BookSeats { booking_id, seats, children } => {
+                let kids: Vec<String> =
+                    children.iter().map(|c| format!("{} born {}", name(c.child_id), c.birth_date)).collect();
+                let kids = if kids.is_empty() { String::new() } else { format!(" for {}", kids.join(", ")) };
+                format!("BookSeats {}: {seats} seats{kids}", name(*booking_id))
+            }
+            C::ConfirmPayment { booking_id, payment_ref, amount } => format!(
+                "ConfirmPayment for {} ({payment_ref}{})",
+                name(*booking_id),
+                amount.as_ref().map(|a| format!(", {a} paid")).unwrap_or_default()
+            ),
+            C::ExpireReservation { booking_id } => format!("ExpireReservation {}", name(*booking_id)),
+            C::CancelBooking { booking_id } => format!("CancelBooking {}", name(*booking_id)),
+            C::InviteGuests { invitations } => {
+                if invitations.len() > 5 {
+                    return format!("InviteGuests: {} invitations", invitations.len());
+                }
+                let list: Vec<String> =
+                    invitations.iter().map(|i| format!("{} {}", name(i.invitation_id), i.email)).collect();
+                format!("InviteGuests: {}", if list.is_empty() { "nobody".to_owned() } else { list.join(", ") })
+            }
+            C::AcceptInvitation { invitation_id } => format!("AcceptInvitation {}", name(*invitation_id)),
+            C::DeclineInvitation { invitation_id } => format!("DeclineInvitation {}", name(*invitation_id)),
+            C::SendAttendeeList => "SendAttendeeList".to_owned(),
+        }
+    }
 }

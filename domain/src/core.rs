@@ -8,7 +8,8 @@ use uuid::Uuid;
 use crate::errors::DomainError;
 
 /// A role a member can hold. `Member` is implied for every authenticated actor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Any registered member.
     Member,

@@ -2,11 +2,13 @@
 //!
 //! Reading order:
 //! - [`core`]: the [`Aggregate`] and [`DomainEvent`] traits, the command [`Context`]
-//!   (actor and `now`), and [`DomainError`] with its stable codes;
+//!   (actor and `now`);
+//! - [`errors`]: [`DomainError`], one variant per broken rule, with its stable code;
 //! - [`member`], [`activity`], [`chat`]: one file per aggregate (state, commands,
 //!   events, `decide`, `evolve`, specs);
 //! - [`values`]: value objects that parse rather than validate;
-//! - [`testkit`]: the given-when-then kit used by every crate's specs.
+//! - [`testkit`]: the given-when-then kit used by every crate's specs;
+//! - [`specs`]: the spec catalogue ([`catalogue_markdown`] is what `gather specs` prints).
 //!
 //! Nothing here reads a clock, a database or the network.
 
@@ -15,7 +17,10 @@ pub mod errors;
 pub mod values;
 pub mod member;
 pub mod activity;
+pub mod chat;
 pub mod testkit;
+pub mod specs;
 
 pub use crate::core::*;
 pub use crate::errors::DomainError;
+pub use crate::specs::catalogue_markdown;

@@ -14,7 +14,12 @@ use uuid::Uuid;
 
 use crate::core::{Aggregate, Context, DomainEvent, Role};
 use crate::errors::DomainError;
+use crate::specs::fixtures::name;
+use crate::testkit::{AggregateCommand, AggregateEvent, Describe};
 use crate::values::{ChildName, DisplayName, Email, OrganisationName, Reason};
+
+mod specs;
+pub use specs::sections as spec_sections;
 
 /// The member aggregate (stream category `member`).
 #[derive(Debug, Clone, Copy, Default)]
@@ -84,6 +89,12 @@ pub enum MemberCommand {
     },
     /// `ForgetMember` (the member, or a moderator): crypto-shred personal data.
     Forget,
+    /// `GrantRole` (a moderator, or the system for bootstrap accounts and the CLI):
+    /// moderator or auditor. Granting a role held already emits nothing.
+    GrantRole {
+        /// The role to grant (`Moderator` or `Auditor`).
+        role: Role,
+    },
 }
 
 /// What happened to a member. Serialized as `{"type": "...", "data": {...}}`.
@@ -148,6 +159,11 @@ pub enum MemberEvent {
         /// The member.
         member_id: Uuid,
     },
+    /// A moderator or the system granted a role.
+    RoleGranted {
+        /// The role.
+        role: Role,
+    },
 }
 
 impl DomainEvent for MemberEvent {
@@ -163,6 +179,7 @@ impl DomainEvent for MemberEvent {
             MemberEvent::ActivityUnfavourited { .. } => "ActivityUnfavourited",
             MemberEvent::MemberSuspended { .. } => "MemberSuspended",
             MemberEvent::MemberForgotten { .. } => "MemberForgotten",
+            MemberEvent::RoleGranted { .. } => "RoleGranted",
         }
     }
 
@@ -211,6 +228,8 @@ pub struct MemberState {
     pub favourites: BTreeSet<Uuid>,
     /// Whether the member was forgotten.
     pub forgotten: bool,
+    /// Roles granted beyond member and organiser (moderator, auditor).
+    pub roles: BTreeSet<Role>,
 }
 
 impl MemberState {
@@ -247,6 +266,18 @@ impl Aggregate for Member {
         let own = ctx.actor.id == state.member_id || ctx.is_system();
         match command {
             C::Register { .. } => Err(DomainError::AlreadyRegistered),
+            C::GrantRole { role } => {
+                if !ctx.has(Role::Moderator) && !ctx.is_system() {
+                    return Err(DomainError::NotAModerator);
+                }
+                if !matches!(role, Role::Moderator | Role::Auditor) {
+                    return Err(DomainError::invalid("role", "only moderator or auditor can be granted"));
+                }
+                if state.roles.contains(&role) {
+                    return Ok(vec![]);
+                }
+                Ok(vec![E::RoleGranted { role }])
+            }
             C::Suspend { reason } => {
                 if !ctx.has(Role::Moderator) && !ctx.is_system() {
                     return Err(DomainError::NotAModerator);
@@ -298,6 +329,9 @@ impl Aggregate for Member {
             }
             MemberEvent::ActivityUnfavourited { activity_id } => {
                 state.favourites.remove(activity_id);
+            }
+            MemberEvent::RoleGranted { role } => {
+                state.roles.insert(*role);
             }
             MemberEvent::MemberSuspended { reason } => {
                 state.suspended = true;
@@ -366,7 +400,7 @@ fn decide_own(state: &MemberState, command: MemberCommand, ctx: &Context) -> Res
         }
         // Handled by `decide` before reaching here.
         C::Register { .. } => Err(DomainError::AlreadyRegistered),
-        C::Suspend { .. } => Err(DomainError::NotAModerator),
+        C::Suspend { .. } | C::GrantRole { .. } => Err(DomainError::NotAModerator),
         C::Forget => Ok(vec![E::MemberForgotten { member_id: state.member_id }]),
     }
 }
@@ -377,4 +411,61 @@ fn parse_hash(hash: String) -> Result<String, DomainError> {
         return Err(DomainError::invalid("password", "the password hash is missing"));
     }
     Ok(hash)
+}
+
+impl AggregateEvent for MemberEvent {
+    type Aggregate = Member;
+}
+
+impl AggregateCommand for MemberCommand {
+    type Aggregate = Member;
+}
+
+impl Describe for MemberEvent {
+    fn describe(&self) -> String {
+        use MemberEvent as E;
+        match self {
+            E::MemberRegistered { member_id, email, display_name } => {
+                format!("MemberRegistered: {} with email {email}, display name \"{display_name}\"", name(*member_id))
+            }
+            E::PasswordSet { hash } => format!("PasswordSet: hash `{hash}`"),
+            E::ProfileUpdated { display_name } => format!("ProfileUpdated: display name \"{display_name}\""),
+            E::ChildAdded { child_id, name: child, birth_date } => {
+                format!("ChildAdded: {} \"{child}\", born {birth_date}", name(*child_id))
+            }
+            E::ChildRemoved { child_id } => format!("ChildRemoved: {}", name(*child_id)),
+            E::OrganiserProfileCreated { organisation_name } => {
+                format!("OrganiserProfileCreated: \"{organisation_name}\"")
+            }
+            E::ActivityFavourited { activity_id } => format!("ActivityFavourited: {}", name(*activity_id)),
+            E::ActivityUnfavourited { activity_id } => format!("ActivityUnfavourited: {}", name(*activity_id)),
+            E::MemberSuspended { reason } => format!("MemberSuspended: \"{reason}\""),
+            E::MemberForgotten { member_id } => format!("MemberForgotten: {}", name(*member_id)),
+            E::RoleGranted { role } => format!("RoleGranted: {}", role.as_str()),
+        }
+    }
+}
+
+impl Describe for MemberCommand {
+    fn describe(&self) -> String {
+        use MemberCommand as C;
+        match self {
+            C::Register { member_id, email, password_hash, display_name } => format!(
+                "RegisterMember {} with email {email}, password hash `{password_hash}`, display name \"{display_name}\"",
+                name(*member_id)
+            ),
+            C::UpdateProfile { display_name } => format!("UpdateProfile: display name \"{display_name}\""),
+            C::ChangePassword { new_password_hash } => format!("ChangePassword: new hash `{new_password_hash}`"),
+            C::AddChild { child_id, name: child, birth_date } => {
+                format!("AddChild {} \"{child}\", born {birth_date}", name(*child_id))
+            }
+            C::RemoveChild { child_id } => format!("RemoveChild {}", name(*child_id)),
+            C::BecomeOrganiser { organisation_name } => format!("BecomeOrganiser \"{organisation_name}\""),
+            C::FavouriteActivity { activity_id } => format!("FavouriteActivity {}", name(*activity_id)),
+            C::UnfavouriteActivity { activity_id } => format!("UnfavouriteActivity {}", name(*activity_id)),
+            C::Suspend { reason } => format!("SuspendMember: \"{reason}\""),
+            C::Forget => "ForgetMember".to_owned(),
+            C::GrantRole { role } => format!("GrantRole {}", role.as_str()),
+        }
+    }
 }
