@@ -23,8 +23,8 @@ use crate::specs::fixtures::{name, names};
 use crate::specs::when;
 use crate::testkit::{AggregateCommand, AggregateEvent, Describe};
 use crate::values::{
-    AgeRange, Capacity, Category, Description, Email, Location, MediaFile, Money, PaymentRef, Reason, Tags,
-    TimeRange, Title,
+    AgeRange, Capacity, Category, Description, Email, Location, MediaFile, Money, PaymentRef, Reason, Tags, TimeRange,
+    Title,
 };
 
 mod specs;
@@ -730,10 +730,7 @@ impl ActivityState {
 
     /// The member's live booking, if any.
     pub fn live_booking_of(&self, member_id: Uuid) -> Option<(Uuid, &Booking)> {
-        self.bookings
-            .iter()
-            .find(|(_, b)| b.member_id == member_id && b.status.is_live())
-            .map(|(id, b)| (*id, b))
+        self.bookings.iter().find(|(_, b)| b.member_id == member_id && b.status.is_live()).map(|(id, b)| (*id, b))
     }
 }
 
@@ -882,7 +879,11 @@ impl Aggregate for Activity {
                 for invitation in invitations {
                     state.invitations.insert(
                         invitation.invitation_id,
-                        Invitation { email: invitation.email.clone(), status: InvitationStatus::Pending, member_id: None },
+                        Invitation {
+                            email: invitation.email.clone(),
+                            status: InvitationStatus::Pending,
+                            member_id: None,
+                        },
                     );
                 }
             }
@@ -1126,7 +1127,12 @@ impl Decision<'_> {
             .bookings
             .iter()
             .filter(|(_, b)| b.status.is_live())
-            .map(|(id, b)| ReleasedBooking { booking_id: *id, member_id: b.member_id, seats: b.seats, status: b.status })
+            .map(|(id, b)| ReleasedBooking {
+                booking_id: *id,
+                member_id: b.member_id,
+                seats: b.seats,
+                status: b.status,
+            })
             .collect();
         Ok(vec![ActivityEvent::ActivityCancelled { reason, cancelled_by: self.ctx.actor.id, released }])
     }
@@ -1323,7 +1329,8 @@ impl Decision<'_> {
         let mut ids: Vec<Uuid> = Vec::new();
         let mut fresh = Vec::new();
         for invitation in invitations {
-            if self.state.invitations.contains_key(&invitation.invitation_id) || ids.contains(&invitation.invitation_id) {
+            if self.state.invitations.contains_key(&invitation.invitation_id) || ids.contains(&invitation.invitation_id)
+            {
                 return Err(DomainError::InvitationIdTaken);
             }
             ids.push(invitation.invitation_id);
@@ -1408,7 +1415,8 @@ fn seat_event(
     now: DateTime<Utc>,
 ) -> Result<ActivityEvent, DomainError> {
     if details.is_paid() {
-        let amount_due = details.price.times(seats).ok_or_else(|| DomainError::invalid("seats", "the total is too large"))?;
+        let amount_due =
+            details.price.times(seats).ok_or_else(|| DomainError::invalid("seats", "the total is too large"))?;
         return Ok(ActivityEvent::BookingReserved {
             booking_id,
             member_id,
@@ -1596,8 +1604,12 @@ impl Describe for ActivityEvent {
             ),
             E::ActivitySubmitted {} => "ActivitySubmitted for review".to_owned(),
             E::ActivityPublished { time, visibility, approved_by, .. } => match approved_by {
-                Some(moderator) => format!("ActivityPublished ({}), approved by {}", describe_time(time), name(*moderator)),
-                None => format!("ActivityPublished ({}) by its organiser, {}", describe_time(time), visibility.as_str()),
+                Some(moderator) => {
+                    format!("ActivityPublished ({}), approved by {}", describe_time(time), name(*moderator))
+                }
+                None => {
+                    format!("ActivityPublished ({}) by its organiser, {}", describe_time(time), visibility.as_str())
+                }
             },
             E::ActivityRejected { reason, .. } => format!("ActivityRejected: \"{reason}\""),
             E::ActivityRescheduled { time, previous } => {
@@ -1610,7 +1622,13 @@ impl Describe for ActivityEvent {
                     let list: Vec<String> = released
                         .iter()
                         .map(|r| {
-                            format!("{} of {} ({} seats, {})", name(r.booking_id), name(r.member_id), r.seats, r.status.as_str())
+                            format!(
+                                "{} of {} ({} seats, {})",
+                                name(r.booking_id),
+                                name(r.member_id),
+                                r.seats,
+                                r.status.as_str()
+                            )
                         })
                         .collect();
                     format!("released {}", list.join(", "))
@@ -1668,6 +1686,9 @@ impl Describe for ActivityEvent {
                 name(*booking_id),
                 name(*member_id)
             ),
+            E::GuestsInvited { invitations } if invitations.len() > 5 => {
+                format!("GuestsInvited: {} invitations", invitations.len())
+            }
             E::GuestsInvited { invitations } => {
                 let list: Vec<String> =
                     invitations.iter().map(|i| format!("{} {}", name(i.invitation_id), i.email)).collect();

@@ -262,7 +262,13 @@ impl Aggregate for Chat {
                 if !(MIN_GROUP_MEMBERS..=MAX_GROUP_MEMBERS).contains(&members.len()) {
                     return Err(DomainError::ChatSize { min: MIN_GROUP_MEMBERS, max: MAX_GROUP_MEMBERS });
                 }
-                Ok(vec![E::ChatStarted { chat_id, kind: ChatKind::Group, title, started_by: actor, member_ids: members }])
+                Ok(vec![E::ChatStarted {
+                    chat_id,
+                    kind: ChatKind::Group,
+                    title,
+                    started_by: actor,
+                    member_ids: members,
+                }])
             }
             C::OpenActivityRoom { chat_id, activity_id, organiser_id, title } => {
                 if !ctx.is_system() {

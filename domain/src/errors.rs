@@ -282,11 +282,19 @@ impl DomainError {
         use DomainError::*;
         match self {
             Invalid { .. } | TooManyInvitations { .. } => ErrorKind::Validation,
-            NotTheMember | NotTheOrganiser | NotAnOrganiser | NotAModerator | NotTheSystem
-            | NotTheBookingHolder | NotAChatMember | NotTheSender | ActivityRoomIsManaged
-            | MemberSuspended | InvitationRequired => ErrorKind::Forbidden,
-            MemberNotFound | MemberForgotten | ActivityNotFound | BookingNotFound
-            | InvitationNotFound | ChildNotFound | ChatNotFound | MessageNotFound => ErrorKind::NotFound,
+            NotTheMember
+            | NotTheOrganiser
+            | NotAnOrganiser
+            | NotAModerator
+            | NotTheSystem
+            | NotTheBookingHolder
+            | NotAChatMember
+            | NotTheSender
+            | ActivityRoomIsManaged
+            | MemberSuspended
+            | InvitationRequired => ErrorKind::Forbidden,
+            MemberNotFound | MemberForgotten | ActivityNotFound | BookingNotFound | InvitationNotFound
+            | ChildNotFound | ChatNotFound | MessageNotFound => ErrorKind::NotFound,
             _ => ErrorKind::Conflict,
         }
     }

@@ -12,14 +12,14 @@
 //!
 //! Nothing here reads a clock, a database or the network.
 
-pub mod core;
-pub mod errors;
-pub mod values;
-pub mod member;
 pub mod activity;
 pub mod chat;
-pub mod testkit;
+pub mod core;
+pub mod errors;
+pub mod member;
 pub mod specs;
+pub mod testkit;
+pub mod values;
 
 pub use crate::core::*;
 pub use crate::errors::DomainError;

@@ -331,10 +331,8 @@ pub fn describe_actor(actor: &Actor) -> String {
     if actor.has(Role::System) {
         return "the system".to_owned();
     }
-    let role = [Role::Moderator, Role::Organiser, Role::Auditor]
-        .into_iter()
-        .find(|r| actor.has(*r))
-        .unwrap_or(Role::Member);
+    let role =
+        [Role::Moderator, Role::Organiser, Role::Auditor].into_iter().find(|r| actor.has(*r)).unwrap_or(Role::Member);
     format!("{} ({})", crate::specs::fixtures::name(actor.id), role.as_str())
 }
 
@@ -355,8 +353,7 @@ pub fn line_diff(expected: &str, actual: &str) -> String {
     let mut lcs = vec![vec![0usize; b_mid.len() + 1]; a_mid.len() + 1];
     for i in (0..a_mid.len()).rev() {
         for j in (0..b_mid.len()).rev() {
-            lcs[i][j] =
-                if a_mid[i] == b_mid[j] { lcs[i + 1][j + 1] + 1 } else { lcs[i + 1][j].max(lcs[i][j + 1]) };
+            lcs[i][j] = if a_mid[i] == b_mid[j] { lcs[i + 1][j + 1] + 1 } else { lcs[i + 1][j].max(lcs[i][j + 1]) };
         }
     }
     let (mut i, mut j) = (0, 0);
@@ -392,9 +389,8 @@ mod tests {
     #[test]
     fn a_failing_scenario_explains_itself_with_a_diff() {
         use crate::chat::{ChatCommand, ChatEvent};
-        let scenario = given_nothing()
-            .when(ChatCommand::Leave)
-            .then([ChatEvent::ChatMemberLeft { member_id: DEFAULT_ACTOR_ID }]);
+        let scenario =
+            given_nothing().when(ChatCommand::Leave).then([ChatEvent::ChatMemberLeft { member_id: DEFAULT_ACTOR_ID }]);
         let message = scenario.check().expect_err("a chat that never started cannot be left");
         assert!(message.contains("- Events("), "{message}");
         assert!(message.contains("+ Error("), "{message}");

@@ -499,10 +499,7 @@ impl MediaFile {
         match content_type.strip_prefix(prefix) {
             Some(sub) if !sub.is_empty() && content_type.len() <= 100 => {}
             _ => {
-                return Err(DomainError::invalid(
-                    "content_type",
-                    format!("a {} must be {prefix}*", kind.as_str()),
-                ));
+                return Err(DomainError::invalid("content_type", format!("a {} must be {prefix}*", kind.as_str())));
             }
         }
         if bytes == 0 || bytes > Self::MAX_BYTES {

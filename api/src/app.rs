@@ -1,0 +1,191 @@
+//! `App::build(settings)`: shared by `main` and the tests. Connects, migrates, starts
+//! the projectors, creates bootstrap accounts, binds the listener.
+
+use crate::auth::{Jwt, hash_password};
+use crate::routes;
+use crate::settings::{BootstrapAccount, ProcessRole, Settings};
+use crate::state::AppState;
+use anyhow::Context as _;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use gather_commands::store::postgres::PostgresStore;
+use gather_commands::store::sqlite::SqliteStore;
+use gather_commands::uniqueness::{email_owner, reserve_email};
+use gather_commands::{CommandHandler, CommandMeta, Db, EventStore};
+use gather_domain::member::{Member, MemberCommand};
+use gather_domain::values::{DisplayName, Email};
+use gather_domain::{Actor, Role};
+use gather_projections::Projectors;
+use gather_projections::bus::Bus;
+use secrecy::{ExposeSecret, SecretString};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower_http::trace::TraceLayer;
+use uuid::Uuid;
+
+/// A built, not yet serving, Gather process.
+pub struct App {
+    listener: TcpListener,
+    state: AppState,
+    shutdown: watch::Sender<bool>,
+}
+
+/// Connects to the database of `settings` and returns the store over it.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<(Db, Arc<dyn EventStore>)> {
+    if settings.database_url.starts_with("sqlite:") {
+        std::fs::create_dir_all(&settings.data_dir)
+            .with_context(|| format!("could not create GATHER_DATA_DIR {}", settings.data_dir.display()))?;
+    }
+    let db = Db::connect(&settings.database_url).await.context("could not open GATHER_DATABASE_URL")?;
+    let store: Arc<dyn EventStore> = match &db {
+        Db::Postgres(pool) => Arc::new(PostgresStore::new(pool.clone())),
+        Db::Sqlite { writer, reader } => Arc::new(SqliteStore::new(writer.clone(), reader.clone())),
+    };
+    Ok((db, store))
+}
+
+/// The JWT secret: configured, or generated once into the data dir (embedded only).
+fn jwt_secret(settings: &Settings) -> anyhow::Result<SecretString> {
+    if let Some(s) = &settings.jwt_secret {
+        return Ok(s.clone());
+    }
+    let path = settings.data_dir.join("jwt-secret");
+    if let Ok(s) = std::fs::read_to_string(&path)
+        && s.trim().len() >= 32
+    {
+        return Ok(SecretString::from(s.trim().to_string()));
+    }
+    let secret: String = {
+        use rand::Rng;
+        let bytes: [u8; 32] = rand::rng().random();
+        hex::encode(bytes)
+    };
+    std::fs::write(&path, &secret).with_context(|| format!("could not write {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+    }
+    tracing::info!(path = %path.display(), "generated a JWT secret");
+    Ok(SecretString::from(secret))
+}
+
+/// The whole HTTP surface.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(routes::auth::router())
+        .merge(routes::me::router())
+        .merge(routes::activities::router())
+        .merge(routes::health::router())
+        .fallback(|| async { crate::error::ApiError::NotFound("no such route".into()) })
+        .layer(DefaultBodyLimit::max(crate::extract::MAX_BODY))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Creates (or promotes) a bootstrap account with `role`.
+async fn bootstrap(state: &AppState, account: &BootstrapAccount, role: Role) -> anyhow::Result<()> {
+    let email = Email::parse(&account.email).map_err(|e| anyhow::anyhow!("bootstrap {}: {e}", role.as_str()))?;
+    let normalized = email.normalized();
+    let member_id = match email_owner(state.store.as_ref(), &normalized).await? {
+        Some(id) => id,
+        None => {
+            let member_id = Uuid::now_v7();
+            let hash = hash_password(account.password.expose_secret().to_string())
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let name = DisplayName::parse(role.as_str()).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let cmd = MemberCommand::Register { member_id, email, password_hash: hash, display_name: name };
+            let meta = CommandMeta::new(Actor::system());
+            state
+                .commands
+                .handle_with::<Member>(member_id, cmd, &meta, |_| vec![reserve_email(&normalized, member_id)])
+                .await?;
+            member_id
+        }
+    };
+    let meta = CommandMeta::new(Actor::system());
+    state.commands.handle::<Member>(member_id, MemberCommand::GrantRole { role }, &meta).await?;
+    tracing::info!(%member_id, role = role.as_str(), "bootstrap account ready");
+    Ok(())
+}
+
+impl App {
+    /// Connects, migrates, starts workers and binds `settings.bind` (port 0 = any).
+    pub async fn build(settings: Settings) -> anyhow::Result<App> {
+        let (db, store) = open_store(&settings).await?;
+        db.migrate().await.context("could not migrate the database")?;
+        let jwt = Jwt::new(&jwt_secret(&settings)?);
+        let bus = match &settings.amqp_url {
+            Some(url) => Some(Arc::new(
+                Bus::connect(url, Duration::from_secs(10)).await.context("could not connect to GATHER_AMQP_URL")?,
+            )),
+            None => None,
+        };
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let projections = if settings.runs(ProcessRole::Projector) { gather_projections::all() } else { Vec::new() };
+        let projectors = Projectors::start(db.clone(), store.clone(), projections, shutdown_rx)
+            .await
+            .context("could not start the projectors")?;
+        let commands = CommandHandler::new(store.clone());
+        let state = AppState { settings: Arc::new(settings.clone()), db, store, commands, projectors, jwt, bus };
+        if let Some(a) = &settings.bootstrap_moderator {
+            bootstrap(&state, a, Role::Moderator).await.context("GATHER_BOOTSTRAP_MODERATOR")?;
+        }
+        if let Some(a) = &settings.bootstrap_auditor {
+            bootstrap(&state, a, Role::Auditor).await.context("GATHER_BOOTSTRAP_AUDITOR")?;
+        }
+        let listener = TcpListener::bind(settings.bind)
+            .await
+            .with_context(|| format!("could not bind GATHER_BIND {}", settings.bind))?;
+        Ok(App { listener, state, shutdown })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// The shared state (tests inspect the store through it).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `stop` resolves, then stops the workers.
+    pub async fn run_until(self, stop: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let router = router(self.state.clone());
+        tracing::info!(addr = %self.local_addr(), "gather is listening");
+        let result = axum::serve(self.listener, router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(stop)
+            .await;
+        let _ = self.shutdown.send(true);
+        result.context("the HTTP server failed")
+    }
+
+    /// Serves until Ctrl-C or SIGTERM.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,98 @@
+//! Extractors that answer bad input with problem+json instead of axum's plain text.
+
+use crate::error::{ApiError, FieldError};
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+/// The largest JSON body accepted (API.md: 413 above 1 MiB).
+pub const MAX_BODY: usize = 1024 * 1024;
+
+/// A JSON body; malformed JSON, wrong types and missing fields are 400s naming the field,
+/// a wrong content type 415, an oversize body 413.
+pub struct Json<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Json(v)),
+            Err(JsonRejection::JsonDataError(e)) => Err(data_error(&e.body_text())),
+            Err(JsonRejection::JsonSyntaxError(_)) => {
+                Err(ApiError::BadRequest { detail: "the body is not valid JSON".into(), errors: vec![] })
+            }
+            Err(JsonRejection::MissingJsonContentType(_)) => {
+                Err(ApiError::UnsupportedMediaType("expected Content-Type: application/json".into()))
+            }
+            Err(JsonRejection::BytesRejection(_)) => Err(ApiError::PayloadTooLarge(MAX_BODY)),
+            Err(other) => Err(ApiError::BadRequest { detail: other.body_text(), errors: vec![] }),
+        }
+    }
+}
+
+/// Turns serde's message ("…: missing field `title` at line 1 column 2") into a field error.
+fn data_error(text: &str) -> ApiError {
+    let msg = text.strip_prefix("Failed to deserialize the JSON body into the target type: ").unwrap_or(text);
+    let (path, reason) = match msg.split_once(": ") {
+        Some((p, r)) if !p.contains(' ') => (p.to_string(), r.to_string()),
+        _ => (String::new(), msg.to_string()),
+    };
+    let reason = reason.split(" at line ").next().unwrap_or(&reason).to_string();
+    let field = if let Some(f) = reason.strip_prefix("missing field `").and_then(|r| r.split('`').next()) {
+        if path.is_empty() || path == "." { f.to_string() } else { format!("{path}.{f}") }
+    } else if path.is_empty() || path == "." {
+        "body".to_string()
+    } else {
+        path
+    };
+    ApiError::BadRequest { detail: format!("{field}: {reason}"), errors: vec![FieldError { field, message: reason }] }
+}
+
+/// A path parameter; an unparseable id is a 404 (no such resource).
+pub struct Path<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(Path(v)),
+            Err(PathRejection::FailedToDeserializePathParams(_)) => {
+                Err(ApiError::NotFound("no such resource (ids are UUIDs)".into()))
+            }
+            Err(e) => Err(ApiError::internal(anyhow::anyhow!(e.body_text()))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_field_is_named() {
+        let e = data_error(
+            "Failed to deserialize the JSON body into the target type: missing field `title` at line 1 column 2",
+        );
+        match e {
+            ApiError::BadRequest { errors, .. } => assert_eq!(errors[0].field, "title"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_wrong_type_names_its_path() {
+        let e = data_error(
+            "Failed to deserialize the JSON body into the target type: capacity: invalid type: string \"x\", expected i64 at line 1 column 20",
+        );
+        match e {
+            ApiError::BadRequest { errors, .. } => {
+                assert_eq!(errors[0].field, "capacity");
+                assert!(errors[0].message.starts_with("invalid type"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! HTTP conventions shared by every route: command answers (`ETag`, `Gather-Position`,
+//! `Location`), command metadata from headers (`Idempotency-Key`, `If-Match`,
+//! `X-Request-Id`) and read-your-writes (`Gather-Min-Position`).
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use gather_commands::{CommandMeta, CommandOutcome};
+use gather_domain::Actor;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// `Gather-Position`.
+pub const GATHER_POSITION: HeaderName = HeaderName::from_static("gather-position");
+/// `Gather-Min-Position`.
+pub const GATHER_MIN_POSITION: HeaderName = HeaderName::from_static("gather-min-position");
+/// How long a GET waits for read models to reach `Gather-Min-Position`.
+pub const MAX_WAIT: Duration = Duration::from_secs(5);
+
+/// Builds the command metadata from the request headers.
+pub fn command_meta(headers: &HeaderMap, actor: Actor, route: &str) -> Result<CommandMeta, ApiError> {
+    let mut meta = CommandMeta::new(actor);
+    if let Some(key) = headers.get("idempotency-key") {
+        let key = key.to_str().map_err(|_| ApiError::field("Idempotency-Key", "must be visible ASCII"))?;
+        if key.is_empty() || key.len() > 200 {
+            return Err(ApiError::field("Idempotency-Key", "must be 1 to 200 characters"));
+        }
+        // One key means one command per actor and route.
+        let digest = Sha256::digest(format!("{}|{route}|{key}", meta.actor.id).as_bytes());
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        meta.command_id = uuid::Builder::from_custom_bytes(bytes).into_uuid();
+    }
+    meta.correlation_id = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| Uuid::parse_str(v).ok())
+        .unwrap_or(meta.command_id);
+    if let Some(v) = headers.get(header::IF_MATCH) {
+        let v = v.to_str().map_err(|_| ApiError::field("If-Match", "must be \"<version>\""))?;
+        let n = v.trim().trim_start_matches("W/").trim_matches('"');
+        meta.if_match = Some(n.parse().map_err(|_| ApiError::field("If-Match", "must be \"<version>\""))?);
+    }
+    Ok(meta)
+}
+
+/// The answer to a command: `{id, position, version}` plus `ETag` and `Gather-Position`.
+pub fn command_response<E>(status: StatusCode, id: Uuid, outcome: &CommandOutcome<E>, extra: Value) -> Response {
+    let mut body = json!({"id": id, "position": outcome.position, "version": outcome.version});
+    if let (Some(b), Value::Object(extra)) = (body.as_object_mut(), extra) {
+        b.extend(extra);
+    }
+    let mut res = (status, axum::Json(body)).into_response();
+    position_headers(res.headers_mut(), outcome.position, Some(outcome.version));
+    res
+}
+
+/// Sets `Gather-Position` (and `ETag` for a version).
+pub fn position_headers(headers: &mut HeaderMap, position: i64, version: Option<i64>) {
+    headers.insert(GATHER_POSITION, HeaderValue::from(position));
+    if let Some(v) = version
+        && let Ok(etag) = HeaderValue::from_str(&format!("\"{v}\""))
+    {
+        headers.insert(header::ETAG, etag);
+    }
+}
+
+/// Waits for `Gather-Min-Position` if the request carries it; returns the position the
+/// read models reflect afterwards (for the answer's `Gather-Position`).
+pub async fn consistent_read(state: &AppState, headers: &HeaderMap) -> Result<i64, ApiError> {
+    if let Some(v) = headers.get(GATHER_MIN_POSITION) {
+        let position: i64 = v
+            .to_str()
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .filter(|p| *p >= 0)
+            .ok_or_else(|| ApiError::field("Gather-Min-Position", "must be a non-negative integer"))?;
+        let deadline = Instant::now() + MAX_WAIT;
+        let mut wake = state.store.wake();
+        // The position may not be readable yet (its transaction is behind an older one).
+        let target = loop {
+            if position == 0 {
+                break None;
+            }
+            if let Some(cp) = state.store.checkpoint_of(position).await? {
+                break Some(cp);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ApiError::Unavailable(format!("position {position} is not readable yet")));
+            }
+            let _ = tokio::time::timeout(left.min(Duration::from_millis(100)), wake.changed()).await;
+        };
+        if let Some(cp) = target {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if !state.projectors.wait_for(cp, left).await {
+                return Err(ApiError::Unavailable(format!("read models have not reached position {position} yet")));
+            }
+        }
+    }
+    Ok(state.projectors.checkpoint().position)
+}
+
+/// A JSON answer with `Gather-Position` (and an `ETag` when a version is given).
+pub fn read_response(body: Value, position: i64, version: Option<i64>) -> Response {
+    let mut res = (StatusCode::OK, axum::Json(body)).into_response();
+    position_headers(res.headers_mut(), position, version);
+    res
+}

@@ -1,0 +1,27 @@
+//! Gather's HTTP API and process wiring.
+//!
+//! Reading order:
+//! - [`settings`]: typed `GATHER_*` settings;
+//! - [`app`]: `App::build(settings)` (shared by `main` and tests) and the router;
+//! - [`state`]: what handlers share;
+//! - [`error`], [`extract`], [`http`]: problem+json errors, JSON/path extractors,
+//!   command answers and read-your-writes;
+//! - [`auth`]: argon2 and JWT;
+//! - [`routes`]: one module per resource.
+
+pub mod app;
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod http;
+pub mod routes;
+pub mod settings;
+pub mod state;
+
+pub use app::App;
+pub use settings::Settings;
+
+/// Installs the process-wide rustls crypto provider (idempotent). Call first thing.
+pub fn install_crypto() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}

@@ -1,0 +1,143 @@
+//! `POST /v1/auth/register`, `POST /v1/auth/login`.
+
+use crate::auth::{hash_password, verify_password};
+use crate::error::ApiError;
+use crate::extract::Json;
+use crate::http::{command_meta, command_response};
+use crate::state::AppState;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use gather_commands::CommandError;
+use gather_commands::uniqueness::{email_owner, reserve_email};
+use gather_domain::member::{Member, MemberCommand, MemberState};
+use gather_domain::values::{DisplayName, Email};
+use gather_domain::{Actor, Role};
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+
+/// The routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v1/auth/register", post(register)).route("/v1/auth/login", post(login))
+}
+
+/// Passwords are at least this long (API.md).
+pub const MIN_PASSWORD: usize = 10;
+/// Passwords are at most this long (argon2 cost stays bounded).
+pub const MAX_PASSWORD: usize = 1024;
+
+#[derive(Deserialize)]
+struct Register {
+    email: String,
+    password: String,
+    display_name: String,
+}
+
+fn check_password(field: &str, password: &str) -> Result<(), ApiError> {
+    let n = password.chars().count();
+    if n < MIN_PASSWORD {
+        return Err(ApiError::field(field, format!("must be at least {MIN_PASSWORD} characters")));
+    }
+    if password.len() > MAX_PASSWORD {
+        return Err(ApiError::field(field, format!("must be at most {MAX_PASSWORD} bytes")));
+    }
+    Ok(())
+}
+
+/// Registers a member: one atomic append of the member's first events and the email
+/// reservation, so two registrations of one address can never both succeed.
+pub async fn register_member(
+    state: &AppState,
+    headers: &HeaderMap,
+    email: &str,
+    password: String,
+    display_name: &str,
+) -> Result<(Uuid, gather_commands::CommandOutcome<gather_domain::member::MemberEvent>), ApiError> {
+    let email = Email::parse(email)?;
+    let display_name = DisplayName::parse(display_name)?;
+    check_password("password", &password)?;
+    let member_id = Uuid::now_v7();
+    let normalized = email.normalized();
+    let password_hash = hash_password(password).await?;
+    let actor = Actor::new(member_id, [Role::Member]);
+    let meta = command_meta(headers, actor, "register")?;
+    let command = MemberCommand::Register { member_id, email, password_hash, display_name };
+    let outcome = state
+        .commands
+        .handle_with::<Member>(member_id, command, &meta, |_| vec![reserve_email(&normalized, member_id)])
+        .await
+        .map_err(|e| match e {
+            CommandError::Taken { .. } => {
+                ApiError::Conflict { code: "email_taken", detail: "a member with this email already exists".into() }
+            }
+            other => other.into(),
+        })?;
+    // A repeated Idempotency-Key answers with the member created the first time.
+    let id = outcome.stream.strip_prefix("member-").and_then(|s| Uuid::parse_str(s).ok()).unwrap_or(member_id);
+    Ok((id, outcome))
+}
+
+async fn register(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Json(body): Json<Register>,
+) -> Result<Response, ApiError> {
+    let (member_id, outcome) =
+        register_member(&state, &headers, &body.email, body.password, &body.display_name).await?;
+    let token = state.jwt.issue(member_id, &[Role::Member])?;
+    let mut res =
+        command_response(StatusCode::CREATED, member_id, &outcome, json!({"member_id": member_id, "token": token}));
+    res.headers_mut().insert(header::LOCATION, "/v1/me".parse().expect("static header value"));
+    Ok(res)
+}
+
+#[derive(Deserialize)]
+struct Login {
+    email: String,
+    password: String,
+}
+
+/// The roles a member's state grants.
+pub fn roles_of(state: &MemberState) -> Vec<Role> {
+    let mut roles = vec![Role::Member];
+    if state.is_organiser() {
+        roles.push(Role::Organiser);
+    }
+    for r in &state.roles {
+        if !roles.contains(r) {
+            roles.push(*r);
+        }
+    }
+    roles
+}
+
+async fn login(State(state): State<AppState>, Json(body): Json<Login>) -> Result<Response, ApiError> {
+    let wrong = || ApiError::Unauthorized("wrong email or password".into());
+    if body.password.len() > MAX_PASSWORD || body.email.len() > 320 {
+        return Err(wrong());
+    }
+    let normalized = body.email.trim().to_lowercase();
+    let owner = email_owner(state.store.as_ref(), &normalized).await?;
+    let member = match owner {
+        Some(id) => Some((id, state.commands.load::<Member>(id).await?.state)),
+        None => None,
+    };
+    let hash = member.as_ref().and_then(|(_, m)| m.password_hash.clone());
+    if !verify_password(body.password, hash).await? {
+        return Err(wrong());
+    }
+    let Some((member_id, member)) = member else { return Err(wrong()) };
+    if member.forgotten {
+        return Err(wrong());
+    }
+    if member.suspended {
+        return Err(ApiError::Forbidden { code: "member_suspended", detail: "this member is suspended".into() });
+    }
+    let roles = roles_of(&member);
+    let token = state.jwt.issue(member_id, &roles)?;
+    let names: Vec<_> = roles.iter().map(|r| r.as_str()).collect();
+    Ok(axum::Json(json!({"member_id": member_id, "token": token, "roles": names})).into_response())
+}

@@ -1,0 +1,46 @@
+//! `GET /health/live`, `GET /health/ready`.
+
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+/// The routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/health/live", get(live)).route("/health/ready", get(ready))
+}
+
+async fn live() -> Response {
+    Json(json!({"status": "live"})).into_response()
+}
+
+/// Ready once the database answers, the broker (if any) is connected and every
+/// projector has caught up with the log as it was at start-up.
+async fn ready(State(state): State<AppState>) -> Response {
+    let database = state.db.ping().await.is_ok();
+    let broker = match &state.bus {
+        Some(bus) => bus.is_connected(),
+        None => true,
+    };
+    let projections: serde_json::Map<String, serde_json::Value> = state
+        .projectors
+        .progress()
+        .into_iter()
+        .map(|(name, p)| {
+            (name.to_string(), json!({"position": p.checkpoint.position, "state": format!("{:?}", p.state)}))
+        })
+        .collect();
+    let caught_up = state.projectors.ready();
+    let ok = database && broker && caught_up;
+    let body = Json(json!({
+        "status": if ok { "ready" } else { "not_ready" },
+        "database": database,
+        "broker": broker,
+        "projections": projections,
+    }));
+    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, body).into_response()
+}

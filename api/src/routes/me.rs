@@ -1,0 +1,60 @@
+//! `GET /v1/me`, `POST /v1/me/organiser`.
+
+use crate::auth::Authed;
+use crate::error::ApiError;
+use crate::extract::Json;
+use crate::http::{command_meta, command_response, consistent_read, read_response};
+use crate::state::AppState;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::{get, post};
+use gather_domain::member::{Member, MemberCommand};
+use gather_domain::values::OrganisationName;
+use gather_projections::queries;
+use serde::Deserialize;
+use serde_json::json;
+
+/// The routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v1/me", get(me)).route("/v1/me/organiser", post(become_organiser))
+}
+
+async fn me(State(state): State<AppState>, Authed(actor): Authed, headers: HeaderMap) -> Result<Response, ApiError> {
+    let position = consistent_read(&state, &headers).await?;
+    let m = queries::member(&state.db, actor.id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("no profile for this member (yet)".into()))?;
+    let body = json!({
+        "member_id": m.member_id,
+        "email": m.email,
+        "display_name": m.display_name,
+        "roles": m.roles.0,
+        "children": m.children.0,
+        "organiser": m.organiser.map(|o| o.0),
+        "suspended": m.suspended,
+    });
+    Ok(read_response(body, position, None))
+}
+
+#[derive(Deserialize)]
+struct BecomeOrganiser {
+    organisation_name: String,
+}
+
+async fn become_organiser(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    headers: HeaderMap,
+    Json(body): Json<BecomeOrganiser>,
+) -> Result<Response, ApiError> {
+    // Parsed here too so a bad name is a 400 before the member stream is loaded.
+    OrganisationName::parse(&body.organisation_name)?;
+    let organisation_name = body.organisation_name;
+    let id = actor.id;
+    let meta = command_meta(&headers, actor, "me/organiser")?;
+    let outcome =
+        state.commands.handle::<Member>(id, MemberCommand::BecomeOrganiser { organisation_name }, &meta).await?;
+    Ok(command_response(StatusCode::ACCEPTED, id, &outcome, json!({})))
+}

@@ -1,0 +1,6 @@
+//! Routes, one module per resource; each exposes `fn router() -> Router<AppState>`.
+
+pub mod activities;
+pub mod auth;
+pub mod health;
+pub mod me;

@@ -1,0 +1,192 @@
+//! Typed settings from the `GATHER_*` environment variables. Only this module reads the
+//! environment; a wrong value stops start-up with one line naming the variable.
+
+use secrecy::SecretString;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Which parts of Gather this process runs (`GATHER_ROLES`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessRole {
+    /// The HTTP API.
+    Api,
+    /// The projector workers.
+    Projector,
+    /// The notification worker.
+    Notifier,
+    /// Timers and process managers.
+    Scheduler,
+}
+
+/// An account created at start-up if missing (`email:password`).
+#[derive(Debug, Clone)]
+pub struct BootstrapAccount {
+    /// Login email.
+    pub email: String,
+    /// Initial password.
+    pub password: SecretString,
+}
+
+/// Everything Gather reads from its environment.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `GATHER_BIND`: listen address.
+    pub bind: SocketAddr,
+    /// `GATHER_DATA_DIR`: embedded database, mail files, generated secrets.
+    pub data_dir: PathBuf,
+    /// `GATHER_DATABASE_URL`: `sqlite://…` (default) or `postgres://…`.
+    pub database_url: String,
+    /// `GATHER_AMQP_URL`: RabbitMQ; unset = in-process bus.
+    pub amqp_url: Option<String>,
+    /// `GATHER_SMTP_URL`: SMTP; unset = mail files.
+    pub smtp_url: Option<String>,
+    /// `GATHER_JWT_SECRET`: required in production; generated into the data dir otherwise.
+    pub jwt_secret: Option<SecretString>,
+    /// `GATHER_BOOTSTRAP_MODERATOR`.
+    pub bootstrap_moderator: Option<BootstrapAccount>,
+    /// `GATHER_BOOTSTRAP_AUDITOR`.
+    pub bootstrap_auditor: Option<BootstrapAccount>,
+    /// `GATHER_ROLES`.
+    pub roles: Vec<ProcessRole>,
+}
+
+/// A setting that cannot be used; the message names the variable.
+#[derive(Debug, thiserror::Error)]
+#[error("{variable}: {reason}")]
+pub struct SettingsError {
+    /// The variable's name.
+    pub variable: &'static str,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+fn err(variable: &'static str, reason: impl Into<String>) -> SettingsError {
+    SettingsError { variable, reason: reason.into() }
+}
+
+impl Settings {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Settings, SettingsError> {
+        Settings::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Reads settings through `get` (the environment, or a map in tests).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Settings, SettingsError> {
+        let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
+        let bind = match get("GATHER_BIND") {
+            Some(v) => v.parse().map_err(|_| err("GATHER_BIND", format!("not a socket address: {v:?}")))?,
+            None => SocketAddr::from(([127, 0, 0, 1], 8080)),
+        };
+        let data_dir = PathBuf::from(get("GATHER_DATA_DIR").unwrap_or_else(|| "./gather-data".into()));
+        let database_url = match get("GATHER_DATABASE_URL") {
+            Some(v) if v.starts_with("postgres://") || v.starts_with("postgresql://") || v.starts_with("sqlite:") => v,
+            Some(v) => {
+                return Err(err("GATHER_DATABASE_URL", format!("expected postgres://… or sqlite://…, got {v:?}")));
+            }
+            None => format!("sqlite://{}/gather.db", data_dir.display()),
+        };
+        let amqp_url = match get("GATHER_AMQP_URL") {
+            Some(v) if v.starts_with("amqp://") || v.starts_with("amqps://") => Some(v),
+            Some(v) => return Err(err("GATHER_AMQP_URL", format!("expected amqp://…, got {v:?}"))),
+            None => None,
+        };
+        let smtp_url = match get("GATHER_SMTP_URL") {
+            Some(v) if v.starts_with("smtp://") || v.starts_with("smtps://") => Some(v),
+            Some(v) => return Err(err("GATHER_SMTP_URL", format!("expected smtp://host:port, got {v:?}"))),
+            None => None,
+        };
+        let jwt_secret = match get("GATHER_JWT_SECRET") {
+            Some(v) if v.len() < 32 => return Err(err("GATHER_JWT_SECRET", "must be at least 32 characters")),
+            Some(v) => Some(SecretString::from(v)),
+            None if !database_url.starts_with("sqlite:") => {
+                return Err(err("GATHER_JWT_SECRET", "required when GATHER_DATABASE_URL is not SQLite"));
+            }
+            None => None,
+        };
+        let bootstrap = |var: &'static str| -> Result<Option<BootstrapAccount>, SettingsError> {
+            let Some(v) = get(var) else { return Ok(None) };
+            let (email, password) = v.split_once(':').ok_or_else(|| err(var, "expected email:password"))?;
+            if !email.contains('@') || password.len() < 10 {
+                return Err(err(var, "expected email:password with a password of at least 10 characters"));
+            }
+            Ok(Some(BootstrapAccount { email: email.to_string(), password: SecretString::from(password.to_string()) }))
+        };
+        let roles = match get("GATHER_ROLES") {
+            None => vec![ProcessRole::Api, ProcessRole::Projector, ProcessRole::Notifier, ProcessRole::Scheduler],
+            Some(v) => v
+                .split(',')
+                .map(|r| match r.trim() {
+                    "api" => Ok(ProcessRole::Api),
+                    "projector" => Ok(ProcessRole::Projector),
+                    "notifier" => Ok(ProcessRole::Notifier),
+                    "scheduler" => Ok(ProcessRole::Scheduler),
+                    other => Err(err(
+                        "GATHER_ROLES",
+                        format!("unknown role {other:?} (expected api, projector, notifier, scheduler)"),
+                    )),
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        Ok(Settings {
+            bind,
+            data_dir,
+            database_url,
+            amqp_url,
+            smtp_url,
+            jwt_secret,
+            bootstrap_moderator: bootstrap("GATHER_BOOTSTRAP_MODERATOR")?,
+            bootstrap_auditor: bootstrap("GATHER_BOOTSTRAP_AUDITOR")?,
+            roles,
+        })
+    }
+
+    /// Whether this process runs `role`.
+    pub fn runs(&self, role: ProcessRole) -> bool {
+        self.roles.contains(&role)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Settings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_are_the_embedded_profile() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.database_url, "sqlite://./gather-data/gather.db");
+        assert!(s.amqp_url.is_none());
+        assert_eq!(s.roles.len(), 4);
+    }
+
+    #[test]
+    fn a_bad_value_names_its_variable() {
+        let e = settings(&[("GATHER_BIND", "nope")]).unwrap_err();
+        assert_eq!(e.variable, "GATHER_BIND");
+        let e = settings(&[("GATHER_ROLES", "api,cook")]).unwrap_err();
+        assert!(e.to_string().starts_with("GATHER_ROLES: unknown role \"cook\""), "{e}");
+        let e = settings(&[("GATHER_DATABASE_URL", "mysql://x")]).unwrap_err();
+        assert_eq!(e.variable, "GATHER_DATABASE_URL");
+        let e = settings(&[("GATHER_AMQP_URL", "http://x")]).unwrap_err();
+        assert_eq!(e.variable, "GATHER_AMQP_URL");
+        let e = settings(&[("GATHER_BOOTSTRAP_MODERATOR", "no-colon")]).unwrap_err();
+        assert_eq!(e.variable, "GATHER_BOOTSTRAP_MODERATOR");
+    }
+
+    #[test]
+    fn production_requires_a_jwt_secret() {
+        let e = settings(&[("GATHER_DATABASE_URL", "postgres://localhost/x")]).unwrap_err();
+        assert_eq!(e.variable, "GATHER_JWT_SECRET");
+        let ok = settings(&[
+            ("GATHER_DATABASE_URL", "postgres://localhost/x"),
+            ("GATHER_JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+        ]);
+        assert!(ok.is_ok());
+    }
+}

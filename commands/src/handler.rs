@@ -1,0 +1,303 @@
+//! The command handler: load → decide → append, retrying on conflicts.
+//!
+//! State is loaded from the latest valid snapshot plus the events after it, decided on
+//! with the actor and `now`, and appended with the loaded version as the expected
+//! version. A conflict reloads and decides again (bounded, with jitter) unless the
+//! caller pinned a version (`If-Match`). Snapshots are written by a spawned task after
+//! the append, never on its path.
+
+use crate::codec::{self, Upcasters};
+use crate::store::{
+    AppendMeta, AppendResult, EventStore, ExpectedVersion, Snapshot, StoreError, StreamAppend, stream_name,
+};
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use gather_domain::{Actor, Aggregate, Context, DomainError};
+use rand::Rng;
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// How many times a conflicting decision is retried on fresh state.
+pub const MAX_RETRIES: u32 = 8;
+
+/// A source of "now" (a real clock in production, a fixed one in tests).
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+/// Who issues a command and how it is tracked.
+#[derive(Debug, Clone)]
+pub struct CommandMeta {
+    /// The command id (the `Idempotency-Key` when given).
+    pub command_id: Uuid,
+    /// The request's correlation id.
+    pub correlation_id: Uuid,
+    /// The event that caused this command (process managers).
+    pub causation_id: Option<Uuid>,
+    /// The authenticated actor.
+    pub actor: Actor,
+    /// A version pinned by `If-Match`: no retry, a conflict is reported.
+    pub if_match: Option<i64>,
+}
+
+impl CommandMeta {
+    /// A fresh command by `actor`, correlated with itself.
+    pub fn new(actor: Actor) -> Self {
+        let id = Uuid::now_v7();
+        CommandMeta { command_id: id, correlation_id: id, causation_id: None, actor, if_match: None }
+    }
+}
+
+/// What a handled command produced.
+#[derive(Debug, Clone)]
+pub struct CommandOutcome<E> {
+    /// The stream written.
+    pub stream: String,
+    /// The global position of the last event written (or of the stream's last event
+    /// when the decision produced none).
+    pub position: i64,
+    /// The stream's version after the command (-1: still no stream).
+    pub version: i64,
+    /// The events decided (empty for a repeated command id).
+    pub events: Vec<E>,
+    /// True when this command id had been handled before and nothing was written.
+    pub duplicate: bool,
+}
+
+/// Why a command was not carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// A domain rule refused it: report `code()` to the caller.
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    /// The pinned version (`If-Match`) is stale: answer 412 with the actual version.
+    #[error("the stream is at version {actual:?}, not the expected one")]
+    PreconditionFailed {
+        /// The stream's actual version.
+        actual: Option<i64>,
+    },
+    /// Another stream of the same append (e.g. an email reservation) already exists.
+    #[error("{stream} already exists")]
+    Taken {
+        /// The stream that was expected not to exist.
+        stream: String,
+    },
+    /// Conflicts did not settle within the retry budget: the caller may retry later.
+    #[error("too much contention on {stream}")]
+    Contention {
+        /// The contended stream.
+        stream: String,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A loaded aggregate: its state, version and the position of its last event.
+#[derive(Debug, Clone)]
+pub struct Loaded<S> {
+    /// The folded state.
+    pub state: S,
+    /// The last version (None = no stream).
+    pub version: Option<i64>,
+    /// The global position of the last event (0 = none).
+    pub position: i64,
+}
+
+/// Handles commands for any aggregate over one event store.
+#[derive(Clone)]
+pub struct CommandHandler {
+    store: Arc<dyn EventStore>,
+    upcasters: Arc<Upcasters>,
+    clock: Clock,
+    snapshot_every: i64,
+}
+
+impl CommandHandler {
+    /// A handler over `store`, with the system clock and snapshots every 100 events.
+    pub fn new(store: Arc<dyn EventStore>) -> Self {
+        CommandHandler { store, upcasters: Arc::new(Upcasters::new()), clock: Arc::new(Utc::now), snapshot_every: 100 }
+    }
+
+    /// Replaces the clock (tests, replays).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Replaces the upcasters.
+    pub fn with_upcasters(mut self, upcasters: Upcasters) -> Self {
+        self.upcasters = Arc::new(upcasters);
+        self
+    }
+
+    /// Takes a snapshot every `n` events (0 = never).
+    pub fn with_snapshot_every(mut self, n: i64) -> Self {
+        self.snapshot_every = n;
+        self
+    }
+
+    /// The store behind this handler.
+    pub fn store(&self) -> &Arc<dyn EventStore> {
+        &self.store
+    }
+
+    /// The current time by this handler's clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        (self.clock)()
+    }
+
+    /// Loads an aggregate from its latest valid snapshot plus the events after it.
+    pub async fn load<A: Aggregate>(&self, id: Uuid) -> Result<Loaded<A::State>, StoreError> {
+        let stream = stream_name(A::CATEGORY, id);
+        let (mut state, mut version) = match self.store.load_snapshot(&stream).await? {
+            Some(s) if s.state_version == A::STATE_VERSION as i32 => match serde_json::from_value(s.state) {
+                Ok(state) => (state, Some(s.version)),
+                Err(e) => {
+                    tracing::warn!(%stream, error = %e, "ignoring an unreadable snapshot");
+                    (A::State::default(), None)
+                }
+            },
+            _ => (A::State::default(), None),
+        };
+        let mut position = 0;
+        let from = version.map_or(0, |v| v + 1);
+        let mut events = self.store.read_stream(&stream, from);
+        while let Some(recorded) = events.try_next().await? {
+            let event: A::Event = codec::decode(&recorded, &self.upcasters)?;
+            state = A::evolve(state, &event);
+            version = Some(recorded.version);
+            position = recorded.position;
+        }
+        if position == 0 && version.is_some() {
+            // loaded wholly from a snapshot: find the last event's position
+            if let Some(last) = self.store.read_stream_backward(&stream).try_next().await? {
+                position = last.position;
+            }
+        }
+        Ok(Loaded { state, version, position })
+    }
+
+    /// Decides `command` on aggregate `id` and appends the result.
+    pub async fn handle<A>(
+        &self,
+        id: Uuid,
+        command: A::Command,
+        meta: &CommandMeta,
+    ) -> Result<CommandOutcome<A::Event>, CommandError>
+    where
+        A: Aggregate,
+        A::Command: Clone,
+    {
+        self.handle_with::<A>(id, command, meta, |_| Vec::new()).await
+    }
+
+    /// Like [`handle`](Self::handle), appending `extra` streams (built from the decided
+    /// events) in the same atomic append, e.g. a uniqueness reservation.
+    pub async fn handle_with<A>(
+        &self,
+        id: Uuid,
+        command: A::Command,
+        meta: &CommandMeta,
+        extra: impl Fn(&[A::Event]) -> Vec<StreamAppend> + Send,
+    ) -> Result<CommandOutcome<A::Event>, CommandError>
+    where
+        A: Aggregate,
+        A::Command: Clone,
+    {
+        let stream = stream_name(A::CATEGORY, id);
+        let mut attempt = 0;
+        loop {
+            let loaded = self.load::<A>(id).await?;
+            if let Some(pinned) = meta.if_match
+                && loaded.version != Some(pinned)
+            {
+                return Err(CommandError::PreconditionFailed { actual: loaded.version });
+            }
+            let ctx = Context { actor: meta.actor.clone(), now: self.now() };
+            let events = A::decide(&loaded.state, command.clone(), &ctx)?;
+            if events.is_empty() {
+                return Ok(CommandOutcome {
+                    stream,
+                    position: loaded.position,
+                    version: loaded.version.unwrap_or(-1),
+                    events,
+                    duplicate: false,
+                });
+            }
+            let encoded = events
+                .iter()
+                .map(codec::encode)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| StoreError::Invalid(format!("event not serializable: {e}")))?;
+            let expected = match loaded.version {
+                Some(v) => ExpectedVersion::Exact(v),
+                None => ExpectedVersion::NoStream,
+            };
+            let mut appends = vec![StreamAppend { stream: stream.clone(), expected, events: encoded }];
+            appends.extend(extra(&events));
+            let append_meta = AppendMeta {
+                command_id: meta.command_id,
+                correlation_id: meta.correlation_id,
+                causation_id: meta.causation_id,
+                actor: Some(meta.actor.id),
+            };
+            match self.store.append(&append_meta, appends).await {
+                Ok(result) => return Ok(self.finish::<A>(stream, loaded, events, result)),
+                Err(StoreError::Conflict { stream: s, actual, .. }) => {
+                    if s != stream {
+                        return Err(CommandError::Taken { stream: s });
+                    }
+                    if meta.if_match.is_some() {
+                        return Err(CommandError::PreconditionFailed { actual });
+                    }
+                    attempt += 1;
+                    if attempt > MAX_RETRIES {
+                        return Err(CommandError::Contention { stream });
+                    }
+                    let jitter = rand::rng().random_range(0..(1u64 << attempt.min(6)));
+                    tracing::debug!(%stream, attempt, "conflict; deciding again on fresh state");
+                    metrics_conflict();
+                    tokio::time::sleep(Duration::from_millis(jitter)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    fn finish<A: Aggregate>(
+        &self,
+        stream: String,
+        loaded: Loaded<A::State>,
+        events: Vec<A::Event>,
+        result: AppendResult,
+    ) -> CommandOutcome<A::Event> {
+        let mine = result.streams.iter().find(|s| s.stream == stream);
+        let (position, version) = mine.map_or((result.last_position(), -1), |s| (s.last_position, s.version));
+        if result.duplicate {
+            return CommandOutcome { stream, position, version, events: Vec::new(), duplicate: true };
+        }
+        let before = loaded.version.unwrap_or(-1);
+        if self.snapshot_every > 0 && (version + 1) / self.snapshot_every > (before + 1) / self.snapshot_every {
+            let state = events.iter().fold(loaded.state, A::evolve);
+            let store = self.store.clone();
+            let name = stream.clone();
+            tokio::spawn(async move {
+                let snapshot = match serde_json::to_value(&state) {
+                    Ok(state) => Snapshot { version, state_version: A::STATE_VERSION as i32, state },
+                    Err(e) => return tracing::warn!(stream = %name, error = %e, "state not serializable"),
+                };
+                if let Err(e) = store.save_snapshot(&name, &snapshot).await {
+                    tracing::warn!(stream = %name, error = %e, "could not save a snapshot");
+                }
+            });
+        }
+        CommandOutcome { stream, position, version, events, duplicate: false }
+    }
+}
+
+fn metrics_conflict() {
+    CONFLICTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Conflicts retried since start (for benchmarks and metrics).
+pub static CONFLICTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);

@@ -1,0 +1,44 @@
+//! Set validation: a unique, case-insensitive member email (ARCHITECTURE.md decision 5).
+//!
+//! An email is reserved by appending `EmailReserved` to its own stream
+//! `email-{uuid derived from the normalized address}` with expected version `NoStream`,
+//! in the same atomic append as the member's first events. Login resolves an email to
+//! its member through the same stream, so it never waits on a projection.
+
+use crate::store::{EventStore, ExpectedVersion, NewEvent, StoreError, StreamAppend};
+use futures::TryStreamExt;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+/// The event type of a reservation.
+pub const EMAIL_RESERVED: &str = "EmailReserved";
+
+/// The reservation stream of a normalized email.
+pub fn email_stream(normalized: &str) -> String {
+    let digest = Sha256::digest(normalized.as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    format!("email-{}", uuid::Builder::from_custom_bytes(bytes).into_uuid())
+}
+
+/// The append that reserves `normalized` for `member_id`.
+pub fn reserve_email(normalized: &str, member_id: Uuid) -> StreamAppend {
+    StreamAppend {
+        stream: email_stream(normalized),
+        expected: ExpectedVersion::NoStream,
+        events: vec![NewEvent {
+            event_id: Uuid::now_v7(),
+            event_type: EMAIL_RESERVED.into(),
+            schema_version: 1,
+            data: json!({ "member_id": member_id }),
+        }],
+    }
+}
+
+/// The member holding `normalized`, if any.
+pub async fn email_owner(store: &dyn EventStore, normalized: &str) -> Result<Option<Uuid>, StoreError> {
+    let stream = email_stream(normalized);
+    let first = store.read_stream(&stream, 0).try_next().await?;
+    Ok(first.and_then(|e| e.data.get("member_id").and_then(|v| v.as_str()).and_then(|s| Uuid::parse_str(s).ok())))
+}

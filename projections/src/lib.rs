@@ -1,0 +1,22 @@
+//! Gather's read side.
+//!
+//! Reading order:
+//! - [`runtime`]: the projector runtime: subscribe from a checkpoint, apply a batch and
+//!   write the checkpoint in one transaction, publish progress for read-your-writes;
+//! - [`members`], [`activities`]: the read models and their projections;
+//! - [`queries`]: typed reads of the read models for the API.
+
+pub mod activities;
+pub mod bus;
+pub mod members;
+pub mod queries;
+pub mod runtime;
+
+pub use runtime::{Progress, Projection, ProjectionError, Projectors};
+
+use std::sync::Arc;
+
+/// Every projection Gather runs, in a stable order.
+pub fn all() -> Vec<Arc<dyn Projection>> {
+    vec![Arc::new(members::MembersProjection), Arc::new(activities::ActivitiesProjection)]
+}

@@ -1,0 +1,218 @@
+//! `spawn_app(profile)`: a real Gather on port 0 with a fresh database.
+
+use gather_api::{App, Settings};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use uuid::Uuid;
+
+/// Which runtime profile a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// SQLite file in a temp dir, in-process bus.
+    Sqlite,
+    /// A fresh Postgres database on 127.0.0.1:5432 and RabbitMQ on 127.0.0.1:5672.
+    Postgres,
+}
+
+pub const MODERATOR: (&str, &str) = ("mod@gather.test", "moderator-password");
+pub const AUDITOR: (&str, &str) = ("audit@gather.test", "auditor-password");
+
+/// The Postgres server tests use (override with GATHER_TEST_PG).
+pub fn pg_base() -> String {
+    std::env::var("GATHER_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+/// Creates an empty database and returns its URL.
+pub async fn fresh_pg_database() -> String {
+    let name = format!("gather_e2e_{}", Uuid::new_v4().simple());
+    let admin = format!("{}/postgres", pg_base());
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
+        .await
+        .expect("Postgres must run on 127.0.0.1:5432 (see README: the test command starts it)");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .expect("create database");
+    format!("{}/{name}", pg_base())
+}
+
+/// A running Gather.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub http: reqwest::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    pub app_state: gather_api::state::AppState,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+pub async fn spawn_app(profile: Profile) -> TestApp {
+    gather_api::install_crypto();
+    let data_dir = std::env::temp_dir().join(format!("gather-test-{}", Uuid::new_v4().simple()));
+    let mut env: HashMap<&str, String> = HashMap::new();
+    env.insert("GATHER_BIND", "127.0.0.1:0".into());
+    env.insert("GATHER_DATA_DIR", data_dir.display().to_string());
+    env.insert("GATHER_BOOTSTRAP_MODERATOR", format!("{}:{}", MODERATOR.0, MODERATOR.1));
+    env.insert("GATHER_BOOTSTRAP_AUDITOR", format!("{}:{}", AUDITOR.0, AUDITOR.1));
+    if profile == Profile::Postgres {
+        env.insert("GATHER_DATABASE_URL", fresh_pg_database().await);
+        env.insert("GATHER_JWT_SECRET", "test-secret-test-secret-test-secret-0123".into());
+        env.insert(
+            "GATHER_AMQP_URL",
+            std::env::var("GATHER_TEST_AMQP").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into()),
+        );
+    }
+    let settings = Settings::from_lookup(|k| env.get(k).cloned()).expect("test settings");
+    let app = App::build(settings).await.expect("gather starts");
+    let addr = app.local_addr();
+    let app_state = app.state().clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.run_until(async move {
+        let _ = stopped.await;
+    }));
+    TestApp { addr, http: reqwest::Client::new(), stop: Some(stop), app_state }
+}
+
+/// An HTTP answer, read whole.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn position(&self) -> i64 {
+        self.header("gather-position").and_then(|v| v.parse().ok()).expect("Gather-Position header")
+    }
+
+    /// Asserts a problem+json answer with this status (and code, if given).
+    pub fn assert_problem(&self, status: u16, code: Option<&str>) {
+        assert_eq!(self.status, status, "unexpected answer: {:?}", self.body);
+        assert_eq!(self.header("content-type"), Some("application/problem+json"), "{:?}", self.body);
+        assert_eq!(self.body["status"], json!(status));
+        assert!(self.body["title"].is_string() && self.body["detail"].is_string(), "{:?}", self.body);
+        if let Some(code) = code {
+            assert_eq!(self.body["code"], json!(code), "{:?}", self.body);
+        }
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> Answer {
+        let res = req.send().await.expect("request sent");
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let bytes = res.bytes().await.expect("body read");
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        Answer { status, headers, body }
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Answer {
+        let mut req = self.http.post(self.url(path)).json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        self.send(req).await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>, min_position: Option<i64>) -> Answer {
+        let mut req = self.http.get(self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(p) = min_position {
+            req = req.header("Gather-Min-Position", p.to_string());
+        }
+        self.send(req).await
+    }
+
+    /// Registers a member and returns (member_id, token).
+    pub async fn register(&self, email: &str) -> (String, String) {
+        let a = self
+            .post(
+                "/v1/auth/register",
+                None,
+                json!({"email": email, "password": "correct horse battery", "display_name": "Ada"}),
+            )
+            .await;
+        assert_eq!(a.status, 201, "{:?}", a.body);
+        (a.body["member_id"].as_str().unwrap().to_string(), a.body["token"].as_str().unwrap().to_string())
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Answer {
+        self.post("/v1/auth/login", None, json!({"email": email, "password": password})).await
+    }
+
+    /// Registers, becomes organiser, logs in again: returns the organiser's token.
+    pub async fn organiser(&self, email: &str) -> String {
+        let (_, token) = self.register(email).await;
+        let a = self.post("/v1/me/organiser", Some(&token), json!({"organisation_name": "Clay Club"})).await;
+        assert_eq!(a.status, 202, "{:?}", a.body);
+        let a = self.login(email, "correct horse battery").await;
+        assert_eq!(a.status, 200, "{:?}", a.body);
+        a.body["token"].as_str().unwrap().to_string()
+    }
+
+    /// The number of events in the store (to prove bad input changed nothing).
+    pub async fn event_count(&self) -> i64 {
+        self.app_state.store.head().await.expect("head").position
+    }
+}
+
+/// A valid activity body.
+pub fn activity_body() -> Value {
+    json!({
+        "title": "Kids pottery",
+        "description": "Hands in clay for an afternoon.",
+        "category": "workshop",
+        "tags": ["kids", "clay"],
+        "starts_at": "2030-05-01T14:00:00Z",
+        "ends_at": "2030-05-01T16:00:00Z",
+        "capacity": 10,
+        "price": {"amount": 0, "currency": "EUR"},
+        "visibility": "public",
+        "location": {"kind": "venue", "name": "Studio", "address": "1 Clay St", "lat": 52.37, "lng": 4.89},
+        "age_min": 6,
+        "age_max": 12,
+        "waitlist": false
+    })
+}
+
+/// Generates one test per profile for an async scenario `fn(TestApp)`.
+
+macro_rules! both_profiles {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn on_sqlite() {
+                    super::$name(crate::harness::spawn_app(crate::harness::Profile::Sqlite).await).await;
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn on_postgres() {
+                    super::$name(crate::harness::spawn_app(crate::harness::Profile::Postgres).await).await;
+                }
+            }
+        )*
+    };
+}

@@ -1,0 +1,7 @@
+//! End-to-end tests through HTTP, against both profiles: SQLite (embedded) and
+//! Postgres + RabbitMQ (production). Each test gets its own database.
+
+#[macro_use]
+mod harness;
+mod compose;
+mod slice;
