@@ -1003,26 +1003,26 @@ impl Decision<'_> {
         let mut changed: Vec<String> = Vec::new();
         macro_rules! apply {
             ($field:ident, $locked:expr) => {
-                if let Some(value) = patch.$field {
-                    if value != new.$field {
-                        if published && $locked {
-                            return Err(DomainError::FieldLockedAfterPublish { field: stringify!($field) });
-                        }
-                        new.$field = value;
-                        changed.push(stringify!($field).to_owned());
+                if let Some(value) = patch.$field
+                    && value != new.$field
+                {
+                    if published && $locked {
+                        return Err(DomainError::FieldLockedAfterPublish { field: stringify!($field) });
                     }
+                    new.$field = value;
+                    changed.push(stringify!($field).to_owned());
                 }
             };
         }
-        if let Some(time) = patch.time {
-            if time != old.time {
-                if published {
-                    return Err(DomainError::TimeChangeNeedsReschedule);
-                }
-                starts_in_the_future(time, self.ctx)?;
-                new.time = time;
-                changed.push("time".to_owned());
+        if let Some(time) = patch.time
+            && time != old.time
+        {
+            if published {
+                return Err(DomainError::TimeChangeNeedsReschedule);
             }
+            starts_in_the_future(time, self.ctx)?;
+            new.time = time;
+            changed.push("time".to_owned());
         }
         apply!(title, false);
         apply!(description, false);
@@ -1249,10 +1249,10 @@ impl Decision<'_> {
             BookingStatus::Expired => return Err(DomainError::ReservationExpired),
             _ => return Err(DomainError::NotAwaitingPayment),
         }
-        if let Some(amount) = amount {
-            if booking.amount_due.as_ref() != Some(&amount) {
-                return Err(DomainError::PaymentMismatch);
-            }
+        if let Some(amount) = amount
+            && booking.amount_due.as_ref() != Some(&amount)
+        {
+            return Err(DomainError::PaymentMismatch);
         }
         Ok(vec![ActivityEvent::BookingConfirmed {
             booking_id,
@@ -1584,6 +1584,11 @@ fn describe_patch(p: &ActivityPatch) -> String {
     if parts.is_empty() { "nothing".to_owned() } else { parts.join(", ") }
 }
 
+/// `1 seat`, `3 seats`.
+fn n_seats(n: u32) -> String {
+    if n == 1 { "1 seat".to_owned() } else { format!("{n} seats") }
+}
+
 fn describe_children(children: &[Uuid]) -> String {
     if children.is_empty() { String::new() } else { format!(" (children: {})", names(children)) }
 }
@@ -1599,8 +1604,9 @@ impl Describe for ActivityEvent {
                 describe_details(details)
             ),
             E::ActivityDetailsUpdated { details, changed, seats_left } => format!(
-                "ActivityDetailsUpdated: {}; {seats_left} seats left",
-                changed.iter().map(|f| describe_field(details, f)).collect::<Vec<_>>().join(", ")
+                "ActivityDetailsUpdated: {}; {seats_left_s} left",
+                changed.iter().map(|f| describe_field(details, f)).collect::<Vec<_>>().join(", "),
+                seats_left_s = n_seats(*seats_left)
             ),
             E::ActivitySubmitted {} => "ActivitySubmitted for review".to_owned(),
             E::ActivityPublished { time, visibility, approved_by, .. } => match approved_by {
@@ -1623,10 +1629,10 @@ impl Describe for ActivityEvent {
                         .iter()
                         .map(|r| {
                             format!(
-                                "{} of {} ({} seats, {})",
+                                "{} of {} ({}, {})",
                                 name(r.booking_id),
                                 name(r.member_id),
-                                r.seats,
+                                n_seats(r.seats),
                                 r.status.as_str()
                             )
                         })
@@ -1642,14 +1648,18 @@ impl Describe for ActivityEvent {
                 file.content_type(),
                 file.bytes()
             ),
-            E::ActivityCompleted { seats_taken } => format!("ActivityCompleted with {seats_taken} seats taken"),
+            E::ActivityCompleted { seats_taken } => {
+                format!("ActivityCompleted with {seats_taken_s} taken", seats_taken_s = n_seats(*seats_taken))
+            }
             E::BookingReserved { booking_id, member_id, seats, children, amount_due, expires_at, seats_left } => {
                 format!(
-                    "BookingReserved: {} for {}, {seats} seats{}, {amount_due} due by {}; {seats_left} seats left",
+                    "BookingReserved: {} for {}, {seats_s}{}, {amount_due} due by {}; {seats_left_s} left",
                     name(*booking_id),
                     name(*member_id),
                     describe_children(children),
-                    when(*expires_at)
+                    when(*expires_at),
+                    seats_s = n_seats(*seats),
+                    seats_left_s = n_seats(*seats_left)
                 )
             }
             E::BookingConfirmed { booking_id, member_id, seats, children, seats_left, payment_ref, invitation_id } => {
@@ -1661,30 +1671,43 @@ impl Describe for ActivityEvent {
                     via.push_str(&format!(", from invitation {}", name(*invitation_id)));
                 }
                 format!(
-                    "BookingConfirmed: {} for {}, {seats} seats{}{via}; {seats_left} seats left",
+                    "BookingConfirmed: {} for {}, {seats_s}{}{via}; {seats_left_s} left",
                     name(*booking_id),
                     name(*member_id),
-                    describe_children(children)
+                    describe_children(children),
+                    seats_s = n_seats(*seats),
+                    seats_left_s = n_seats(*seats_left)
                 )
             }
             E::WaitlistJoined { booking_id, member_id, seats, children, position } => format!(
-                "WaitlistJoined: {} for {}, {seats} seats{}, position {position}",
+                "WaitlistJoined: {} for {}, {seats_s}{}, position {position}",
                 name(*booking_id),
                 name(*member_id),
-                describe_children(children)
+                describe_children(children),
+                seats_s = n_seats(*seats)
             ),
             E::WaitlistPromoted { booking_id, member_id, seats } => {
-                format!("WaitlistPromoted: {} of {}, {seats} seats", name(*booking_id), name(*member_id))
+                format!(
+                    "WaitlistPromoted: {} of {}, {seats_s}",
+                    name(*booking_id),
+                    name(*member_id),
+                    seats_s = n_seats(*seats)
+                )
             }
             E::BookingCancelled { booking_id, member_id, seats, released_seats, seats_left } => format!(
-                "BookingCancelled: {} of {} ({seats} seats), {released_seats} seats released; {seats_left} seats left",
+                "BookingCancelled: {} of {} ({seats_s}), {released_seats_s} released; {seats_left_s} left",
                 name(*booking_id),
-                name(*member_id)
+                name(*member_id),
+                seats_s = n_seats(*seats),
+                released_seats_s = n_seats(*released_seats),
+                seats_left_s = n_seats(*seats_left)
             ),
             E::ReservationExpired { booking_id, member_id, seats, seats_left } => format!(
-                "ReservationExpired: {} of {}, {seats} seats released; {seats_left} seats left",
+                "ReservationExpired: {} of {}, {seats_s} released; {seats_left_s} left",
                 name(*booking_id),
-                name(*member_id)
+                name(*member_id),
+                seats_s = n_seats(*seats),
+                seats_left_s = n_seats(*seats_left)
             ),
             E::GuestsInvited { invitations } if invitations.len() > 5 => {
                 format!("GuestsInvited: {} invitations", invitations.len())
@@ -1703,10 +1726,14 @@ impl Describe for ActivityEvent {
             E::AttendeeListSent { organiser_id, attendees, seats_confirmed } => {
                 let list: Vec<String> = attendees
                     .iter()
-                    .map(|a| format!("{} ({} seats{})", name(a.member_id), a.seats, describe_children(&a.children)))
+                    .map(|a| format!("{} ({}{})", name(a.member_id), n_seats(a.seats), describe_children(&a.children)))
                     .collect();
                 let list = if list.is_empty() { "nobody".to_owned() } else { list.join(", ") };
-                format!("AttendeeListSent to {}: {list}; {seats_confirmed} seats", name(*organiser_id))
+                format!(
+                    "AttendeeListSent to {}: {list}; {seats_confirmed_s}",
+                    name(*organiser_id),
+                    seats_confirmed_s = n_seats(*seats_confirmed)
+                )
             }
         }
     }
@@ -1738,7 +1765,7 @@ impl Describe for ActivityCommand {
                 let kids: Vec<String> =
                     children.iter().map(|c| format!("{} born {}", name(c.child_id), c.birth_date)).collect();
                 let kids = if kids.is_empty() { String::new() } else { format!(" for {}", kids.join(", ")) };
-                format!("BookSeats {}: {seats} seats{kids}", name(*booking_id))
+                format!("BookSeats {}: {seats_s}{kids}", name(*booking_id), seats_s = n_seats(*seats))
             }
             C::ConfirmPayment { booking_id, payment_ref, amount } => format!(
                 "ConfirmPayment for {} ({payment_ref}{})",

@@ -72,7 +72,7 @@ impl Section {
 /// Defines a module holding a section of specs: `section()` lists them and,
 /// under `cfg(test)`, every spec becomes a `#[test]` of the same name.
 ///
-/// ```ignore
+/// ```text
 /// spec_section!(booking, "Activity — bookings", {
 ///     a_member_books_seats_on_a_published_activity =>
 ///         given([drafted(), published()]).as_actor(ben()).at(t0()).when(book(B1, 2)).then([confirmed(B1, BEN, 2, 8)]),
