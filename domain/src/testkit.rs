@@ -241,6 +241,14 @@ where
         let state = A::fold(&self.history);
         let actual: Outcome<A::Event> = A::decide(&state, self.command.clone(), &self.ctx).into();
         if let Outcome::Events(events) = &actual {
+            // The stored type name must be the serde variant name (the Debug name).
+            for event in events {
+                let debug = format!("{event:?}");
+                let name = debug.split([' ', '{', '(']).next().unwrap_or_default();
+                if name != event.event_type() {
+                    return Err(format!("event_type() says {:?} for a {name} event", event.event_type()));
+                }
+            }
             // The new events must fold onto the state they were decided on.
             let _ = events.iter().fold(state, A::evolve);
         }
@@ -322,6 +330,78 @@ where
                 self.command.describe()
             ),
             then,
+        }
+    }
+}
+
+/// Starts a value-object spec: `what` names the type in words, `input`
+/// describes the raw input, `parse` parses it and shows the value.
+pub fn parsing(
+    what: &'static str,
+    input: impl Into<String>,
+    parse: impl Fn() -> Result<String, DomainError> + 'static,
+) -> Parsing {
+    Parsing { what, input: input.into(), parse: Box::new(parse) }
+}
+
+/// A value-object input waiting for its expected outcome.
+pub struct Parsing {
+    what: &'static str,
+    input: String,
+    parse: Box<dyn Fn() -> Result<String, DomainError>>,
+}
+
+impl Parsing {
+    /// Expects the input to parse into a value shown as `shown`.
+    pub fn accepted_as(self, shown: impl Into<String>) -> ValueScenario {
+        ValueScenario { parsing: self, expected: Ok(shown.into()) }
+    }
+
+    /// Expects the input to be refused with `error`.
+    pub fn refused(self, error: DomainError) -> ValueScenario {
+        ValueScenario { parsing: self, expected: Err(error) }
+    }
+}
+
+/// A value-object spec: an input, a parse, an expected value or refusal.
+#[must_use = "a scenario does nothing until checked: call .assert(), or list it in a specs! block"]
+pub struct ValueScenario {
+    parsing: Parsing,
+    expected: Result<String, DomainError>,
+}
+
+impl ValueScenario {
+    /// Parses and panics with an explanation if the outcome differs.
+    #[track_caller]
+    pub fn assert(&self) {
+        if let Err(message) = Specification::check(self) {
+            panic!("{message}");
+        }
+    }
+}
+
+impl Specification for ValueScenario {
+    fn check(&self) -> Result<(), String> {
+        let actual = (self.parsing.parse)();
+        if actual == self.expected {
+            return Ok(());
+        }
+        Err(format!(
+            "parsing {} from {} gave {:?}, expected {:?}",
+            self.parsing.what, self.parsing.input, actual, self.expected
+        ))
+    }
+
+    fn render(&self) -> Rendered {
+        let then = match &self.expected {
+            Ok(shown) => format!("accepted as {shown}"),
+            Err(error) => format!("refused with `{}`: {}", error.code(), error),
+        };
+        Rendered {
+            category: "value",
+            given: vec![format!("the input {}", self.parsing.input)],
+            when: format!("it is parsed as {}", self.parsing.what),
+            then: vec![then],
         }
     }
 }

@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::errors::DomainError;
 
+mod specs;
+pub use specs::sections as spec_sections;
+
 /// Trims `raw` and checks its length in characters and that it holds no control characters.
 fn bounded_text(field: &'static str, raw: &str, min: usize, max: usize) -> Result<String, DomainError> {
     let text = raw.trim();

@@ -13,6 +13,7 @@ pub fn sections() -> Vec<Section> {
         children::section(),
         organiser::section(),
         favourites::section(),
+        roles::section(),
         suspension::section(),
         forgetting::section(),
     ]
@@ -232,6 +233,29 @@ spec_section!(favourites, "Member — favourites", {
         given(ben_member()).as_actor(cara()).at(t0())
             .when(MemberCommand::FavouriteActivity { activity_id: ACTIVITY })
             .then_error(DomainError::NotTheMember),
+});
+
+spec_section!(roles, "Member — granted roles (moderator, auditor)", {
+    a_moderator_grants_the_auditor_role =>
+        given(ben_member()).as_actor(mo()).at(t0())
+            .when(MemberCommand::GrantRole { role: Role::Auditor })
+            .then([MemberEvent::RoleGranted { role: Role::Auditor }]),
+    the_system_grants_the_moderator_role_to_a_bootstrap_account =>
+        given(ben_member()).as_actor(system()).at(t0())
+            .when(MemberCommand::GrantRole { role: Role::Moderator })
+            .then([MemberEvent::RoleGranted { role: Role::Moderator }]),
+    only_moderators_grant_roles =>
+        given(ben_member()).as_actor(ben()).at(t0())
+            .when(MemberCommand::GrantRole { role: Role::Moderator })
+            .then_error(DomainError::NotAModerator),
+    granting_a_role_held_already_changes_nothing =>
+        given(history([MemberEvent::RoleGranted { role: Role::Auditor }])).as_actor(mo()).at(t0())
+            .when(MemberCommand::GrantRole { role: Role::Auditor })
+            .then_nothing(),
+    only_the_moderator_and_auditor_roles_are_granted =>
+        given(ben_member()).as_actor(mo()).at(t0())
+            .when(MemberCommand::GrantRole { role: Role::Organiser })
+            .then_error(DomainError::invalid("role", "only moderator or auditor can be granted")),
 });
 
 spec_section!(suspension, "Member — suspension", {
