@@ -663,6 +663,8 @@ pub struct Booking {
     pub amount_due: Option<Money>,
     /// The invitation it came from.
     pub invitation_id: Option<Uuid>,
+    /// The payment that confirmed it, for paid activities.
+    pub payment_ref: Option<PaymentRef>,
 }
 
 /// An invitation's answer.
@@ -829,10 +831,11 @@ impl Aggregate for Activity {
                         reserved_until: Some(*expires_at),
                         amount_due: Some(amount_due.clone()),
                         invitation_id,
+                        payment_ref: None,
                     },
                 );
             }
-            E::BookingConfirmed { booking_id, member_id, seats, children, invitation_id, .. } => {
+            E::BookingConfirmed { booking_id, member_id, seats, children, invitation_id, payment_ref, .. } => {
                 let previous = state.bookings.get(booking_id);
                 if !previous.is_some_and(|b| b.status.holds_seats()) {
                     state.seats_taken = state.seats_taken.saturating_add(*seats);
@@ -849,6 +852,7 @@ impl Aggregate for Activity {
                         reserved_until: None,
                         amount_due,
                         invitation_id,
+                        payment_ref: payment_ref.clone(),
                     },
                 );
             }
@@ -864,6 +868,7 @@ impl Aggregate for Activity {
                         reserved_until: None,
                         amount_due: None,
                         invitation_id,
+                        payment_ref: None,
                     },
                 );
                 state.waitlist.push(*booking_id);
@@ -1244,8 +1249,8 @@ impl Decision<'_> {
         }
         match booking.status {
             BookingStatus::Reserved => {}
-            // A redelivered payment notification changes nothing.
-            BookingStatus::Confirmed if booking.amount_due.is_some() => return Ok(vec![]),
+            // A redelivered payment notification changes nothing; a second payment is refused.
+            BookingStatus::Confirmed if booking.payment_ref.as_ref() == Some(&payment_ref) => return Ok(vec![]),
             BookingStatus::Expired => return Err(DomainError::ReservationExpired),
             _ => return Err(DomainError::NotAwaitingPayment),
         }

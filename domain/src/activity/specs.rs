@@ -926,6 +926,12 @@ spec_section!(paid_reservations, "Activity — paid reservations", {
             .as_actor(system()).at(t0_plus_minutes(6))
             .when(pay(B1, "pay_ben", Some(euros(2500))))
             .then_nothing(),
+    a_second_payment_for_a_paid_booking_is_refused =>
+        given(with(paid(10), [reserved(B1, BEN, 2, 8), paid_confirmed(B1, BEN, 2, 8, "pay_ben")]))
+            .as_actor(system())
+            .at(t0_plus_minutes(6))
+            .when(pay(B1, "pay_ben_again", Some(euros(2500))))
+            .then_error(DomainError::NotAwaitingPayment),
     a_free_booking_awaits_no_payment =>
         given(with(published(), [confirmed(B1, BEN, 2, 8)])).as_actor(ben()).at(t0())
             .when(pay(B1, "pay_ben", None))
