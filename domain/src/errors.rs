@@ -365,3 +365,53 @@ impl DomainError {
         "edit_window_closed",
     ];
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_snake_case_words() {
+        let mut codes = DomainError::CODES.to_vec();
+        assert!(codes.iter().all(|c| !c.is_empty() && c.chars().all(|ch| ch.is_ascii_lowercase() || ch == '_')));
+        let total = codes.len();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), total, "a code is listed twice");
+    }
+
+    #[test]
+    fn the_contract_codes_map_to_their_kinds() {
+        let cases = [
+            (DomainError::ActivityFull, "activity_full", ErrorKind::Conflict),
+            (
+                DomainError::InvalidTransition { from: "draft", action: "approve" },
+                "invalid_transition",
+                ErrorKind::Conflict,
+            ),
+            (DomainError::AlreadyBooked, "already_booked", ErrorKind::Conflict),
+            (DomainError::NotTheOrganiser, "not_the_organiser", ErrorKind::Forbidden),
+            (DomainError::MemberSuspended, "member_suspended", ErrorKind::Forbidden),
+            (DomainError::NotAModerator, "not_a_moderator", ErrorKind::Forbidden),
+            (DomainError::ActivityNotFound, "activity_not_found", ErrorKind::NotFound),
+            (DomainError::invalid("title", "too short"), "validation_failed", ErrorKind::Validation),
+        ];
+        for (error, code, kind) in cases {
+            assert_eq!(error.code(), code);
+            assert_eq!(error.kind(), kind, "{code}");
+            assert!(DomainError::CODES.contains(&code), "{code} is missing from CODES");
+        }
+        assert_eq!(DomainError::invalid("title", "too short").field(), Some("title"));
+        assert_eq!(DomainError::ActivityFull.field(), None);
+    }
+
+    #[test]
+    fn messages_name_the_rule() {
+        let error = DomainError::InvalidTransition { from: "draft", action: "approve" };
+        assert_eq!(error.to_string(), "cannot approve an activity that is draft");
+        assert_eq!(
+            DomainError::invalid("title", "must be at least 3 characters").to_string(),
+            "invalid title: must be at least 3 characters"
+        );
+    }
+}
