@@ -1,0 +1,362 @@
+//! The contract every event store backend passes.
+
+use crate::support::every_backend;
+use futures::TryStreamExt;
+use gather_commands::codec::{Upcasters, decode};
+use gather_commands::store::{
+    AppendMeta, Checkpoint, EventStore, ExpectedVersion, LogFilter, NewEvent, Snapshot, StoreError, StreamAppend,
+    subscribe,
+};
+use gather_commands::{CommandHandler, CommandMeta, Db};
+use gather_domain::member::{Member, MemberCommand, MemberEvent};
+use gather_domain::values::{DisplayName, Email};
+use gather_domain::{Actor, Aggregate, Role};
+use serde_json::json;
+use std::sync::Arc;
+use uuid::Uuid;
+
+every_backend!(
+    a_new_stream_then_exact_versions_append_in_order,
+    a_wrong_expected_version_is_a_conflict_carrying_the_actual_version,
+    any_and_stream_exists_expectations_behave,
+    a_multi_stream_append_is_all_or_nothing,
+    the_same_command_id_appends_once_and_returns_the_first_result,
+    the_same_event_id_twice_is_refused,
+    streams_read_forward_from_a_version_and_backward_from_the_end,
+    the_global_log_filters_by_category_and_event_type,
+    a_subscription_catches_up_then_follows_live_appends,
+    snapshots_speed_loading_and_a_stale_shape_is_ignored,
+    old_event_versions_are_upcast_on_read,
+    an_undecodable_event_is_a_typed_error_naming_stream_and_version,
+    the_events_table_refuses_update_and_delete,
+    bad_stream_names_and_empty_appends_are_refused,
+);
+
+fn ev(kind: &str, n: i64) -> NewEvent {
+    NewEvent { event_id: Uuid::now_v7(), event_type: kind.into(), schema_version: 1, data: json!({"n": n}) }
+}
+
+fn one(stream: &str, expected: ExpectedVersion, events: Vec<NewEvent>) -> Vec<StreamAppend> {
+    vec![StreamAppend { stream: stream.into(), expected, events }]
+}
+
+fn meta() -> AppendMeta {
+    AppendMeta::new(Uuid::now_v7(), Some(Uuid::now_v7()))
+}
+
+fn stream(cat: &str) -> String {
+    format!("{cat}-{}", Uuid::now_v7())
+}
+
+async fn a_new_stream_then_exact_versions_append_in_order(_db: Db, store: Arc<dyn EventStore>) {
+    let s = stream("thing");
+    let r = store.append(&meta(), one(&s, ExpectedVersion::NoStream, vec![ev("A", 0), ev("B", 1)])).await.unwrap();
+    assert!(!r.duplicate);
+    assert_eq!(r.streams[0].version, 1);
+    assert_eq!(r.streams[0].last_position - r.streams[0].first_position, 1);
+    let r2 = store.append(&meta(), one(&s, ExpectedVersion::Exact(1), vec![ev("C", 2)])).await.unwrap();
+    assert_eq!(r2.streams[0].version, 2);
+    assert!(r2.streams[0].first_position > r.streams[0].last_position);
+    let all: Vec<_> = store.read_stream(&s, 0).try_collect().await.unwrap();
+    assert_eq!(all.iter().map(|e| e.version).collect::<Vec<_>>(), vec![0, 1, 2]);
+    assert_eq!(all.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>(), vec!["A", "B", "C"]);
+    assert_eq!(store.stream_version(&s).await.unwrap(), Some(2));
+    // metadata on every event
+    let m = meta();
+    store.append(&m, one(&s, ExpectedVersion::Exact(2), vec![ev("D", 3)])).await.unwrap();
+    let last = store.read_stream_backward(&s).try_next().await.unwrap().unwrap();
+    assert_eq!(last.command_id, m.command_id);
+    assert_eq!(last.correlation_id, m.correlation_id);
+    assert_eq!(last.actor, m.actor);
+    assert_eq!(last.schema_version, 1);
+    assert_eq!(last.category(), "thing");
+}
+
+async fn a_wrong_expected_version_is_a_conflict_carrying_the_actual_version(_db: Db, store: Arc<dyn EventStore>) {
+    let s = stream("thing");
+    store.append(&meta(), one(&s, ExpectedVersion::NoStream, vec![ev("A", 0)])).await.unwrap();
+    for expected in [ExpectedVersion::NoStream, ExpectedVersion::Exact(5), ExpectedVersion::Exact(-1)] {
+        match store.append(&meta(), one(&s, expected, vec![ev("X", 9)])).await {
+            Err(StoreError::Conflict { stream, actual, .. }) => {
+                assert_eq!(stream, s);
+                assert_eq!(actual, Some(0));
+            }
+            other => panic!("expected a conflict for {expected:?}, got {other:?}"),
+        }
+    }
+    let missing = stream("thing");
+    match store.append(&meta(), one(&missing, ExpectedVersion::Exact(0), vec![ev("X", 9)])).await {
+        Err(StoreError::Conflict { actual, .. }) => assert_eq!(actual, None),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert_eq!(store.stream_version(&s).await.unwrap(), Some(0));
+    assert_eq!(store.stream_version(&missing).await.unwrap(), None);
+}
+
+async fn any_and_stream_exists_expectations_behave(_db: Db, store: Arc<dyn EventStore>) {
+    let s = stream("thing");
+    assert!(matches!(
+        store.append(&meta(), one(&s, ExpectedVersion::StreamExists, vec![ev("A", 0)])).await,
+        Err(StoreError::Conflict { actual: None, .. })
+    ));
+    store.append(&meta(), one(&s, ExpectedVersion::Any, vec![ev("A", 0)])).await.unwrap();
+    store.append(&meta(), one(&s, ExpectedVersion::Any, vec![ev("B", 1)])).await.unwrap();
+    let r = store.append(&meta(), one(&s, ExpectedVersion::StreamExists, vec![ev("C", 2)])).await.unwrap();
+    assert_eq!(r.streams[0].version, 2);
+}
+
+async fn a_multi_stream_append_is_all_or_nothing(_db: Db, store: Arc<dyn EventStore>) {
+    assert!(store.capabilities().multi_stream_append);
+    let (a, b) = (stream("alpha"), stream("beta"));
+    store.append(&meta(), one(&b, ExpectedVersion::NoStream, vec![ev("B", 0)])).await.unwrap();
+    let head = store.head().await.unwrap();
+    let both = vec![
+        StreamAppend { stream: a.clone(), expected: ExpectedVersion::NoStream, events: vec![ev("A", 0)] },
+        StreamAppend { stream: b.clone(), expected: ExpectedVersion::NoStream, events: vec![ev("B", 1)] },
+    ];
+    match store.append(&meta(), both).await {
+        Err(StoreError::Conflict { stream, .. }) => assert_eq!(stream, b),
+        other => panic!("expected a conflict on {b}, got {other:?}"),
+    }
+    assert_eq!(store.stream_version(&a).await.unwrap(), None, "nothing of a failed append is written");
+    assert_eq!(store.head().await.unwrap(), head);
+    let ok = vec![
+        StreamAppend { stream: a.clone(), expected: ExpectedVersion::NoStream, events: vec![ev("A", 0)] },
+        StreamAppend { stream: b.clone(), expected: ExpectedVersion::Exact(0), events: vec![ev("B", 1)] },
+    ];
+    let r = store.append(&meta(), ok).await.unwrap();
+    assert_eq!(r.streams.len(), 2);
+    assert_eq!(store.stream_version(&b).await.unwrap(), Some(1));
+}
+
+async fn the_same_command_id_appends_once_and_returns_the_first_result(_db: Db, store: Arc<dyn EventStore>) {
+    let s = stream("thing");
+    let m = meta();
+    let first = store.append(&m, one(&s, ExpectedVersion::NoStream, vec![ev("A", 0)])).await.unwrap();
+    // The repeat carries fresh event ids and a stale expectation: still the first result.
+    let again = store.append(&m, one(&s, ExpectedVersion::NoStream, vec![ev("A", 0)])).await.unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.streams, first.streams);
+    assert_eq!(store.stream_version(&s).await.unwrap(), Some(0));
+    // Concurrent repeats of one command id also write once.
+    let s2 = stream("thing");
+    let m2 = meta();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (store, m2, s2) = (store.clone(), m2.clone(), s2.clone());
+            tokio::spawn(async move { store.append(&m2, one(&s2, ExpectedVersion::Any, vec![ev("A", 0)])).await })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.unwrap().unwrap());
+    }
+    assert_eq!(results.iter().filter(|r| !r.duplicate).count(), 1);
+    assert!(results.iter().all(|r| r.streams == results[0].streams));
+    assert_eq!(store.stream_version(&s2).await.unwrap(), Some(0));
+}
+
+async fn the_same_event_id_twice_is_refused(_db: Db, store: Arc<dyn EventStore>) {
+    let e = ev("A", 0);
+    store.append(&meta(), one(&stream("thing"), ExpectedVersion::Any, vec![e.clone()])).await.unwrap();
+    let r = store.append(&meta(), one(&stream("thing"), ExpectedVersion::Any, vec![e])).await;
+    assert!(matches!(r, Err(StoreError::DuplicateEvent)), "{r:?}");
+}
+
+async fn streams_read_forward_from_a_version_and_backward_from_the_end(_db: Db, store: Arc<dyn EventStore>) {
+    let s = stream("long");
+    // more than one page (500) to exercise paging
+    let events: Vec<_> = (0..1203).map(|n| ev("N", n)).collect();
+    store.append(&meta(), one(&s, ExpectedVersion::NoStream, events)).await.unwrap();
+    let from: Vec<_> = store.read_stream(&s, 700).try_collect().await.unwrap();
+    assert_eq!(from.len(), 503);
+    assert!(from.iter().enumerate().all(|(i, e)| e.version == 700 + i as i64 && e.data["n"] == json!(700 + i)));
+    let back: Vec<_> = store.read_stream_backward(&s).try_collect().await.unwrap();
+    assert_eq!(back.len(), 1203);
+    assert!(back.windows(2).all(|w| w[0].version == w[1].version + 1));
+    assert_eq!(back[0].version, 1202);
+    let none: Vec<_> = store.read_stream(&stream("long"), 0).try_collect().await.unwrap();
+    assert!(none.is_empty());
+}
+
+async fn the_global_log_filters_by_category_and_event_type(_db: Db, store: Arc<dyn EventStore>) {
+    for i in 0..30 {
+        let cat = ["red", "green", "blue"][i % 3];
+        let kind = if i % 2 == 0 { "Even" } else { "Odd" };
+        store.append(&meta(), one(&stream(cat), ExpectedVersion::NoStream, vec![ev(kind, i as i64)])).await.unwrap();
+    }
+    let all: Vec<_> = store.read_log(Checkpoint::START, LogFilter::all()).try_collect().await.unwrap();
+    assert_eq!(all.len(), 30);
+    assert!(all.windows(2).all(|w| w[0].checkpoint() < w[1].checkpoint()));
+    let red: Vec<_> = store.read_log(Checkpoint::START, LogFilter::categories(&["red"])).try_collect().await.unwrap();
+    assert_eq!(red.len(), 10);
+    assert!(red.iter().all(|e| e.category() == "red"));
+    let rg: Vec<_> =
+        store.read_log(Checkpoint::START, LogFilter::categories(&["red", "green"])).try_collect().await.unwrap();
+    assert_eq!(rg.len(), 20);
+    let odd_blue = LogFilter { categories: vec!["blue".into()], event_types: vec!["Odd".into()] };
+    let ob: Vec<_> = store.read_log(Checkpoint::START, odd_blue).try_collect().await.unwrap();
+    assert_eq!(ob.len(), 5);
+    assert!(ob.iter().all(|e| e.event_type == "Odd" && e.category() == "blue"));
+    // after a checkpoint
+    let rest: Vec<_> = store.read_log(all[9].checkpoint(), LogFilter::all()).try_collect().await.unwrap();
+    assert_eq!(rest.len(), 20);
+    assert_eq!(rest[0].event_id, all[10].event_id);
+    assert_eq!(store.head().await.unwrap(), all[29].checkpoint());
+    assert_eq!(store.checkpoint_of(all[5].position).await.unwrap(), Some(all[5].checkpoint()));
+    assert_eq!(store.checkpoint_of(all[29].position + 1000).await.unwrap(), None);
+}
+
+async fn a_subscription_catches_up_then_follows_live_appends(_db: Db, store: Arc<dyn EventStore>) {
+    for n in 0..5 {
+        store.append(&meta(), one(&stream("sub"), ExpectedVersion::Any, vec![ev("A", n)])).await.unwrap();
+    }
+    let mut sub = subscribe(store.clone(), Checkpoint::START, LogFilter::all()).with_page_size(2);
+    let mut seen = Vec::new();
+    while seen.len() < 5 {
+        seen.extend(sub.next_batch(10).await.unwrap());
+    }
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for n in 5..10 {
+                store.append(&meta(), one(&stream("sub"), ExpectedVersion::Any, vec![ev("A", n)])).await.unwrap();
+            }
+        })
+    };
+    while seen.len() < 10 {
+        seen.extend(sub.next_batch(10).await.unwrap());
+    }
+    writer.await.unwrap();
+    let ns: Vec<_> = seen.iter().map(|e| e.data["n"].as_i64().unwrap()).collect();
+    assert_eq!(ns, (0..10).collect::<Vec<_>>());
+    assert_eq!(sub.checkpoint(), seen[9].checkpoint());
+    // resume from a checkpoint
+    let mut again = subscribe(store.clone(), seen[6].checkpoint(), LogFilter::all());
+    let rest = again.poll_batch(100).await.unwrap();
+    assert_eq!(
+        rest.iter().map(|e| e.event_id).collect::<Vec<_>>(),
+        seen[7..].iter().map(|e| e.event_id).collect::<Vec<_>>()
+    );
+}
+
+fn register(id: Uuid) -> MemberCommand {
+    MemberCommand::Register {
+        member_id: id,
+        email: Email::parse("snap@example.com").unwrap(),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo".into(),
+        display_name: DisplayName::parse("Snap").unwrap(),
+    }
+}
+
+async fn snapshots_speed_loading_and_a_stale_shape_is_ignored(_db: Db, store: Arc<dyn EventStore>) {
+    let handler = CommandHandler::new(store.clone()).with_snapshot_every(5);
+    let id = Uuid::now_v7();
+    let me = Actor::new(id, [Role::Member]);
+    handler.handle::<Member>(id, register(id), &CommandMeta::new(me.clone())).await.unwrap();
+    for i in 0..6 {
+        let name = DisplayName::parse(&format!("Name {i}")).unwrap();
+        handler
+            .handle::<Member>(id, MemberCommand::UpdateProfile { display_name: name }, &CommandMeta::new(me.clone()))
+            .await
+            .unwrap();
+    }
+    let stream = format!("member-{id}");
+    // the snapshot is written off the append path: wait for it
+    let mut snap = None;
+    for _ in 0..200 {
+        snap = store.load_snapshot(&stream).await.unwrap();
+        if snap.is_some() {
+            break;
+        }
+        tokio::task::yield_now().await;
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let snap = snap.expect("a snapshot after 5+ events");
+    assert!(snap.version >= 4);
+    let loaded = handler.load::<Member>(id).await.unwrap();
+    assert_eq!(loaded.version, Some(7));
+    assert_eq!(loaded.state.display_name.as_ref().map(|d| d.as_str().to_string()), Some("Name 5".into()));
+    // a snapshot of another state shape is ignored, not misread
+    store
+        .save_snapshot(&stream, &Snapshot { version: 7, state_version: 999, state: json!({"garbage": true}) })
+        .await
+        .unwrap();
+    let loaded = handler.load::<Member>(id).await.unwrap();
+    assert_eq!(loaded.version, Some(7));
+    assert_eq!(loaded.state.display_name.as_ref().map(|d| d.as_str().to_string()), Some("Name 5".into()));
+    // a snapshot that claims the current shape but is unreadable is ignored too
+    store
+        .save_snapshot(&stream, &Snapshot { version: 7, state_version: Member::STATE_VERSION as i32, state: json!(42) })
+        .await
+        .unwrap();
+    assert_eq!(handler.load::<Member>(id).await.unwrap().version, Some(7));
+}
+
+async fn old_event_versions_are_upcast_on_read(_db: Db, store: Arc<dyn EventStore>) {
+    // Version 0 of ProfileUpdated called the field `name`.
+    let id = Uuid::now_v7();
+    let s = format!("member-{id}");
+    let old = NewEvent {
+        event_id: Uuid::now_v7(),
+        event_type: "ProfileUpdated".into(),
+        schema_version: 0,
+        data: json!({"name": "Old Shape"}),
+    };
+    store.append(&meta(), one(&s, ExpectedVersion::NoStream, vec![old])).await.unwrap();
+    let recorded = store.read_stream(&s, 0).try_next().await.unwrap().unwrap();
+    assert!(decode::<MemberEvent>(&recorded, &Upcasters::new()).is_err(), "without the upcaster it does not read");
+    let upcasters = Upcasters::new().register("ProfileUpdated", 0, |mut v| {
+        if let Some(o) = v.as_object_mut()
+            && let Some(n) = o.remove("name")
+        {
+            o.insert("display_name".into(), n);
+        }
+        v
+    });
+    let event: MemberEvent = decode(&recorded, &upcasters).unwrap();
+    assert_eq!(event, MemberEvent::ProfileUpdated { display_name: DisplayName::parse("Old Shape").unwrap() });
+    // the stored row is unchanged
+    let again = store.read_stream(&s, 0).try_next().await.unwrap().unwrap();
+    assert_eq!(again.schema_version, 0);
+    assert_eq!(again.data, json!({"name": "Old Shape"}));
+}
+
+async fn an_undecodable_event_is_a_typed_error_naming_stream_and_version(_db: Db, store: Arc<dyn EventStore>) {
+    let handler = CommandHandler::new(store.clone());
+    let id = Uuid::now_v7();
+    handler.handle::<Member>(id, register(id), &CommandMeta::new(Actor::new(id, [Role::Member]))).await.unwrap();
+    let s = format!("member-{id}");
+    store.append(&meta(), one(&s, ExpectedVersion::Exact(1), vec![ev("NoSuchEvent", 1)])).await.unwrap();
+    match handler.load::<Member>(id).await {
+        Err(StoreError::Decode { stream, version, event_type, .. }) => {
+            assert_eq!(stream, s);
+            assert_eq!(version, 2);
+            assert_eq!(event_type, "NoSuchEvent");
+        }
+        other => panic!("expected a decode error, got {other:?}"),
+    }
+}
+
+async fn the_events_table_refuses_update_and_delete(db: Db, store: Arc<dyn EventStore>) {
+    store.append(&meta(), one(&stream("thing"), ExpectedVersion::NoStream, vec![ev("A", 0)])).await.unwrap();
+    let update = gather_commands::on_db!(&db, p => sqlx::query("UPDATE events SET event_type = 'X'").execute(p).await.map(|_| ()));
+    assert!(update.is_err(), "UPDATE must be refused");
+    assert!(format!("{:?}", update.unwrap_err()).contains("append-only"));
+    let delete = gather_commands::on_db!(&db, p => sqlx::query("DELETE FROM events").execute(p).await.map(|_| ()));
+    assert!(delete.is_err(), "DELETE must be refused");
+    assert_eq!(store.head().await.unwrap().position, 1);
+}
+
+async fn bad_stream_names_and_empty_appends_are_refused(_db: Db, store: Arc<dyn EventStore>) {
+    assert!(matches!(store.append(&meta(), vec![]).await, Err(StoreError::Invalid(_))));
+    assert!(matches!(
+        store.append(&meta(), one("nodash", ExpectedVersion::Any, vec![ev("A", 0)])).await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        store.append(&meta(), one(&stream("x"), ExpectedVersion::Any, vec![])).await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert_eq!(store.head().await.unwrap(), Checkpoint::START);
+}
