@@ -199,7 +199,6 @@ pub fn activity_body() -> Value {
 }
 
 /// Generates one test per profile for an async scenario `fn(TestApp)`.
-
 macro_rules! both_profiles {
     ($($name:ident),* $(,)?) => {
         $(
