@@ -17,6 +17,7 @@ use gather_domain::values::{DisplayName, Email};
 use gather_domain::{Actor, Role};
 use gather_projections::Projectors;
 use gather_projections::bus::Bus;
+use gather_projections::mail::{Mailer, run_sender};
 use secrecy::{ExposeSecret, SecretString};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -127,9 +128,16 @@ impl App {
         };
         let (shutdown, shutdown_rx) = watch::channel(false);
         let projections = if settings.runs(ProcessRole::Projector) { gather_projections::all() } else { Vec::new() };
-        let projectors = Projectors::start(db.clone(), store.clone(), projections, shutdown_rx)
+        let projectors = Projectors::start(db.clone(), store.clone(), projections, shutdown_rx.clone())
             .await
             .context("could not start the projectors")?;
+        if settings.runs(ProcessRole::Notifier) {
+            let mailer = match &settings.smtp_url {
+                Some(url) => Mailer::smtp(url).context("GATHER_SMTP_URL")?,
+                None => Mailer::files(settings.data_dir.join("mail")).context("could not create the mail directory")?,
+            };
+            tokio::spawn(run_sender(db.clone(), mailer, Duration::from_millis(500), shutdown_rx.clone()));
+        }
         let commands = CommandHandler::new(store.clone());
         let state = AppState { settings: Arc::new(settings.clone()), db, store, commands, projectors, jwt, bus };
         if let Some(a) = &settings.bootstrap_moderator {

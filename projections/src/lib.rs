@@ -4,10 +4,13 @@
 //! - [`runtime`]: the projector runtime: subscribe from a checkpoint, apply a batch and
 //!   write the checkpoint in one transaction, publish progress for read-your-writes;
 //! - [`members`], [`activities`]: the read models and their projections;
-//! - [`queries`]: typed reads of the read models for the API.
+//! - [`queries`]: typed reads of the read models for the API;
+//! - [`bus`]: RabbitMQ or in-process delivery of projection updates;
+//! - [`mail`]: the email outbox, its notifier projection and the sender.
 
 pub mod activities;
 pub mod bus;
+pub mod mail;
 pub mod members;
 pub mod queries;
 pub mod runtime;
@@ -18,5 +21,9 @@ use std::sync::Arc;
 
 /// Every projection Gather runs, in a stable order.
 pub fn all() -> Vec<Arc<dyn Projection>> {
-    vec![Arc::new(members::MembersProjection), Arc::new(activities::ActivitiesProjection)]
+    vec![
+        Arc::new(members::MembersProjection),
+        Arc::new(activities::ActivitiesProjection),
+        Arc::new(mail::NotifierProjection),
+    ]
 }

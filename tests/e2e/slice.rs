@@ -214,3 +214,25 @@ async fn registering_an_email_twice_is_refused_case_insensitively(app: TestApp) 
     a.assert_problem(409, Some("email_taken"));
     assert_eq!(app.event_count().await, before);
 }
+
+both_profiles!(registration_sends_one_welcome_email_through_the_outbox);
+
+async fn registration_sends_one_welcome_email_through_the_outbox(app: TestApp) {
+    app.register("welcome@example.com").await;
+    let dir = app.app_state.settings.data_dir.join("mail");
+    // Wait on the condition (the sender polls its outbox), bounded.
+    let mut found = Vec::new();
+    for _ in 0..200 {
+        found = std::fs::read_dir(&dir)
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| std::fs::read_to_string(e.path()).unwrap_or_default()).collect())
+            .unwrap_or_default();
+        found.retain(|m: &String| m.contains("welcome@example.com"));
+        if !found.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(found.len(), 1, "exactly one welcome email in {}", dir.display());
+    assert!(found[0].contains("Subject: Welcome to Gather"), "{}", found[0]);
+    assert!(found[0].contains("Hello Ada"));
+}

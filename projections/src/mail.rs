@@ -1,0 +1,153 @@
+//! Email: an outbox written by the [`NotifierProjection`] in its batch transaction, and
+//! a sender that delivers pending rows through SMTP (production) or into `.eml` files
+//! (embedded), marking each row sent so a retry never sends it twice.
+
+use crate::runtime::{Projection, ProjectionError};
+use async_trait::async_trait;
+use chrono::Utc;
+use gather_commands::codec::decode;
+use gather_commands::db::{Db, Tx};
+use gather_commands::store::RecordedEvent;
+use gather_commands::{Upcasters, on_db, on_db_read, on_tx};
+use gather_domain::member::MemberEvent;
+use lettre::message::{Mailbox, Message, header::ContentType};
+use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+/// The sender address of every email.
+pub const FROM: &str = "Gather <no-reply@gather.local>";
+/// Attempts before a row is left for an operator.
+pub const MAX_ATTEMPTS: i32 = 5;
+
+/// Where emails go.
+#[derive(Clone)]
+pub enum Mailer {
+    /// `.eml` files in a directory (embedded profile).
+    Files(AsyncFileTransport<Tokio1Executor>, PathBuf),
+    /// An SMTP server.
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+}
+
+/// Why an email could not be built or sent.
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    /// Bad SMTP URL: fix `GATHER_SMTP_URL`.
+    #[error("invalid SMTP URL")]
+    Url(#[source] lettre::transport::smtp::Error),
+    /// The message could not be built (bad address).
+    #[error("invalid email: {0}")]
+    Build(String),
+    /// Delivery failed: retried later.
+    #[error("delivery failed: {0}")]
+    Send(String),
+}
+
+impl Mailer {
+    /// Mail into files under `dir` (created if missing).
+    pub fn files(dir: PathBuf) -> std::io::Result<Mailer> {
+        std::fs::create_dir_all(&dir)?;
+        Ok(Mailer::Files(AsyncFileTransport::new(&dir), dir))
+    }
+
+    /// Mail through `smtp://host:port` (or `smtps://`).
+    pub fn smtp(url: &str) -> Result<Mailer, MailError> {
+        Ok(Mailer::Smtp(AsyncSmtpTransport::<Tokio1Executor>::from_url(url).map_err(MailError::Url)?.build()))
+    }
+
+    /// Sends one plain-text email.
+    pub async fn send(&self, to: &str, subject: &str, body: &str) -> Result<(), MailError> {
+        let to: Mailbox = to.parse().map_err(|e| MailError::Build(format!("{e}")))?;
+        let from: Mailbox = FROM.parse().map_err(|e| MailError::Build(format!("{e}")))?;
+        let message = Message::builder()
+            .from(from)
+            .to(to)
+            .subject(subject)
+            .header(ContentType::TEXT_PLAIN)
+            .body(body.to_string())
+            .map_err(|e| MailError::Build(e.to_string()))?;
+        match self {
+            Mailer::Files(t, _) => t.send(message).await.map(|_| ()).map_err(|e| MailError::Send(e.to_string())),
+            Mailer::Smtp(t) => t.send(message).await.map(|_| ()).map_err(|e| MailError::Send(e.to_string())),
+        }
+    }
+}
+
+/// Turns events into outbox rows (welcome email for now; the rest of the
+/// notifications arrive with the notification issue).
+pub struct NotifierProjection;
+
+#[async_trait]
+impl Projection for NotifierProjection {
+    fn name(&self) -> &'static str {
+        "notifier"
+    }
+
+    async fn apply(&self, tx: &mut Tx, e: &RecordedEvent) -> Result<(), ProjectionError> {
+        if e.event_type != "MemberRegistered" {
+            return Ok(());
+        }
+        if let MemberEvent::MemberRegistered { email, display_name, .. } = decode::<MemberEvent>(e, &Upcasters::new())?
+        {
+            let body = format!(
+                "Hello {},\n\nwelcome to Gather. Find an activity, book a seat, or start organising your own.\n",
+                display_name.as_str()
+            );
+            // The event id is the row id: replaying the event writes no second email.
+            on_tx!(tx, c => sqlx::query(
+                "INSERT INTO email_outbox (id, recipient, subject, body, created_at) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (id) DO NOTHING",
+            ).bind(e.event_id).bind(email.as_str()).bind("Welcome to Gather").bind(body).bind(e.recorded_at)
+             .execute(&mut **c).await.map(|r| r.rows_affected()))?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct Pending {
+    id: Uuid,
+    recipient: String,
+    subject: String,
+    body: String,
+    attempts: i32,
+}
+
+/// Delivers pending outbox rows until `shutdown` flips; polls every `every`.
+pub async fn run_sender(db: Db, mailer: Mailer, every: Duration, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        if let Err(e) = deliver_pending(&db, &mailer).await {
+            tracing::warn!(error = %e, "email outbox could not be read; retrying");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// Sends what is pending once; returns how many were sent.
+pub async fn deliver_pending(db: &Db, mailer: &Mailer) -> Result<usize, sqlx::Error> {
+    let rows: Vec<Pending> = on_db_read!(db, p => sqlx::query_as::<_, Pending>(
+        "SELECT id, recipient, subject, body, attempts FROM email_outbox \
+         WHERE sent_at IS NULL AND attempts < $1 ORDER BY created_at LIMIT 50",
+    ).bind(MAX_ATTEMPTS).fetch_all(p).await)?;
+    let mut sent = 0;
+    for row in rows {
+        match mailer.send(&row.recipient, &row.subject, &row.body).await {
+            Ok(()) => {
+                on_db!(db, p => sqlx::query("UPDATE email_outbox SET sent_at = $2, attempts = attempts + 1 WHERE id = $1")
+                    .bind(row.id).bind(Utc::now()).execute(p).await.map(|r| r.rows_affected()))?;
+                sent += 1;
+            }
+            Err(e) => {
+                tracing::warn!(id = %row.id, attempt = row.attempts + 1, error = %e, "email not delivered");
+                on_db!(db, p => sqlx::query("UPDATE email_outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1")
+                    .bind(row.id).bind(e.to_string()).execute(p).await.map(|r| r.rows_affected()))?;
+            }
+        }
+    }
+    Ok(sent)
+}
