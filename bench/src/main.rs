@@ -1,1 +1,247 @@
-fn main() {}
+//! `gather-bench`: the event store on this machine's Postgres, side by side with raw
+//! INSERTs into a table of the same shape (the physical limit).
+//!
+//! Run: `cargo run --release -p gather-bench -- [--seconds 3] [--writers 1,4,16,64]`
+//! (`GATHER_BENCH_PG` overrides `postgres://postgres@127.0.0.1:5432`). It creates and
+//! drops its own database and prints one table and the ratios.
+
+use anyhow::Context as _;
+use futures::TryStreamExt;
+use gather_commands::store::postgres::PostgresStore;
+use gather_commands::store::{
+    AppendMeta, Checkpoint, EventStore, ExpectedVersion, LogFilter, NewEvent, Snapshot, StreamAppend,
+};
+use gather_commands::{CommandHandler, Db};
+use gather_domain::Aggregate;
+use gather_domain::member::{Member, MemberEvent};
+use serde_json::json;
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+struct Cell {
+    events_per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+fn event(n: i64) -> NewEvent {
+    NewEvent {
+        event_id: Uuid::now_v7(),
+        event_type: "BenchEvent".into(),
+        schema_version: 1,
+        data: json!({"n": n, "note": "a small payload of a typical size"}),
+    }
+}
+
+/// Runs `writers` tasks for `secs`, each calling `op(writer, i)` (which appends `batch`
+/// events) in a loop; returns throughput and latency.
+async fn run<F, Fut>(writers: usize, secs: f64, batch: usize, op: F) -> Cell
+where
+    F: Fn(usize, i64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let op = Arc::new(op);
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..writers)
+        .map(|w| {
+            let op = op.clone();
+            tokio::spawn(async move {
+                let mut lat = Vec::new();
+                let mut i = 0i64;
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    op(w, i).await.expect("append");
+                    lat.push(t.elapsed());
+                    i += 1;
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("writer"));
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    all.sort();
+    Cell {
+        events_per_s: (all.len() * batch) as f64 / elapsed,
+        p50_ms: percentile(&all, 0.5),
+        p99_ms: percentile(&all, 0.99),
+    }
+}
+
+async fn ours(store: Arc<dyn EventStore>, writers: usize, secs: f64, batch: usize) -> Cell {
+    let streams: Arc<Vec<String>> = Arc::new((0..writers).map(|_| format!("bench-{}", Uuid::now_v7())).collect());
+    run(writers, secs, batch, move |w, i| {
+        let (store, streams) = (store.clone(), streams.clone());
+        async move {
+            let expected =
+                if i == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(i * batch as i64 - 1) };
+            let events = (0..batch as i64).map(|k| event(i * batch as i64 + k)).collect();
+            let append = StreamAppend { stream: streams[w].clone(), expected, events };
+            store.append(&AppendMeta::new(Uuid::now_v7(), None), vec![append]).await?;
+            Ok(())
+        }
+    })
+    .await
+}
+
+async fn raw(pool: PgPool, writers: usize, secs: f64, batch: usize) -> Cell {
+    let streams: Arc<Vec<String>> = Arc::new((0..writers).map(|_| format!("bench-{}", Uuid::now_v7())).collect());
+    run(writers, secs, batch, move |w, i| {
+        let (pool, streams) = (pool.clone(), streams.clone());
+        async move {
+            let versions: Vec<i64> = (0..batch as i64).map(|k| i * batch as i64 + k).collect();
+            let ids: Vec<Uuid> = (0..batch).map(|_| Uuid::now_v7()).collect();
+            let datas: Vec<serde_json::Value> = versions.iter().map(|n| json!({"n": n, "note": "a small payload of a typical size"})).collect();
+            sqlx::query(
+                "INSERT INTO raw_events (stream, category, version, event_id, event_type, schema_version, data, \
+                 command_id, correlation_id) \
+                 SELECT $1, 'bench', v, id, 'BenchEvent', 1, d, $4, $4 FROM unnest($2::bigint[], $3::uuid[], $5::jsonb[]) AS t(v, id, d)",
+            )
+            .bind(&streams[w])
+            .bind(&versions)
+            .bind(&ids)
+            .bind(Uuid::now_v7())
+            .bind(&datas)
+            .execute(&pool)
+            .await?;
+            Ok(())
+        }
+    })
+    .await
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let secs: f64 = arg("--seconds").map(|s| s.parse()).transpose()?.unwrap_or(3.0);
+    let writer_counts: Vec<usize> = arg("--writers")
+        .unwrap_or_else(|| "1,4,16,64".into())
+        .split(',')
+        .map(|s| s.parse())
+        .collect::<Result<_, _>>()?;
+    let base = std::env::var("GATHER_BENCH_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    let name = format!("gather_bench_{}", Uuid::new_v4().simple());
+    let admin = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&format!("{base}/postgres"))
+        .await
+        .context("connect to Postgres")?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin).await?;
+    let url = format!("{base}/{name}");
+    let result = bench(&url, secs, &writer_counts).await;
+    let pool_guard = admin.clone();
+    let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name} WITH (FORCE)"))).execute(&pool_guard).await;
+    result
+}
+
+async fn bench(url: &str, secs: f64, writer_counts: &[usize]) -> anyhow::Result<()> {
+    Db::connect(url).await?.migrate().await?;
+    let max = writer_counts.iter().copied().max().unwrap_or(1) as u32 + 4;
+    let pool = PgPoolOptions::new().max_connections(max).connect(url).await?;
+    sqlx::query("CREATE TABLE raw_events (LIKE events INCLUDING DEFAULTS INCLUDING IDENTITY)").execute(&pool).await?;
+    sqlx::query("ALTER TABLE raw_events ADD PRIMARY KEY (position)").execute(&pool).await?;
+    let store: Arc<dyn EventStore> = Arc::new(PostgresStore::new(pool.clone()));
+
+    println!("\n## Appends (events/s, p50 / p99 ms per append call), {secs} s per cell\n");
+    println!("| writers | ours 1-event | raw 1-row INSERT | ratio | ours 10-event | raw 10-row INSERT | ratio |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    for &w in writer_counts {
+        let o1 = ours(store.clone(), w, secs, 1).await;
+        let r1 = raw(pool.clone(), w, secs, 1).await;
+        let o10 = ours(store.clone(), w, secs, 10).await;
+        let r10 = raw(pool.clone(), w, secs, 10).await;
+        let fmt = |c: &Cell| format!("{:.0} ({:.2} / {:.2})", c.events_per_s, c.p50_ms, c.p99_ms);
+        println!(
+            "| {w} | {} | {} | {:.2}× | {} | {} | {:.2}× |",
+            fmt(&o1),
+            fmt(&r1),
+            o1.events_per_s / r1.events_per_s,
+            fmt(&o10),
+            fmt(&r10),
+            o10.events_per_s / r10.events_per_s
+        );
+    }
+
+    // Global read from the start against a raw ordered scan of the same rows.
+    let t = Instant::now();
+    let n =
+        store.read_log(Checkpoint::START, LogFilter::all()).try_fold(0usize, |n, _| async move { Ok(n + 1) }).await?;
+    let ours_read = n as f64 / t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let rows = sqlx::query(
+        "SELECT position, commit_id, stream, version, event_id, event_type, schema_version, data, command_id, \
+         correlation_id, causation_id, actor, recorded_at FROM events ORDER BY position",
+    )
+    .fetch(&pool)
+    .try_fold(0usize, |n, _| async move { Ok(n + 1) })
+    .await?;
+    let raw_read = rows as f64 / t.elapsed().as_secs_f64();
+    println!("\n## Global read from the start ({n} events)\n");
+    println!("| ours (paged, gap-free) | raw SELECT … ORDER BY | ratio |\n|---:|---:|---:|");
+    println!("| {ours_read:.0} ev/s | {raw_read:.0} ev/s | {:.2}× |", ours_read / raw_read);
+
+    // Loading a 10,000-event stream with and without a snapshot.
+    let handler = CommandHandler::new(store.clone()).with_snapshot_every(0);
+    let id = Uuid::now_v7();
+    let stream = format!("member-{id}");
+    let mut events = vec![gather_commands::codec::encode(&MemberEvent::MemberRegistered {
+        member_id: id,
+        email: gather_domain::values::Email::parse("bench@example.com")?,
+        display_name: gather_domain::values::DisplayName::parse("Bench")?,
+    })?];
+    for i in 1..10_000 {
+        let name = gather_domain::values::DisplayName::parse(&format!("Name {i}"))?;
+        events.push(gather_commands::codec::encode(&MemberEvent::ProfileUpdated { display_name: name })?);
+    }
+    for (k, chunk) in events.chunks(1000).enumerate() {
+        let expected = if k == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(k as i64 * 1000 - 1) };
+        store
+            .append(
+                &AppendMeta::new(Uuid::now_v7(), None),
+                vec![StreamAppend { stream: stream.clone(), expected, events: chunk.to_vec() }],
+            )
+            .await?;
+    }
+    let runs = 5;
+    let t = Instant::now();
+    for _ in 0..runs {
+        handler.load::<Member>(id).await?;
+    }
+    let without = t.elapsed().as_secs_f64() / runs as f64;
+    let state = handler.load::<Member>(id).await?.state;
+    store
+        .save_snapshot(
+            &stream,
+            &Snapshot {
+                version: 9_999,
+                state_version: Member::STATE_VERSION as i32,
+                state: serde_json::to_value(&state)?,
+            },
+        )
+        .await?;
+    let t = Instant::now();
+    for _ in 0..runs {
+        handler.load::<Member>(id).await?;
+    }
+    let with = t.elapsed().as_secs_f64() / runs as f64;
+    println!("\n## Loading a 10,000-event stream\n");
+    println!("| without snapshot | with snapshot | speed-up |\n|---:|---:|---:|");
+    println!("| {:.2} ms | {:.2} ms | {:.1}× |", without * 1000.0, with * 1000.0, without / with);
+    Ok(())
+}

@@ -170,7 +170,7 @@ impl CommandHandler {
         }
         if position == 0 && version.is_some() {
             // loaded wholly from a snapshot: find the last event's position
-            if let Some(last) = self.store.read_stream_backward(&stream).try_next().await? {
+            if let Some(last) = self.store.read_stream_page(&stream, i64::MAX, true, 1).await?.pop() {
                 position = last.position;
             }
         }
