@@ -40,7 +40,7 @@ pub enum ExpectedVersion {
 
 impl ExpectedVersion {
     /// Parts for the backends: the kind name and the version for `Exact`.
-    fn parts(self) -> (&'static str, i64) {
+    pub(crate) fn parts(self) -> (&'static str, i64) {
         match self {
             ExpectedVersion::Any => ("any", -1),
             ExpectedVersion::NoStream => ("no_stream", -1),
@@ -250,6 +250,10 @@ pub enum StoreError {
         /// The stream's actual version (None = no stream).
         actual: Option<i64>,
     },
+    /// A concurrent append of the same command id won (internal: the store answers
+    /// with the first result instead).
+    #[error("the command was appended concurrently")]
+    DuplicateCommand,
     /// An event id was appended before: a caller bug, do not retry.
     #[error("an event with this id was already appended")]
     DuplicateEvent,

@@ -1,7 +1,11 @@
 //! The Postgres backend: one function call per append, gap-free global reads.
 //!
-//! Appends call `gather_append` (migrations/postgres/0001_event_store.sql): one round
-//! trip, one transaction, the stream's version row locked only for that transaction.
+//! Appends are group-committed: concurrent `append` calls queue to a few committer
+//! tasks, each of which sends up to [`MAX_BATCH`] of them in one call to
+//! `gather_append_batch` (migrations/postgres/0004_group_commit.sql): one round trip and
+//! one WAL flush for the batch, each append in its own subtransaction with its own
+//! result. A batch that fails as a whole (a deadlock between two batches, a lost
+//! connection) is retried append by append with `gather_append`.
 //! Global reads order by `(commit_id, position)` and read only rows whose transaction
 //! id is below `pg_snapshot_xmin(pg_current_snapshot())`: every transaction below it
 //! has finished, so no row can still appear before the returned ones.
@@ -11,7 +15,20 @@ use sqlx::postgres::{PgListener, PgRow};
 use sqlx::{PgPool, Row};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Mutex, Notify, mpsc, oneshot, watch};
+
+/// The most appends one group commit carries (below Postgres' subtransaction cache of 64).
+pub const MAX_BATCH: usize = 32;
+/// How many batches may be in flight at once.
+pub const COMMITTERS: usize = 4;
+
+/// One queued append and where its answer goes.
+struct Pending {
+    meta: AppendMeta,
+    appends: Vec<StreamAppend>,
+    payload: Value,
+    reply: oneshot::Sender<Result<AppendResult, StoreError>>,
+}
 
 /// The channel appenders notify and subscribers listen on.
 pub const CHANNEL: &str = "gather_events";
@@ -22,6 +39,7 @@ pub struct PostgresStore {
     pool: PgPool,
     wake_tx: Arc<watch::Sender<u64>>,
     notify_others: Arc<Notify>,
+    queue: mpsc::Sender<Pending>,
 }
 
 const COLUMNS: &str = "position, commit_id, stream, version, event_id, event_type, schema_version, data, \
@@ -31,7 +49,12 @@ impl PostgresStore {
     /// A store over `pool`; spawns the LISTEN task and the coalescing NOTIFY task.
     pub fn new(pool: PgPool) -> Self {
         let (wake_tx, _) = watch::channel(0u64);
-        let store = PostgresStore { pool, wake_tx: Arc::new(wake_tx), notify_others: Arc::new(Notify::new()) };
+        let (queue, rx) = mpsc::channel(1024);
+        let store = PostgresStore { pool, wake_tx: Arc::new(wake_tx), notify_others: Arc::new(Notify::new()), queue };
+        let rx = Arc::new(Mutex::new(rx));
+        for _ in 0..COMMITTERS {
+            tokio::spawn(committer(store.pool.clone(), rx.clone()));
+        }
         store.spawn_listener();
         store.spawn_notifier();
         store
@@ -130,19 +153,123 @@ fn row_to_event(row: PgRow) -> Result<RecordedEvent, sqlx::Error> {
 fn map_append_error(e: sqlx::Error, appends: &[StreamAppend]) -> StoreError {
     if let sqlx::Error::Database(db) = &e {
         match db.code().as_deref() {
-            Some("GA409") => {
-                let msg = db.message();
-                let (stream, actual) = msg.rsplit_once('|').unwrap_or(("", "-1"));
-                let actual = actual.parse::<i64>().ok().filter(|v| *v >= 0);
-                let expected =
-                    appends.iter().find(|a| a.stream == stream).map(|a| a.expected).unwrap_or(ExpectedVersion::Any);
-                return StoreError::Conflict { stream: stream.to_string(), expected, actual };
-            }
+            Some("GA409") => return conflict_from_message(db.message(), appends),
+            Some("GA208") => return StoreError::DuplicateCommand,
             Some("23505") if db.constraint() == Some("events_event_id_key") => return StoreError::DuplicateEvent,
             _ => {}
         }
     }
     StoreError::Database(e)
+}
+
+/// The JSON `gather_append` takes for one call's streams.
+fn append_payload(appends: &[StreamAppend]) -> Value {
+    Value::Array(
+        appends
+            .iter()
+            .map(|a| {
+                let (kind, version) = a.expected.parts();
+                serde_json::json!({
+                    "stream": a.stream, "category": category_of(&a.stream),
+                    "expected": kind, "version": version, "events": a.events,
+                })
+            })
+            .collect(),
+    )
+}
+
+/// Takes queued appends in batches and group-commits them until the store is dropped.
+async fn committer(pool: PgPool, queue: Arc<Mutex<mpsc::Receiver<Pending>>>) {
+    loop {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        {
+            let mut rx = queue.lock().await;
+            match rx.recv().await {
+                Some(p) => batch.push(p),
+                None => return,
+            }
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(p) => batch.push(p),
+                    Err(_) => break,
+                }
+            }
+        }
+        if batch.len() == 1 {
+            let p = batch.pop().expect("one pending append");
+            let r = append_one(&pool, &p).await;
+            let _ = p.reply.send(r);
+            continue;
+        }
+        let body: Vec<Value> = batch
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "command_id": p.meta.command_id, "correlation_id": p.meta.correlation_id,
+                    "causation_id": p.meta.causation_id, "actor": p.meta.actor, "appends": p.payload,
+                })
+            })
+            .collect();
+        let answer = sqlx::query_scalar::<_, Value>("SELECT gather_append_batch($1)")
+            .bind(Value::Array(body))
+            .fetch_one(&pool)
+            .await;
+        match answer {
+            Ok(Value::Array(results)) if results.len() == batch.len() => {
+                for (p, r) in batch.into_iter().zip(results) {
+                    let r = batch_result(r, &p.appends);
+                    let _ = p.reply.send(r);
+                }
+            }
+            other => {
+                if let Err(e) = &other {
+                    tracing::debug!(error = %e, size = batch.len(), "group commit failed; appending one by one");
+                }
+                for p in batch {
+                    let r = append_one(&pool, &p).await;
+                    let _ = p.reply.send(r);
+                }
+            }
+        }
+    }
+}
+
+/// One append on its own (a batch of one, or the fallback of a failed batch).
+async fn append_one(pool: &PgPool, p: &Pending) -> Result<AppendResult, StoreError> {
+    let v = sqlx::query_scalar::<_, Value>("SELECT gather_append($1, $2, $3, $4, $5)")
+        .bind(p.meta.command_id)
+        .bind(p.meta.correlation_id)
+        .bind(p.meta.causation_id)
+        .bind(p.meta.actor)
+        .bind(&p.payload)
+        .fetch_one(pool)
+        .await
+        .map_err(|e| map_append_error(e, &p.appends))?;
+    serde_json::from_value(v).map_err(|e| StoreError::Invalid(format!("append result unreadable: {e}")))
+}
+
+/// Reads one entry of `gather_append_batch`'s answer.
+fn batch_result(r: Value, appends: &[StreamAppend]) -> Result<AppendResult, StoreError> {
+    if let Some(ok) = r.get("ok") {
+        return serde_json::from_value(ok.clone())
+            .map_err(|e| StoreError::Invalid(format!("append result unreadable: {e}")));
+    }
+    let message = r.get("message").and_then(|m| m.as_str()).unwrap_or_default();
+    match r.get("error").and_then(|e| e.as_str()) {
+        Some("conflict") => Err(conflict_from_message(message, appends)),
+        Some("duplicate_command") => Err(StoreError::DuplicateCommand),
+        Some("unique") if r.get("constraint").and_then(|c| c.as_str()) == Some("events_event_id_key") => {
+            Err(StoreError::DuplicateEvent)
+        }
+        _ => Err(StoreError::Invalid(format!("append refused: {message}"))),
+    }
+}
+
+fn conflict_from_message(msg: &str, appends: &[StreamAppend]) -> StoreError {
+    let (stream, actual) = msg.rsplit_once('|').unwrap_or(("", "-1"));
+    let actual = actual.parse::<i64>().ok().filter(|v| *v >= 0);
+    let expected = appends.iter().find(|a| a.stream == stream).map(|a| a.expected).unwrap_or(ExpectedVersion::Any);
+    StoreError::Conflict { stream: stream.to_string(), expected, actual }
 }
 
 impl PostgresStore {
@@ -170,45 +297,31 @@ impl EventStore for PostgresStore {
 
     async fn append(&self, meta: &AppendMeta, appends: Vec<StreamAppend>) -> Result<AppendResult, StoreError> {
         validate(&appends)?;
-        let payload: Vec<Value> = appends
-            .iter()
-            .map(|a| {
-                let (kind, version) = a.expected.parts();
-                serde_json::json!({
-                    "stream": a.stream, "category": category_of(&a.stream),
-                    "expected": kind, "version": version, "events": a.events,
-                })
-            })
-            .collect();
-        let result = sqlx::query_scalar::<_, Value>("SELECT gather_append($1, $2, $3, $4, $5)")
-            .bind(meta.command_id)
-            .bind(meta.correlation_id)
-            .bind(meta.causation_id)
-            .bind(meta.actor)
-            .bind(Value::Array(payload))
-            .fetch_one(&self.pool)
-            .await;
-        match result {
-            Ok(v) => {
-                let result: AppendResult = serde_json::from_value(v)
-                    .map_err(|e| StoreError::Invalid(format!("append result unreadable: {e}")))?;
-                if !result.duplicate {
-                    self.bump();
-                    self.notify_others.notify_one();
+        let payload = append_payload(&appends);
+        let (reply, answer) = oneshot::channel();
+        let pending = Pending { meta: meta.clone(), appends, payload, reply };
+        self.queue.send(pending).await.map_err(|_| StoreError::Invalid("the event store is shut down".into()))?;
+        let result = answer.await.map_err(|_| StoreError::Invalid("the append was dropped".into()))?;
+        let result = match result {
+            // A concurrent append of the same command may have won: answer with its result.
+            Err(StoreError::Conflict { .. }) | Err(StoreError::DuplicateCommand) => {
+                match self.recorded_result(meta.command_id).await? {
+                    Some(first) => Ok(first),
+                    None => result.map_err(|e| match e {
+                        StoreError::DuplicateCommand => StoreError::Invalid("duplicate command vanished".into()),
+                        other => other,
+                    }),
                 }
-                Ok(result)
             }
-            Err(e) => {
-                let err = map_append_error(e, &appends);
-                // A concurrent append of the same command may have won: answer with its result.
-                let is_dup = matches!(&err, StoreError::Conflict { .. })
-                    || matches!(&err, StoreError::Database(sqlx::Error::Database(d)) if d.code().as_deref() == Some("GA208"));
-                if is_dup && let Some(first) = self.recorded_result(meta.command_id).await? {
-                    return Ok(first);
-                }
-                Err(err)
-            }
+            other => other,
+        };
+        if let Ok(r) = &result
+            && !r.duplicate
+        {
+            self.bump();
+            self.notify_others.notify_one();
         }
+        result
     }
 
     async fn read_stream_page(

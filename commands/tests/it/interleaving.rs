@@ -47,6 +47,20 @@ fn ns(events: &[gather_commands::RecordedEvent]) -> Vec<i64> {
     events.iter().map(|e| e.data["n"].as_i64().unwrap()).collect()
 }
 
+/// Waits (bounded) until `want.len()` events arrived and checks them. Positive reads
+/// wait because any transaction of the cluster (other tests) briefly holds back xmin;
+/// negative reads ("nothing yet") poll, which such delays cannot make pass wrongly.
+async fn expect(sub: &mut gather_commands::store::Subscription, want: &[i64]) {
+    let mut got = Vec::new();
+    let wait = async {
+        while got.len() < want.len() {
+            got.extend(sub.next_batch(want.len() - got.len()).await.unwrap());
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), wait).await.expect("events within 10 s");
+    assert_eq!(ns(&got), want);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_commit_is_never_skipped_and_a_rollback_leaves_no_trace() {
     let (_db, store, url) = fresh_postgres().await;
@@ -54,7 +68,7 @@ async fn a_late_commit_is_never_skipped_and_a_rollback_leaves_no_trace() {
     let s = || format!("il-{}", Uuid::now_v7());
     append(&store, &s(), 0).await;
     let mut sub = subscribe(store.clone(), Checkpoint::START, LogFilter::all());
-    assert_eq!(ns(&sub.poll_batch(100).await.unwrap()), vec![0]);
+    expect(&mut sub, &[0]).await;
 
     // A takes its position first and stays open.
     let mut a = PgConnection::connect(&url).await.unwrap();
@@ -80,21 +94,21 @@ async fn a_late_commit_is_never_skipped_and_a_rollback_leaves_no_trace() {
 
     sqlx::query("COMMIT").execute(&mut a).await.unwrap();
     // Now A and B are readable, A first (it began first), exactly once.
-    assert_eq!(ns(&sub.poll_batch(100).await.unwrap()), vec![1, 2]);
+    expect(&mut sub, &[1, 2]).await;
     let after_b = sub.checkpoint();
 
     // D commits while U is still open: held back, not lost.
     append(&store, &s(), 3).await;
     assert!(sub.poll_batch(100).await.unwrap().is_empty(), "held back behind the unrelated transaction");
     sqlx::query("ROLLBACK").execute(&mut u).await.unwrap();
-    assert_eq!(ns(&sub.poll_batch(100).await.unwrap()), vec![3]);
+    expect(&mut sub, &[3]).await;
     assert!(sub.poll_batch(100).await.unwrap().is_empty());
 
     // A restart from a checkpoint resumes without loss or repeat.
     let mut restarted = subscribe(store.clone(), after_b, LogFilter::all());
-    assert_eq!(ns(&restarted.poll_batch(100).await.unwrap()), vec![3]);
+    expect(&mut restarted, &[3]).await;
     let mut from_start = subscribe(store.clone(), Checkpoint::START, LogFilter::all());
-    assert_eq!(ns(&from_start.poll_batch(100).await.unwrap()), vec![0, 1, 2, 3]);
+    expect(&mut from_start, &[0, 1, 2, 3]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
