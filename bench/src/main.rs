@@ -21,7 +21,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
-struct Cell {
+mod postgres_es;
+
+/// One measured cell.
+pub struct Cell {
     events_per_s: f64,
     p50_ms: f64,
     p99_ms: f64,
@@ -46,7 +49,7 @@ fn event(n: i64) -> NewEvent {
 
 /// Runs `writers` tasks for `secs`, each calling `op(writer, i)` (which appends `batch`
 /// events) in a loop; returns throughput and latency.
-async fn run<F, Fut>(writers: usize, secs: f64, batch: usize, op: F) -> Cell
+pub(crate) async fn run<F, Fut>(writers: usize, secs: f64, batch: usize, op: F) -> Cell
 where
     F: Fn(usize, i64) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
@@ -127,6 +130,7 @@ async fn raw(pool: PgPool, writers: usize, secs: f64, batch: usize) -> Cell {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let args: Vec<String> = std::env::args().collect();
     let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
     let secs: f64 = arg("--seconds").map(|s| s.parse()).transpose()?.unwrap_or(3.0);
@@ -143,14 +147,16 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("connect to Postgres")?;
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}_es"))).execute(&admin).await?;
     let url = format!("{base}/{name}");
-    let result = bench(&url, secs, &writer_counts).await;
-    let pool_guard = admin.clone();
-    let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name} WITH (FORCE)"))).execute(&pool_guard).await;
+    let result = bench(&url, &format!("{url}_es"), secs, &writer_counts).await;
+    for db in [name.clone(), format!("{name}_es")] {
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {db} WITH (FORCE)"))).execute(&admin).await;
+    }
     result
 }
 
-async fn bench(url: &str, secs: f64, writer_counts: &[usize]) -> anyhow::Result<()> {
+async fn bench(url: &str, es_url: &str, secs: f64, writer_counts: &[usize]) -> anyhow::Result<()> {
     Db::connect(url).await?.migrate().await?;
     let max = writer_counts.iter().copied().max().unwrap_or(1) as u32 + 4;
     let pool = PgPoolOptions::new().max_connections(max).connect(url).await?;
@@ -159,19 +165,24 @@ async fn bench(url: &str, secs: f64, writer_counts: &[usize]) -> anyhow::Result<
     let store: Arc<dyn EventStore> = Arc::new(PostgresStore::new(pool.clone()));
 
     println!("\n## Appends (events/s, p50 / p99 ms per append call), {secs} s per cell\n");
-    println!("| writers | ours 1-event | raw 1-row INSERT | ratio | ours 10-event | raw 10-row INSERT | ratio |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| writers | ours 1-event (group commit) | raw 1-row INSERT | ratio | postgres-es 1-event command | ours / postgres-es | ours 10-event | raw 10-row INSERT | ratio |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for &w in writer_counts {
         let o1 = ours(store.clone(), w, secs, 1).await;
         let r1 = raw(pool.clone(), w, secs, 1).await;
+        let es = postgres_es::run(es_url, w, secs).await?;
         let o10 = ours(store.clone(), w, secs, 10).await;
         let r10 = raw(pool.clone(), w, secs, 10).await;
         let fmt = |c: &Cell| format!("{:.0} ({:.2} / {:.2})", c.events_per_s, c.p50_ms, c.p99_ms);
         println!(
-            "| {w} | {} | {} | {:.2}× | {} | {} | {:.2}× |",
+            "| {w} | {} | {} | {:.2}× | {} | {:.2}× | {} | {} | {:.2}× |",
             fmt(&o1),
             fmt(&r1),
             o1.events_per_s / r1.events_per_s,
+            fmt(&es),
+            o1.events_per_s / es.events_per_s,
             fmt(&o10),
             fmt(&r10),
             o10.events_per_s / r10.events_per_s

@@ -236,3 +236,38 @@ async fn registration_sends_one_welcome_email_through_the_outbox(app: TestApp) {
     assert!(found[0].contains("Subject: Welcome to Gather"), "{}", found[0]);
     assert!(found[0].contains("Hello Ada"));
 }
+
+both_profiles!(an_undecodable_event_stops_the_projectors_with_a_clear_status);
+
+async fn an_undecodable_event_stops_the_projectors_with_a_clear_status(app: TestApp) {
+    use gather_commands::store::{AppendMeta, ExpectedVersion, NewEvent, StreamAppend};
+    let (member_id, _) = app.register("corrupt@example.com").await;
+    let stream = format!("member-{member_id}");
+    let bad = NewEvent {
+        event_id: uuid::Uuid::now_v7(),
+        event_type: "NoSuchEvent".into(),
+        schema_version: 1,
+        data: json!({}),
+    };
+    app.app_state
+        .store
+        .append(
+            &AppendMeta::new(uuid::Uuid::now_v7(), None),
+            vec![StreamAppend { stream: stream.clone(), expected: ExpectedVersion::Exact(1), events: vec![bad] }],
+        )
+        .await
+        .unwrap();
+    let mut answer = None;
+    for _ in 0..200 {
+        let a = app.get("/health/ready", None, None).await;
+        if a.body["projections"]["members"]["state"].as_str().is_some_and(|s| s.starts_with("Failed")) {
+            answer = Some(a);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let a = answer.expect("the members projector reports the failure");
+    assert_eq!(a.status, 503);
+    let state = a.body["projections"]["members"]["state"].as_str().unwrap();
+    assert!(state.contains(&stream) && state.contains("@2") && state.contains("NoSuchEvent"), "{state}");
+}

@@ -18,9 +18,9 @@ use std::time::Duration;
 use tokio::sync::{Mutex, Notify, mpsc, oneshot, watch};
 
 /// The most appends one group commit carries (below Postgres' subtransaction cache of 64).
-pub const MAX_BATCH: usize = 32;
+pub const MAX_BATCH: usize = 16;
 /// How many batches may be in flight at once.
-pub const COMMITTERS: usize = 4;
+pub const COMMITTERS: usize = 8;
 
 /// One queued append and where its answer goes.
 struct Pending {
