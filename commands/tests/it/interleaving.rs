@@ -190,3 +190,42 @@ async fn eight_concurrent_writers_and_a_live_subscriber_see_every_event_once_in_
     assert_eq!(next.len(), WRITERS);
     assert!(next.values().all(|v| *v == EACH));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn category_reads_use_the_category_index_not_a_scan() {
+    let (db, store, _) = fresh_postgres().await;
+    for c in 0..20 {
+        let events = (0..200)
+            .map(|n| NewEvent {
+                event_id: Uuid::now_v7(),
+                event_type: "E".into(),
+                schema_version: 1,
+                data: json!({"n": n}),
+            })
+            .collect();
+        store
+            .append(
+                &AppendMeta::new(Uuid::now_v7(), None),
+                vec![StreamAppend {
+                    stream: format!("cat{c}-{}", Uuid::now_v7()),
+                    expected: ExpectedVersion::NoStream,
+                    events,
+                }],
+            )
+            .await
+            .unwrap();
+    }
+    let gather_commands::Db::Postgres(pool) = &db else { unreachable!() };
+    sqlx::query("ANALYZE events").execute(pool).await.unwrap();
+    let plan: Vec<String> = sqlx::query_scalar(
+        "EXPLAIN SELECT * FROM events WHERE (commit_id, position) > (-1, 0) \
+         AND commit_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint \
+         AND category = (ARRAY['cat7'])[1] ORDER BY commit_id, position LIMIT 500",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let plan = plan.join("\n");
+    assert!(plan.contains("events_category_order"), "category read does not use its index:\n{plan}");
+    assert!(!plan.contains("Seq Scan"), "category read scans the table:\n{plan}");
+}
