@@ -8,6 +8,8 @@
 //! Reads are paged streams with bounded memory; [`subscribe`] turns the global log into
 //! a catch-up-then-live stream that waits on the backend's wake signal.
 
+#[cfg(feature = "kurrentdb")]
+pub mod kurrentdb;
 pub mod postgres;
 pub mod sqlite;
 mod subscribe;
@@ -279,6 +281,9 @@ pub enum StoreError {
     /// The database failed: retry later, or report.
     #[error("event store database error")]
     Database(#[source] sqlx::Error),
+    /// A non-SQL backend's client or server failed (KurrentDB): retry later, or report.
+    #[error("event store backend error: {0}")]
+    Backend(String),
 }
 
 impl From<sqlx::Error> for StoreError {

@@ -49,7 +49,7 @@ fn stream(cat: &str) -> String {
     format!("{cat}-{}", Uuid::now_v7())
 }
 
-async fn a_new_stream_then_exact_versions_append_in_order(_db: Db, store: Arc<dyn EventStore>) {
+pub(crate) async fn a_new_stream_then_exact_versions_append_in_order(_db: Db, store: Arc<dyn EventStore>) {
     let s = stream("thing");
     let r = store.append(&meta(), one(&s, ExpectedVersion::NoStream, vec![ev("A", 0), ev("B", 1)])).await.unwrap();
     assert!(!r.duplicate);
@@ -73,7 +73,10 @@ async fn a_new_stream_then_exact_versions_append_in_order(_db: Db, store: Arc<dy
     assert_eq!(last.category(), "thing");
 }
 
-async fn a_wrong_expected_version_is_a_conflict_carrying_the_actual_version(_db: Db, store: Arc<dyn EventStore>) {
+pub(crate) async fn a_wrong_expected_version_is_a_conflict_carrying_the_actual_version(
+    _db: Db,
+    store: Arc<dyn EventStore>,
+) {
     let s = stream("thing");
     store.append(&meta(), one(&s, ExpectedVersion::NoStream, vec![ev("A", 0)])).await.unwrap();
     for expected in [ExpectedVersion::NoStream, ExpectedVersion::Exact(5), ExpectedVersion::Exact(-1)] {
@@ -94,7 +97,7 @@ async fn a_wrong_expected_version_is_a_conflict_carrying_the_actual_version(_db:
     assert_eq!(store.stream_version(&missing).await.unwrap(), None);
 }
 
-async fn any_and_stream_exists_expectations_behave(_db: Db, store: Arc<dyn EventStore>) {
+pub(crate) async fn any_and_stream_exists_expectations_behave(_db: Db, store: Arc<dyn EventStore>) {
     let s = stream("thing");
     assert!(matches!(
         store.append(&meta(), one(&s, ExpectedVersion::StreamExists, vec![ev("A", 0)])).await,
@@ -106,7 +109,7 @@ async fn any_and_stream_exists_expectations_behave(_db: Db, store: Arc<dyn Event
     assert_eq!(r.streams[0].version, 2);
 }
 
-async fn a_multi_stream_append_is_all_or_nothing(_db: Db, store: Arc<dyn EventStore>) {
+pub(crate) async fn a_multi_stream_append_is_all_or_nothing(_db: Db, store: Arc<dyn EventStore>) {
     assert!(store.capabilities().multi_stream_append);
     let (a, b) = (stream("alpha"), stream("beta"));
     let first = store.append(&meta(), one(&b, ExpectedVersion::NoStream, vec![ev("B", 0)])).await.unwrap();
@@ -131,7 +134,7 @@ async fn a_multi_stream_append_is_all_or_nothing(_db: Db, store: Arc<dyn EventSt
     assert_eq!(store.stream_version(&b).await.unwrap(), Some(1));
 }
 
-async fn the_same_command_id_appends_once_and_returns_the_first_result(_db: Db, store: Arc<dyn EventStore>) {
+pub(crate) async fn the_same_command_id_appends_once_and_returns_the_first_result(_db: Db, store: Arc<dyn EventStore>) {
     let s = stream("thing");
     let m = meta();
     let first = store.append(&m, one(&s, ExpectedVersion::NoStream, vec![ev("A", 0)])).await.unwrap();
@@ -158,14 +161,14 @@ async fn the_same_command_id_appends_once_and_returns_the_first_result(_db: Db, 
     assert_eq!(store.stream_version(&s2).await.unwrap(), Some(0));
 }
 
-async fn the_same_event_id_twice_is_refused(_db: Db, store: Arc<dyn EventStore>) {
+pub(crate) async fn the_same_event_id_twice_is_refused(_db: Db, store: Arc<dyn EventStore>) {
     let e = ev("A", 0);
     store.append(&meta(), one(&stream("thing"), ExpectedVersion::Any, vec![e.clone()])).await.unwrap();
     let r = store.append(&meta(), one(&stream("thing"), ExpectedVersion::Any, vec![e])).await;
     assert!(matches!(r, Err(StoreError::DuplicateEvent)), "{r:?}");
 }
 
-async fn streams_read_forward_from_a_version_and_backward_from_the_end(_db: Db, store: Arc<dyn EventStore>) {
+pub(crate) async fn streams_read_forward_from_a_version_and_backward_from_the_end(_db: Db, store: Arc<dyn EventStore>) {
     let s = stream("long");
     // more than one page (500) to exercise paging
     let events: Vec<_> = (0..1203).map(|n| ev("N", n)).collect();
@@ -181,7 +184,7 @@ async fn streams_read_forward_from_a_version_and_backward_from_the_end(_db: Db, 
     assert!(none.is_empty());
 }
 
-async fn the_global_log_filters_by_category_and_event_type(_db: Db, store: Arc<dyn EventStore>) {
+pub(crate) async fn the_global_log_filters_by_category_and_event_type(_db: Db, store: Arc<dyn EventStore>) {
     let mut last = 0;
     for i in 0..30 {
         let cat = ["red", "green", "blue"][i % 3];
@@ -212,7 +215,7 @@ async fn the_global_log_filters_by_category_and_event_type(_db: Db, store: Arc<d
     assert_eq!(store.checkpoint_of(all[29].position + 1000).await.unwrap(), None);
 }
 
-async fn a_subscription_catches_up_then_follows_live_appends(_db: Db, store: Arc<dyn EventStore>) {
+pub(crate) async fn a_subscription_catches_up_then_follows_live_appends(_db: Db, store: Arc<dyn EventStore>) {
     for n in 0..5 {
         store.append(&meta(), one(&stream("sub"), ExpectedVersion::Any, vec![ev("A", n)])).await.unwrap();
     }
@@ -257,7 +260,7 @@ fn register(id: Uuid) -> MemberCommand {
     }
 }
 
-async fn snapshots_speed_loading_and_a_stale_shape_is_ignored(_db: Db, store: Arc<dyn EventStore>) {
+pub(crate) async fn snapshots_speed_loading_and_a_stale_shape_is_ignored(_db: Db, store: Arc<dyn EventStore>) {
     let handler = CommandHandler::new(store.clone()).with_snapshot_every(5);
     let id = Uuid::now_v7();
     let me = Actor::new(id, [Role::Member]);
@@ -301,7 +304,7 @@ async fn snapshots_speed_loading_and_a_stale_shape_is_ignored(_db: Db, store: Ar
     assert_eq!(handler.load::<Member>(id).await.unwrap().version, Some(7));
 }
 
-async fn old_event_versions_are_upcast_on_read(_db: Db, store: Arc<dyn EventStore>) {
+pub(crate) async fn old_event_versions_are_upcast_on_read(_db: Db, store: Arc<dyn EventStore>) {
     // Version 0 of ProfileUpdated called the field `name`.
     let id = Uuid::now_v7();
     let s = format!("member-{id}");
@@ -330,7 +333,10 @@ async fn old_event_versions_are_upcast_on_read(_db: Db, store: Arc<dyn EventStor
     assert_eq!(again.data, json!({"name": "Old Shape"}));
 }
 
-async fn an_undecodable_event_is_a_typed_error_naming_stream_and_version(_db: Db, store: Arc<dyn EventStore>) {
+pub(crate) async fn an_undecodable_event_is_a_typed_error_naming_stream_and_version(
+    _db: Db,
+    store: Arc<dyn EventStore>,
+) {
     let handler = CommandHandler::new(store.clone());
     let id = Uuid::now_v7();
     handler.handle::<Member>(id, register(id), &CommandMeta::new(Actor::new(id, [Role::Member]))).await.unwrap();
@@ -346,7 +352,7 @@ async fn an_undecodable_event_is_a_typed_error_naming_stream_and_version(_db: Db
     }
 }
 
-async fn the_events_table_refuses_update_and_delete(db: Db, store: Arc<dyn EventStore>) {
+pub(crate) async fn the_events_table_refuses_update_and_delete(db: Db, store: Arc<dyn EventStore>) {
     let r = store.append(&meta(), one(&stream("thing"), ExpectedVersion::NoStream, vec![ev("A", 0)])).await.unwrap();
     settle(&store, r.last_position()).await;
     let update = gather_commands::on_db!(&db, p => sqlx::query("UPDATE events SET event_type = 'X'").execute(p).await.map(|_| ()));
@@ -357,7 +363,7 @@ async fn the_events_table_refuses_update_and_delete(db: Db, store: Arc<dyn Event
     assert_eq!(store.head().await.unwrap().position, 1);
 }
 
-async fn bad_stream_names_and_empty_appends_are_refused(_db: Db, store: Arc<dyn EventStore>) {
+pub(crate) async fn bad_stream_names_and_empty_appends_are_refused(_db: Db, store: Arc<dyn EventStore>) {
     assert!(matches!(store.append(&meta(), vec![]).await, Err(StoreError::Invalid(_))));
     assert!(matches!(
         store.append(&meta(), one("nodash", ExpectedVersion::Any, vec![ev("A", 0)])).await,
@@ -370,7 +376,7 @@ async fn bad_stream_names_and_empty_appends_are_refused(_db: Db, store: Arc<dyn 
     assert_eq!(store.head().await.unwrap(), Checkpoint::START);
 }
 
-async fn concurrent_appends_each_get_their_own_result(_db: Db, store: Arc<dyn EventStore>) {
+pub(crate) async fn concurrent_appends_each_get_their_own_result(_db: Db, store: Arc<dyn EventStore>) {
     // On Postgres these share group commits: a conflict must fail alone.
     let contended = stream("hot");
     store.append(&meta(), one(&contended, ExpectedVersion::NoStream, vec![ev("A", 0)])).await.unwrap();
