@@ -82,6 +82,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::activities::router())
         .merge(routes::health::router())
         .fallback(|| async { crate::error::ApiError::NotFound("no such route".into()) })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::idempotency::layer))
         .layer(DefaultBodyLimit::max(crate::extract::MAX_BODY))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
@@ -137,6 +138,22 @@ impl App {
                 None => Mailer::files(settings.data_dir.join("mail")).context("could not create the mail directory")?,
             };
             tokio::spawn(run_sender(db.clone(), mailer, Duration::from_millis(500), shutdown_rx.clone()));
+        }
+        if settings.runs(ProcessRole::Scheduler) {
+            let (db, mut stop) = (db.clone(), shutdown_rx.clone());
+            tokio::spawn(async move {
+                loop {
+                    match crate::idempotency::purge_expired(&db).await {
+                        Ok(n) if n > 0 => tracing::info!(deleted = n, "expired idempotency keys purged"),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "could not purge idempotency keys"),
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(600)) => {}
+                        _ = stop.wait_for(|s| *s) => return,
+                    }
+                }
+            });
         }
         let commands = CommandHandler::new(store.clone());
         let state = AppState { settings: Arc::new(settings.clone()), db, store, commands, projectors, jwt, bus };

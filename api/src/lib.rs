@@ -7,6 +7,7 @@
 //! - [`error`], [`extract`], [`http`]: problem+json errors, JSON/path extractors,
 //!   command answers and read-your-writes;
 //! - [`auth`]: argon2 and JWT;
+//! - [`idempotency`]: stored first answers for `Idempotency-Key`;
 //! - [`routes`]: one module per resource.
 
 pub mod app;
@@ -14,6 +15,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod http;
+pub mod idempotency;
 pub mod routes;
 pub mod settings;
 pub mod state;

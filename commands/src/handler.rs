@@ -274,6 +274,11 @@ impl CommandHandler {
         let mine = result.streams.iter().find(|s| s.stream == stream);
         let (position, version) = mine.map_or((result.last_position(), -1), |s| (s.last_position, s.version));
         if result.duplicate {
+            // The first try may have decided on another stream (a new id per try):
+            // answer with where the first result landed.
+            let first = result.streams.first();
+            let stream = first.map(|s| s.stream.clone()).unwrap_or(stream);
+            let (position, version) = first.map_or((position, version), |s| (s.last_position, s.version));
             return CommandOutcome { stream, position, version, events: Vec::new(), duplicate: true };
         }
         let before = loaded.version.unwrap_or(-1);

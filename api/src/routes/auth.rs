@@ -62,8 +62,9 @@ pub async fn register_member(
     let member_id = Uuid::now_v7();
     let normalized = email.normalized();
     let password_hash = hash_password(password).await?;
-    let actor = Actor::new(member_id, [Role::Member]);
-    let meta = command_meta(headers, actor, "register")?;
+    // The Idempotency-Key is scoped to guests here (the member id is new on every try).
+    let mut meta = command_meta(headers, Actor::new(Uuid::nil(), [Role::Member]), "register")?;
+    meta.actor = Actor::new(member_id, [Role::Member]);
     let command = MemberCommand::Register { member_id, email, password_hash, display_name };
     let outcome = state
         .commands
