@@ -24,8 +24,10 @@ use serde_json::Value;
 use std::fmt;
 use uuid::Uuid;
 
-/// How many rows one page of a read holds.
+/// How many rows one page of a stream read holds.
 pub const PAGE: i64 = 500;
+/// How many rows one page of a global log read holds.
+pub const LOG_PAGE: i64 = 2_000;
 
 /// What the caller believes about a stream's current version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -394,8 +396,8 @@ pub trait EventStore: Send + Sync + 'static {
         paged(after, move |after| {
             let filter = filter.clone();
             async move {
-                let page = self.read_log_page(after, &filter, PAGE).await?;
-                let next = page.last().filter(|_| page.len() as i64 == PAGE).map(|e| e.checkpoint());
+                let page = self.read_log_page(after, &filter, LOG_PAGE).await?;
+                let next = page.last().filter(|_| page.len() as i64 == LOG_PAGE).map(|e| e.checkpoint());
                 Ok((page, next))
             }
         })
