@@ -18,9 +18,12 @@ use std::time::Duration;
 use tokio::sync::{Mutex, Notify, mpsc, oneshot, watch};
 
 /// The most appends one group commit carries (below Postgres' subtransaction cache of 64).
-pub const MAX_BATCH: usize = 16;
+pub const MAX_BATCH: usize = 32;
+/// A batch stops growing once it holds this many events: one backend applies a batch
+/// serially, so big appends gain more from running side by side than from sharing a flush.
+pub const MAX_BATCH_EVENTS: usize = 32;
 /// How many batches may be in flight at once.
-pub const COMMITTERS: usize = 8;
+pub const COMMITTERS: usize = 4;
 
 /// One queued append and where its answer goes.
 struct Pending {
@@ -28,6 +31,12 @@ struct Pending {
     appends: Vec<StreamAppend>,
     payload: Value,
     reply: oneshot::Sender<Result<AppendResult, StoreError>>,
+}
+
+impl Pending {
+    fn event_count(&self) -> usize {
+        self.appends.iter().map(|a| a.events.len()).sum()
+    }
 }
 
 /// The channel appenders notify and subscribers listen on.
@@ -188,9 +197,13 @@ async fn committer(pool: PgPool, queue: Arc<Mutex<mpsc::Receiver<Pending>>>) {
                 Some(p) => batch.push(p),
                 None => return,
             }
-            while batch.len() < MAX_BATCH {
+            let mut events: usize = batch.iter().map(|p| p.event_count()).sum();
+            while batch.len() < MAX_BATCH && events < MAX_BATCH_EVENTS {
                 match rx.try_recv() {
-                    Ok(p) => batch.push(p),
+                    Ok(p) => {
+                        events += p.event_count();
+                        batch.push(p);
+                    }
                     Err(_) => break,
                 }
             }
