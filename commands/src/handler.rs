@@ -8,8 +8,10 @@
 
 use crate::codec::{self, Upcasters};
 use crate::store::{
-    AppendMeta, AppendResult, EventStore, ExpectedVersion, Snapshot, StoreError, StreamAppend, stream_name,
+    AppendMeta, AppendResult, EventStore, ExpectedVersion, NewEvent, Snapshot, StoreError, StreamAppend, StreamResult,
+    stream_name,
 };
+use crate::uniqueness::RESERVATION_RELEASED;
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use gather_domain::{Actor, Aggregate, Context, DomainError};
@@ -241,7 +243,7 @@ impl CommandHandler {
                 causation_id: meta.causation_id,
                 actor: Some(meta.actor.id),
             };
-            match self.store.append(&append_meta, appends).await {
+            match self.append_all(&append_meta, appends).await {
                 Ok(result) => return Ok(self.finish::<A>(stream, loaded, events, result)),
                 Err(StoreError::Conflict { stream: s, actual, .. }) => {
                     if s != stream {
@@ -260,6 +262,64 @@ impl CommandHandler {
                     tokio::time::sleep(Duration::from_millis(jitter)).await;
                 }
                 Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Appends atomically where the backend can; otherwise (KurrentDB) reserves the
+    /// extra streams first, then appends the main one, and compensates on failure by
+    /// appending `ReservationReleased` to what it reserved (ARCHITECTURE.md decision 5).
+    async fn append_all(&self, meta: &AppendMeta, mut appends: Vec<StreamAppend>) -> Result<AppendResult, StoreError> {
+        if appends.len() == 1 || self.store.capabilities().multi_stream_append {
+            return self.store.append(meta, appends).await;
+        }
+        let main = appends.remove(0);
+        let mut reserved: Vec<StreamResult> = Vec::new();
+        for (i, mut extra) in appends.into_iter().enumerate() {
+            if extra.expected == ExpectedVersion::NoStream
+                && let Some(last) = self.store.read_stream_page(&extra.stream, i64::MAX, true, 1).await?.pop()
+                && last.event_type == RESERVATION_RELEASED
+            {
+                // a released reservation may be taken again
+                extra.expected = ExpectedVersion::Exact(last.version);
+            }
+            let sub = AppendMeta { command_id: derived_id(meta.command_id, i as u32 + 1), ..meta.clone() };
+            match self.store.append(&sub, vec![extra]).await {
+                Ok(r) => reserved.extend(r.streams),
+                Err(e) => {
+                    self.release(meta, &reserved).await;
+                    return Err(e);
+                }
+            }
+        }
+        match self.store.append(meta, vec![main]).await {
+            Ok(mut r) => {
+                r.streams.extend(reserved);
+                Ok(r)
+            }
+            Err(e) => {
+                self.release(meta, &reserved).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn release(&self, meta: &AppendMeta, reserved: &[StreamResult]) {
+        for r in reserved {
+            let event = NewEvent {
+                event_id: Uuid::now_v7(),
+                event_type: RESERVATION_RELEASED.into(),
+                schema_version: 1,
+                data: serde_json::json!({ "command_id": meta.command_id }),
+            };
+            let append = StreamAppend {
+                stream: r.stream.clone(),
+                expected: ExpectedVersion::Exact(r.version),
+                events: vec![event],
+            };
+            let m = AppendMeta { command_id: Uuid::now_v7(), causation_id: Some(meta.command_id), ..meta.clone() };
+            if let Err(e) = self.store.append(&m, vec![append]).await {
+                tracing::error!(stream = %r.stream, error = %e, "could not release a reservation; release it by hand");
             }
         }
     }
@@ -298,6 +358,15 @@ impl CommandHandler {
         }
         CommandOutcome { stream, position, version, events, duplicate: false }
     }
+}
+
+/// A command id derived from another and an index (stable, distinct per index).
+fn derived_id(command_id: Uuid, index: u32) -> Uuid {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest([command_id.as_bytes().as_slice(), &index.to_be_bytes()].concat());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
 }
 
 fn metrics_conflict() {

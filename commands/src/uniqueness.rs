@@ -6,13 +6,15 @@
 //! its member through the same stream, so it never waits on a projection.
 
 use crate::store::{EventStore, ExpectedVersion, NewEvent, StoreError, StreamAppend};
-use futures::TryStreamExt;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 /// The event type of a reservation.
 pub const EMAIL_RESERVED: &str = "EmailReserved";
+/// The event type that gives a reservation back (the compensation on backends without
+/// atomic multi-stream appends); the key may then be reserved again.
+pub const RESERVATION_RELEASED: &str = "ReservationReleased";
 
 /// The reservation stream of a normalized email.
 pub fn email_stream(normalized: &str) -> String {
@@ -36,9 +38,11 @@ pub fn reserve_email(normalized: &str, member_id: Uuid) -> StreamAppend {
     }
 }
 
-/// The member holding `normalized`, if any.
+/// The member holding `normalized`, if any (a released reservation holds nothing).
 pub async fn email_owner(store: &dyn EventStore, normalized: &str) -> Result<Option<Uuid>, StoreError> {
     let stream = email_stream(normalized);
-    let first = store.read_stream(&stream, 0).try_next().await?;
-    Ok(first.and_then(|e| e.data.get("member_id").and_then(|v| v.as_str()).and_then(|s| Uuid::parse_str(s).ok())))
+    let last = store.read_stream_page(&stream, i64::MAX, true, 1).await?.pop();
+    Ok(last
+        .filter(|e| e.event_type == EMAIL_RESERVED)
+        .and_then(|e| e.data.get("member_id").and_then(|v| v.as_str()).and_then(|s| Uuid::parse_str(s).ok())))
 }

@@ -4,6 +4,7 @@
 //! the KurrentDB backend's tests (against `GATHER_KURRENTDB_URL` only when it is set).
 
 mod contract;
+mod fallback;
 mod interleaving;
 #[cfg(feature = "kurrentdb")]
 mod kurrentdb;
