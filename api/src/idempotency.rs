@@ -77,9 +77,12 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
     Ok(Response::from_parts(parts, Body::from(body)))
 }
 
+/// A stored answer: request hash, status, replayed headers, body.
+type StoredAnswer = (String, i32, Json<Map<String, Value>>, Vec<u8>);
+
 async fn lookup(state: &AppState, scope: &str) -> Result<Option<(String, Response)>, ApiError> {
     let since = Utc::now() - Duration::hours(TTL_HOURS);
-    let row: Option<(String, i32, Json<Map<String, Value>>, Vec<u8>)> = on_db_read!(&state.db, p => sqlx::query_as(
+    let row: Option<StoredAnswer> = on_db_read!(&state.db, p => sqlx::query_as(
         "SELECT request_hash, status, headers, body FROM idempotency_keys WHERE scope = $1 AND created_at > $2",
     ).bind(scope).bind(since).fetch_optional(p).await)?;
     let Some((hash, status, Json(headers), body)) = row else { return Ok(None) };
