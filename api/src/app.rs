@@ -80,6 +80,8 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::auth::router())
         .merge(routes::me::router())
         .merge(routes::activities::router())
+        .merge(routes::chats::router())
+        .merge(routes::members::router())
         .merge(routes::health::router())
         .fallback(|| async { crate::error::ApiError::NotFound("no such route".into()) })
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::idempotency::layer))

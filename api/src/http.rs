@@ -110,3 +110,43 @@ pub fn read_response(body: Value, position: i64, version: Option<i64>) -> Respon
     position_headers(res.headers_mut(), position, version);
     res
 }
+
+/// Refuses commands of suspended or forgotten members (checked on the member's own
+/// stream, so a suspension takes effect at once, whatever the token says).
+pub async fn ensure_active(state: &AppState, actor: &Actor) -> Result<(), ApiError> {
+    if actor.has(gather_domain::Role::System) {
+        return Ok(());
+    }
+    let member = state.commands.load::<gather_domain::member::Member>(actor.id).await?;
+    if member.state.suspended {
+        return Err(ApiError::Forbidden { code: "member_suspended", detail: "this member is suspended".into() });
+    }
+    if member.state.forgotten || !member.state.registered {
+        return Err(ApiError::Unauthorized("this member no longer exists".into()));
+    }
+    Ok(())
+}
+
+/// Runs a command of an authenticated actor on aggregate `A` (`id`): refuses suspended
+/// members, builds the metadata from the headers, then load → decide → append.
+pub async fn run_command<A>(
+    state: &AppState,
+    actor: Actor,
+    headers: &HeaderMap,
+    route: &str,
+    id: Uuid,
+    command: A::Command,
+) -> Result<CommandOutcome<A::Event>, ApiError>
+where
+    A: gather_domain::Aggregate,
+    A::Command: Clone,
+{
+    ensure_active(state, &actor).await?;
+    let meta = command_meta(headers, actor, route)?;
+    Ok(state.commands.handle::<A>(id, command, &meta).await?)
+}
+
+/// `202 Accepted` with `{id, position, version}` for a command on `id`.
+pub fn accepted<E>(id: Uuid, outcome: &CommandOutcome<E>) -> Response {
+    command_response(StatusCode::ACCEPTED, id, outcome, json!({}))
+}

@@ -2,5 +2,7 @@
 
 pub mod activities;
 pub mod auth;
+pub mod chats;
 pub mod health;
 pub mod me;
+pub mod members;
