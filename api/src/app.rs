@@ -80,6 +80,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::auth::router())
         .merge(routes::me::router())
         .merge(routes::activities::router())
+        .merge(routes::bookings::router())
         .merge(routes::chats::router())
         .merge(routes::members::router())
         .merge(routes::health::router())

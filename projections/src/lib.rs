@@ -3,13 +3,14 @@
 //! Reading order:
 //! - [`runtime`]: the projector runtime: subscribe from a checkpoint, apply a batch and
 //!   write the checkpoint in one transaction, publish progress for read-your-writes;
-//! - [`members`], [`activities`]: the read models and their projections;
+//! - [`members`], [`activities`], [`invitations`]: the read models and their projections;
 //! - [`queries`]: typed reads of the read models for the API;
 //! - [`bus`]: RabbitMQ or in-process delivery of projection updates;
 //! - [`mail`]: the email outbox, its notifier projection and the sender.
 
 pub mod activities;
 pub mod bus;
+pub mod invitations;
 pub mod mail;
 pub mod members;
 pub mod queries;
@@ -25,5 +26,6 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(members::MembersProjection),
         Arc::new(activities::ActivitiesProjection),
         Arc::new(mail::NotifierProjection),
+        Arc::new(invitations::InvitationsProjection),
     ]
 }

@@ -61,3 +61,9 @@ pub async fn activity(db: &Db, id: Uuid) -> Result<Option<ActivityRow>, sqlx::Er
          FROM activities WHERE activity_id = $1",
     ).bind(id).fetch_optional(pool).await)
 }
+
+/// The activity an invitation belongs to.
+pub async fn invitation_activity(db: &Db, invitation_id: Uuid) -> Result<Option<Uuid>, sqlx::Error> {
+    on_db_read!(db, pool => sqlx::query_scalar::<_, Uuid>("SELECT activity_id FROM invitations WHERE invitation_id = $1")
+        .bind(invitation_id).fetch_optional(pool).await)
+}

@@ -218,3 +218,45 @@ macro_rules! both_profiles {
         )*
     };
 }
+
+/// Test set-up without HTTP or argon2: registers a member straight through the command
+/// handler (with a fixed, valid-looking hash) and mints its token.
+pub async fn quick_member(app: &TestApp) -> (uuid::Uuid, String) {
+    use gather_domain::member::{Member, MemberCommand};
+    use gather_domain::values::{DisplayName, Email};
+    let id = uuid::Uuid::now_v7();
+    let email = Email::parse(&format!("m{}@example.com", id.simple())).unwrap();
+    let norm = email.normalized();
+    let cmd = MemberCommand::Register {
+        member_id: id,
+        email,
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo".into(),
+        display_name: DisplayName::parse("Quick").unwrap(),
+    };
+    let meta = gather_commands::CommandMeta::new(gather_domain::Actor::new(id, [gather_domain::Role::Member]));
+    app.app_state
+        .commands
+        .handle_with::<Member>(id, cmd, &meta, |_| vec![gather_commands::uniqueness::reserve_email(&norm, id)])
+        .await
+        .unwrap();
+    let token = app.app_state.jwt.issue(id, &[gather_domain::Role::Member]).unwrap();
+    (id, token)
+}
+
+/// A published public activity (created, submitted, approved); returns its id.
+pub async fn published_activity(app: &TestApp, organiser: &str, capacity: i64, waitlist: bool) -> String {
+    let mut body = activity_body();
+    body["capacity"] = json!(capacity);
+    body["waitlist"] = json!(waitlist);
+    body.as_object_mut().unwrap().remove("age_min");
+    body.as_object_mut().unwrap().remove("age_max");
+    let a = app.post("/v1/activities", Some(organiser), body).await;
+    assert_eq!(a.status, 201, "{:?}", a.body);
+    let id = a.body["id"].as_str().unwrap().to_string();
+    let a = app.post(&format!("/v1/activities/{id}/submit"), Some(organiser), json!({})).await;
+    assert_eq!(a.status, 202, "{:?}", a.body);
+    let m = app.login(MODERATOR.0, MODERATOR.1).await;
+    let a = app.post(&format!("/v1/activities/{id}/approve"), m.body["token"].as_str(), json!({})).await;
+    assert_eq!(a.status, 202, "{:?}", a.body);
+    id
+}

@@ -1,9 +1,10 @@
-//! `POST /v1/activities`, `GET /v1/activities/{id}`.
+//! Activities: create, read, edit and the lifecycle (submit, approve, reject, publish,
+//! reschedule, cancel). Ownership and roles are domain rules.
 
 use crate::auth::{Authed, MaybeAuthed};
 use crate::error::ApiError;
 use crate::extract::{Json, Path};
-use crate::http::{command_meta, command_response, consistent_read, read_response};
+use crate::http::{accepted, command_meta, command_response, consistent_read, read_response, run_command};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::State;
@@ -13,8 +14,9 @@ use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use gather_domain::Role;
 use gather_domain::activity::{
-    Activity, ActivityCommand, ActivityDetails, RawActivityDetails, RawLocation, Visibility,
+    Activity, ActivityCommand, ActivityDetails, ActivityPatch, RawActivityDetails, RawLocation, Visibility,
 };
+use gather_domain::values::{AgeRange, Capacity, Category, Description, Money, Reason, Tags, TimeRange, Title};
 use gather_projections::queries;
 use serde::Deserialize;
 use serde_json::json;
@@ -22,7 +24,15 @@ use uuid::Uuid;
 
 /// The routes of this module.
 pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/activities", post(create)).route("/v1/activities/{id}", get(show))
+    Router::new()
+        .route("/v1/activities", post(create))
+        .route("/v1/activities/{id}", get(show).patch(update))
+        .route("/v1/activities/{id}/submit", post(submit))
+        .route("/v1/activities/{id}/approve", post(approve))
+        .route("/v1/activities/{id}/reject", post(reject))
+        .route("/v1/activities/{id}/publish", post(publish))
+        .route("/v1/activities/{id}/reschedule", post(reschedule))
+        .route("/v1/activities/{id}/cancel", post(cancel))
 }
 
 #[derive(Deserialize)]
@@ -79,14 +89,8 @@ impl CreateActivity {
             capacity: self.capacity,
             price_amount: self.price.amount,
             price_currency: self.price.currency,
-            visibility: match self.visibility {
-                VisibilityBody::Public => Visibility::Public,
-                VisibilityBody::InviteOnly => Visibility::InviteOnly,
-            },
-            location: match self.location {
-                LocationBody::Venue { name, address, lat, lng } => RawLocation::Venue { name, address, lat, lng },
-                LocationBody::Online { url } => RawLocation::Online { url },
-            },
+            visibility: self.visibility.into_domain(),
+            location: self.location.into_raw(),
             age_min: self.age_min,
             age_max: self.age_max,
             waitlist: self.waitlist,
@@ -135,4 +139,179 @@ async fn show(
     body["favourites"] = json!(row.favourites);
     body["version"] = json!(row.version);
     Ok(read_response(body, position, Some(row.version)))
+}
+
+impl LocationBody {
+    fn into_raw(self) -> RawLocation {
+        match self {
+            LocationBody::Venue { name, address, lat, lng } => RawLocation::Venue { name, address, lat, lng },
+            LocationBody::Online { url } => RawLocation::Online { url },
+        }
+    }
+}
+
+impl VisibilityBody {
+    fn into_domain(self) -> Visibility {
+        match self {
+            VisibilityBody::Public => Visibility::Public,
+            VisibilityBody::InviteOnly => Visibility::InviteOnly,
+        }
+    }
+}
+
+/// `PATCH /v1/activities/{id}`: any subset of the creation fields.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateActivity {
+    title: Option<String>,
+    description: Option<String>,
+    category: Option<String>,
+    tags: Option<Vec<String>>,
+    starts_at: Option<DateTime<Utc>>,
+    ends_at: Option<DateTime<Utc>>,
+    capacity: Option<i64>,
+    price: Option<PriceBody>,
+    visibility: Option<VisibilityBody>,
+    location: Option<LocationBody>,
+    age_min: Option<i64>,
+    age_max: Option<i64>,
+    waitlist: Option<bool>,
+}
+
+impl UpdateActivity {
+    fn parse(self) -> Result<ActivityPatch, ApiError> {
+        let time = match (self.starts_at, self.ends_at) {
+            (None, None) => None,
+            (Some(s), Some(e)) => Some(TimeRange::parse(s, e)?),
+            _ => return Err(ApiError::field("ends_at", "starts_at and ends_at change together")),
+        };
+        let age_range = match (self.age_min, self.age_max) {
+            (None, None) => None,
+            (Some(min), Some(max)) => Some(Some(AgeRange::parse(min, max)?)),
+            _ => return Err(ApiError::field("age_max", "age_min and age_max change together")),
+        };
+        let patch = ActivityPatch {
+            title: self.title.as_deref().map(Title::parse).transpose()?,
+            description: self.description.as_deref().map(Description::parse).transpose()?,
+            category: self.category.as_deref().map(Category::parse).transpose()?,
+            tags: self.tags.map(Tags::parse).transpose()?,
+            time,
+            capacity: self.capacity.map(Capacity::parse).transpose()?,
+            price: self.price.map(|p| Money::parse(p.amount, &p.currency)).transpose()?,
+            visibility: self.visibility.map(VisibilityBody::into_domain),
+            location: self.location.map(|l| l.into_raw().parse()).transpose()?,
+            age_range,
+            waitlist: self.waitlist,
+        };
+        if patch == ActivityPatch::default() {
+            return Err(ApiError::field("body", "nothing to change"));
+        }
+        Ok(patch)
+    }
+}
+
+async fn update(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    headers: HeaderMap,
+    Path(id): Path<Uuid>,
+    Json(body): Json<UpdateActivity>,
+) -> Result<Response, ApiError> {
+    let patch = body.parse()?;
+    let outcome = run_command::<Activity>(
+        &state,
+        actor,
+        &headers,
+        "activities/update",
+        id,
+        ActivityCommand::UpdateDetails { patch },
+    )
+    .await?;
+    Ok(accepted(id, &outcome))
+}
+
+/// `{reason}` for reject and cancel.
+#[derive(Deserialize)]
+struct ReasonBody {
+    reason: String,
+}
+
+/// `{starts_at, ends_at}` for reschedule.
+#[derive(Deserialize)]
+struct RescheduleBody {
+    starts_at: DateTime<Utc>,
+    ends_at: DateTime<Utc>,
+}
+
+/// A lifecycle command without a body.
+async fn lifecycle(
+    state: AppState,
+    actor: gather_domain::Actor,
+    headers: HeaderMap,
+    id: Uuid,
+    route: &str,
+    command: ActivityCommand,
+) -> Result<Response, ApiError> {
+    let outcome = run_command::<Activity>(&state, actor, &headers, route, id, command).await?;
+    Ok(accepted(id, &outcome))
+}
+
+async fn submit(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    headers: HeaderMap,
+    Path(id): Path<Uuid>,
+) -> Result<Response, ApiError> {
+    lifecycle(state, actor, headers, id, "activities/submit", ActivityCommand::Submit).await
+}
+
+async fn approve(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    headers: HeaderMap,
+    Path(id): Path<Uuid>,
+) -> Result<Response, ApiError> {
+    lifecycle(state, actor, headers, id, "activities/approve", ActivityCommand::Approve).await
+}
+
+async fn publish(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    headers: HeaderMap,
+    Path(id): Path<Uuid>,
+) -> Result<Response, ApiError> {
+    lifecycle(state, actor, headers, id, "activities/publish", ActivityCommand::Publish).await
+}
+
+async fn reject(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    headers: HeaderMap,
+    Path(id): Path<Uuid>,
+    Json(body): Json<ReasonBody>,
+) -> Result<Response, ApiError> {
+    let reason = Reason::parse(&body.reason)?;
+    lifecycle(state, actor, headers, id, "activities/reject", ActivityCommand::Reject { reason }).await
+}
+
+async fn cancel(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    headers: HeaderMap,
+    Path(id): Path<Uuid>,
+    Json(body): Json<ReasonBody>,
+) -> Result<Response, ApiError> {
+    let reason = Reason::parse(&body.reason)?;
+    lifecycle(state, actor, headers, id, "activities/cancel", ActivityCommand::Cancel { reason }).await
+}
+
+async fn reschedule(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    headers: HeaderMap,
+    Path(id): Path<Uuid>,
+    Json(body): Json<RescheduleBody>,
+) -> Result<Response, ApiError> {
+    let time = TimeRange::parse(body.starts_at, body.ends_at)?;
+    lifecycle(state, actor, headers, id, "activities/reschedule", ActivityCommand::Reschedule { time }).await
 }

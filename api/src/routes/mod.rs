@@ -2,6 +2,7 @@
 
 pub mod activities;
 pub mod auth;
+pub mod bookings;
 pub mod chats;
 pub mod health;
 pub mod me;

@@ -1,0 +1,183 @@
+//! Bookings, payments and invitations: all commands on the activity's stream, so
+//! capacity is checked under the stream's optimistic lock and never oversold.
+
+use crate::auth::Authed;
+use crate::error::ApiError;
+use crate::extract::{Json, Path};
+use crate::http::{accepted, command_response, run_command};
+use crate::state::AppState;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::{delete, post};
+use gather_domain::activity::{Activity, ActivityCommand, ActivityEvent, BookedChild, InvitationRequest};
+use gather_domain::member::Member;
+use gather_domain::values::{Email, PaymentRef};
+use gather_projections::queries;
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+
+/// At most this many emails in one invitation request (DOMAIN.md).
+pub const MAX_INVITATIONS: usize = 500;
+
+/// The routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/activities/{id}/bookings", post(book))
+        .route("/v1/activities/{id}/bookings/{booking_id}/payment", post(pay))
+        .route("/v1/activities/{id}/bookings/{booking_id}", delete(cancel_booking))
+        .route("/v1/activities/{id}/invitations", post(invite))
+        .route("/v1/invitations/{id}/accept", post(accept_invitation))
+        .route("/v1/invitations/{id}/decline", post(decline_invitation))
+}
+
+#[derive(Deserialize)]
+struct BookBody {
+    seats: i64,
+    #[serde(default)]
+    child_ids: Vec<Uuid>,
+}
+
+async fn book(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    headers: HeaderMap,
+    Path(id): Path<Uuid>,
+    Json(body): Json<BookBody>,
+) -> Result<Response, ApiError> {
+    let seats = u32::try_from(body.seats)
+        .ok()
+        .filter(|s| (1..=100_000).contains(s))
+        .ok_or_else(|| ApiError::field("seats", "must be between 1 and 100000"))?;
+    // The age check needs the children's birth dates, from the member's own stream.
+    let member = state.commands.load::<Member>(actor.id).await?.state;
+    let mut children = Vec::with_capacity(body.child_ids.len());
+    for child_id in body.child_ids {
+        let child = member
+            .children
+            .get(&child_id)
+            .ok_or_else(|| ApiError::field("child_ids", format!("{child_id} is not one of your children")))?;
+        children.push(BookedChild { child_id, birth_date: child.birth_date });
+    }
+    let booking_id = Uuid::now_v7();
+    let command = ActivityCommand::BookSeats { booking_id, seats, children };
+    let outcome = run_command::<Activity>(&state, actor, &headers, "bookings", id, command).await?;
+    let status = outcome.events.iter().find_map(|e| match e {
+        ActivityEvent::BookingConfirmed { booking_id: b, .. } if *b == booking_id => Some("confirmed"),
+        ActivityEvent::WaitlistJoined { booking_id: b, .. } if *b == booking_id => Some("waitlisted"),
+        ActivityEvent::BookingReserved { booking_id: b, .. } if *b == booking_id => Some("reserved"),
+        _ => None,
+    });
+    let mut res = command_response(StatusCode::CREATED, booking_id, &outcome, json!({"status": status}));
+    if let Ok(loc) = format!("/v1/activities/{id}/bookings/{booking_id}").parse() {
+        res.headers_mut().insert(axum::http::header::LOCATION, loc);
+    }
+    Ok(res)
+}
+
+#[derive(Deserialize)]
+struct PayBody {
+    payment_ref: String,
+}
+
+async fn pay(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    headers: HeaderMap,
+    Path((id, booking_id)): Path<(Uuid, Uuid)>,
+    Json(body): Json<PayBody>,
+) -> Result<Response, ApiError> {
+    let payment_ref = PaymentRef::parse(&body.payment_ref)?;
+    let command = ActivityCommand::ConfirmPayment { booking_id, payment_ref, amount: None };
+    let outcome = run_command::<Activity>(&state, actor, &headers, "bookings/payment", id, command).await?;
+    Ok(accepted(booking_id, &outcome))
+}
+
+async fn cancel_booking(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    headers: HeaderMap,
+    Path((id, booking_id)): Path<(Uuid, Uuid)>,
+) -> Result<Response, ApiError> {
+    let command = ActivityCommand::CancelBooking { booking_id };
+    let outcome = run_command::<Activity>(&state, actor, &headers, "bookings/cancel", id, command).await?;
+    Ok(accepted(booking_id, &outcome))
+}
+
+#[derive(Deserialize)]
+struct InviteBody {
+    emails: Vec<String>,
+}
+
+async fn invite(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    headers: HeaderMap,
+    Path(id): Path<Uuid>,
+    Json(body): Json<InviteBody>,
+) -> Result<Response, ApiError> {
+    if body.emails.is_empty() || body.emails.len() > MAX_INVITATIONS {
+        return Err(ApiError::field("emails", format!("must hold 1 to {MAX_INVITATIONS} addresses")));
+    }
+    let mut invitations = Vec::with_capacity(body.emails.len());
+    for (i, raw) in body.emails.iter().enumerate() {
+        let email = Email::parse(raw).map_err(|e| ApiError::field(&format!("emails[{i}]"), e.to_string()))?;
+        invitations.push(InvitationRequest { invitation_id: Uuid::now_v7(), email });
+    }
+    let command = ActivityCommand::InviteGuests { invitations: invitations.clone() };
+    let outcome = run_command::<Activity>(&state, actor, &headers, "invitations", id, command).await?;
+    // Addresses invited before are skipped by the domain: answer with what was sent now.
+    let sent: Vec<_> = outcome
+        .events
+        .iter()
+        .flat_map(|e| match e {
+            ActivityEvent::GuestsInvited { invitations } => invitations.clone(),
+            _ => Vec::new(),
+        })
+        .map(|i| json!({"id": i.invitation_id, "email": i.email.as_str()}))
+        .collect();
+    Ok(command_response(StatusCode::CREATED, id, &outcome, json!({"invitations": sent})))
+}
+
+/// Finds the invitation's activity and checks it was addressed to the caller's email.
+async fn invitation_for(state: &AppState, actor_id: Uuid, invitation_id: Uuid) -> Result<Uuid, ApiError> {
+    let not_found = || ApiError::NotFound(format!("no invitation {invitation_id} for you"));
+    let activity_id = queries::invitation_activity(&state.db, invitation_id).await?.ok_or_else(not_found)?;
+    let activity = state.commands.load::<Activity>(activity_id).await?.state;
+    let invitation = activity.invitations.get(&invitation_id).ok_or_else(not_found)?;
+    let member = state.commands.load::<Member>(actor_id).await?.state;
+    let mine = member.email.as_ref().is_some_and(|e| e.normalized() == invitation.email.normalized());
+    if !mine {
+        return Err(ApiError::Forbidden {
+            code: "not_the_invitee",
+            detail: "this invitation is addressed to another email".into(),
+        });
+    }
+    Ok(activity_id)
+}
+
+async fn accept_invitation(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    headers: HeaderMap,
+    Path(invitation_id): Path<Uuid>,
+) -> Result<Response, ApiError> {
+    let activity_id = invitation_for(&state, actor.id, invitation_id).await?;
+    let command = ActivityCommand::AcceptInvitation { invitation_id };
+    let outcome = run_command::<Activity>(&state, actor, &headers, "invitations/accept", activity_id, command).await?;
+    Ok(accepted(invitation_id, &outcome))
+}
+
+async fn decline_invitation(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    headers: HeaderMap,
+    Path(invitation_id): Path<Uuid>,
+) -> Result<Response, ApiError> {
+    let activity_id = invitation_for(&state, actor.id, invitation_id).await?;
+    let command = ActivityCommand::DeclineInvitation { invitation_id };
+    let outcome = run_command::<Activity>(&state, actor, &headers, "invitations/decline", activity_id, command).await?;
+    Ok(accepted(invitation_id, &outcome))
+}
