@@ -159,6 +159,10 @@ impl App {
             });
         }
         let commands = CommandHandler::new(store.clone());
+        if settings.runs(ProcessRole::Scheduler) {
+            let scheduler = gather_commands::scheduler::Scheduler::new(db.clone(), commands.clone());
+            tokio::spawn(scheduler.run(Duration::from_millis(250), shutdown_rx.clone()));
+        }
         let state = AppState { settings: Arc::new(settings.clone()), db, store, commands, projectors, jwt, bus };
         if let Some(a) = &settings.bootstrap_moderator {
             bootstrap(&state, a, Role::Moderator).await.context("GATHER_BOOTSTRAP_MODERATOR")?;

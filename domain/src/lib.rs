@@ -17,6 +17,7 @@ pub mod chat;
 pub mod core;
 pub mod errors;
 pub mod member;
+pub mod process;
 pub mod specs;
 pub mod testkit;
 pub mod values;

@@ -5,6 +5,7 @@
 //!   write the checkpoint in one transaction, publish progress for read-your-writes;
 //! - [`members`], [`activities`], [`invitations`]: the read models and their projections;
 //! - [`queries`]: typed reads of the read models for the API;
+//! - [`process`]: the process manager (activity events → durable timers);
 //! - [`bus`]: RabbitMQ or in-process delivery of projection updates;
 //! - [`mail`]: the email outbox, its notifier projection and the sender.
 
@@ -13,6 +14,7 @@ pub mod bus;
 pub mod invitations;
 pub mod mail;
 pub mod members;
+pub mod process;
 pub mod queries;
 pub mod runtime;
 
@@ -27,5 +29,6 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(activities::ActivitiesProjection),
         Arc::new(mail::NotifierProjection),
         Arc::new(invitations::InvitationsProjection),
+        Arc::new(process::ProcessManager),
     ]
 }

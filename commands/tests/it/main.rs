@@ -8,4 +8,5 @@ mod fallback;
 mod interleaving;
 #[cfg(feature = "kurrentdb")]
 mod kurrentdb;
+mod scheduler;
 mod support;

@@ -1,0 +1,238 @@
+//! Durable timers: commands due at a time (ARCHITECTURE.md decision 11).
+//!
+//! Rows of `due_commands` are written by the process manager (inside its projection
+//! transaction, via [`schedule`] / [`cancel`]). A [`Scheduler`] claims due rows with a
+//! lease — `FOR UPDATE SKIP LOCKED` on Postgres, the single writer on SQLite — and fires
+//! each as the system actor with the row's `command_id`. The event store appends a
+//! command id once, so a timer fires at most once even with two schedulers, or when a
+//! scheduler dies between claim and command and another takes the row after its lease.
+//!
+//! On SQLite timestamps are RFC 3339 text in UTC, whose text order is time order.
+
+use crate::db::{Db, Tx};
+use crate::handler::{Clock, CommandError, CommandHandler, CommandMeta};
+use crate::{on_db, on_tx};
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use gather_domain::activity::{Activity, ActivityCommand};
+use gather_domain::chat::{Chat, ChatCommand};
+use gather_domain::process::Scheduled;
+use gather_domain::{Actor, ErrorKind};
+use sha2::{Digest, Sha256};
+use sqlx::types::Json;
+use std::time::Duration as StdDuration;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+/// Give up on a timer after this many failed attempts (its last error stays for operators).
+pub const MAX_ATTEMPTS: i32 = 10;
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// The command id of a timer: stable for its key and due time, new when it moves.
+pub fn command_id(key: &str, due_at: DateTime<Utc>) -> Uuid {
+    let digest = Sha256::digest(format!("{key}|{}", ts(due_at)).as_bytes());
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(b).into_uuid()
+}
+
+/// Schedules (or moves) the timer `key` inside `tx`.
+pub async fn schedule(
+    tx: &mut Tx,
+    key: &str,
+    due_at: DateTime<Utc>,
+    command: &Scheduled,
+    causation_id: Uuid,
+    correlation_id: Uuid,
+) -> Result<(), sqlx::Error> {
+    let id = command_id(key, due_at);
+    on_tx!(tx, c => sqlx::query(
+        "INSERT INTO due_commands (key, command_id, due_at, command, causation_id, correlation_id) \
+         VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (key) DO UPDATE SET command_id = excluded.command_id, due_at = excluded.due_at, \
+         command = excluded.command, causation_id = excluded.causation_id, correlation_id = excluded.correlation_id, \
+         claimed_until = NULL, fired_at = NULL, attempts = 0, last_error = NULL \
+         WHERE due_commands.command_id <> excluded.command_id",
+    ).bind(key).bind(id).bind(due_at).bind(Json(command)).bind(causation_id).bind(correlation_id)
+     .execute(&mut **c).await.map(|r| r.rows_affected()))?;
+    Ok(())
+}
+
+/// Drops the timer `key` unless it has fired.
+pub async fn cancel(tx: &mut Tx, key: &str) -> Result<(), sqlx::Error> {
+    on_tx!(tx, c => sqlx::query("DELETE FROM due_commands WHERE key = $1 AND fired_at IS NULL")
+        .bind(key).execute(&mut **c).await.map(|r| r.rows_affected()))?;
+    Ok(())
+}
+
+/// A claimed timer.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Claimed {
+    /// Its key.
+    pub key: String,
+    /// The command id it fires with.
+    pub command_id: Uuid,
+    /// What to do.
+    pub command: Json<Scheduled>,
+    /// The event that scheduled it.
+    pub causation_id: Option<Uuid>,
+    /// The flow it belongs to.
+    pub correlation_id: Option<Uuid>,
+}
+
+/// Fires due timers.
+#[derive(Clone)]
+pub struct Scheduler {
+    db: Db,
+    handler: CommandHandler,
+    clock: Clock,
+    lease: Duration,
+}
+
+impl Scheduler {
+    /// A scheduler over `db` issuing commands through `handler` (whose clock it uses).
+    pub fn new(db: Db, handler: CommandHandler) -> Self {
+        let clock: Clock = {
+            let h = handler.clone();
+            std::sync::Arc::new(move || h.now())
+        };
+        Scheduler { db, handler, clock, lease: Duration::seconds(30) }
+    }
+
+    /// Replaces the clock (tests).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Claims up to `limit` due timers for the lease time.
+    pub async fn claim(&self, limit: i64) -> Result<Vec<Claimed>, sqlx::Error> {
+        let now = (self.clock)();
+        let until = now + self.lease;
+        let pick = "SELECT key FROM due_commands WHERE fired_at IS NULL AND due_at <= $1 \
+                    AND (claimed_until IS NULL OR claimed_until < $1) AND attempts < $4 ORDER BY due_at LIMIT $3";
+        let sql = |lock: &str| {
+            format!(
+                "UPDATE due_commands SET claimed_until = $2, attempts = attempts + 1 WHERE key IN ({pick}{lock}) \
+                 RETURNING key, command_id, command, causation_id, correlation_id"
+            )
+        };
+        let (pg, lite) = (sql(" FOR UPDATE SKIP LOCKED"), sql(""));
+        match &self.db {
+            Db::Postgres(p) => {
+                sqlx::query_as::<_, Claimed>(sqlx::AssertSqlSafe(pg))
+                    .bind(now)
+                    .bind(until)
+                    .bind(limit)
+                    .bind(MAX_ATTEMPTS)
+                    .fetch_all(p)
+                    .await
+            }
+            Db::Sqlite { writer, .. } => {
+                sqlx::query_as::<_, Claimed>(sqlx::AssertSqlSafe(lite))
+                    .bind(now)
+                    .bind(until)
+                    .bind(limit)
+                    .bind(MAX_ATTEMPTS)
+                    .fetch_all(writer)
+                    .await
+            }
+        }
+    }
+
+    /// Issues one claimed timer's command and records the outcome.
+    pub async fn fire(&self, t: &Claimed) -> Result<(), sqlx::Error> {
+        let mut meta = CommandMeta::new(Actor::system());
+        meta.command_id = t.command_id;
+        meta.causation_id = t.causation_id;
+        meta.correlation_id = t.correlation_id.unwrap_or(t.command_id);
+        let result = match &t.command.0 {
+            Scheduled::SendAttendeeList { activity_id } => self
+                .handler
+                .handle::<Activity>(*activity_id, ActivityCommand::SendAttendeeList, &meta)
+                .await
+                .map(|_| ()),
+            Scheduled::CompleteActivity { activity_id } => {
+                self.handler.handle::<Activity>(*activity_id, ActivityCommand::Complete, &meta).await.map(|_| ())
+            }
+            Scheduled::ExpireReservation { activity_id, booking_id } => self
+                .handler
+                .handle::<Activity>(*activity_id, ActivityCommand::ExpireReservation { booking_id: *booking_id }, &meta)
+                .await
+                .map(|_| ()),
+            Scheduled::OpenActivityRoom { activity_id, organiser_id } => {
+                let cmd = ChatCommand::OpenActivityRoom {
+                    chat_id: *activity_id,
+                    activity_id: *activity_id,
+                    organiser_id: *organiser_id,
+                    title: None,
+                };
+                self.handler.handle::<Chat>(*activity_id, cmd, &meta).await.map(|_| ())
+            }
+            Scheduled::AddRoomMember { activity_id, member_id } => self
+                .handler
+                .handle::<Chat>(*activity_id, ChatCommand::AddMember { member_id: *member_id }, &meta)
+                .await
+                .map(|_| ()),
+            Scheduled::RemoveRoomMember { activity_id, member_id } => self
+                .handler
+                .handle::<Chat>(*activity_id, ChatCommand::RemoveMember { member_id: *member_id }, &meta)
+                .await
+                .map(|_| ()),
+        };
+        let now = (self.clock)();
+        let (done, error) = match result {
+            Ok(()) => (true, None),
+            // A missing target may appear (a room not opened yet): retry after the lease.
+            Err(CommandError::Domain(e)) if e.kind() == ErrorKind::NotFound => (false, Some(e.to_string())),
+            // Any other refusal is final: the decision said no (e.g. already completed).
+            Err(CommandError::Domain(e)) => (true, Some(e.to_string())),
+            Err(e) => (false, Some(e.to_string())),
+        };
+        if let Some(err) = &error {
+            tracing::info!(key = %t.key, error = %err, done, "timer command refused or failed");
+        }
+        on_db!(&self.db, p => sqlx::query(
+            "UPDATE due_commands SET fired_at = CASE WHEN $3 THEN $2 ELSE NULL END, last_error = $4 \
+             WHERE key = $1 AND command_id = $5",
+        ).bind(&t.key).bind(now).bind(done).bind(error).bind(t.command_id).execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// Claims and fires what is due once; returns how many it fired.
+    pub async fn tick(&self) -> Result<usize, sqlx::Error> {
+        let claimed = self.claim(50).await?;
+        for t in &claimed {
+            self.fire(t).await?;
+        }
+        Ok(claimed.len())
+    }
+
+    /// Fires timers until `shutdown` flips, polling every `every`; also runs clean-up.
+    pub async fn run(self, every: StdDuration, mut shutdown: watch::Receiver<bool>) {
+        let mut last_cleanup = (self.clock)() - Duration::hours(1);
+        loop {
+            match self.tick().await {
+                Ok(n) if n > 0 => continue,
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "could not read due timers; retrying"),
+            }
+            let now = (self.clock)();
+            if now - last_cleanup > Duration::minutes(10) {
+                last_cleanup = now;
+                let before = now - Duration::days(7);
+                let r = on_db!(&self.db, p => sqlx::query("DELETE FROM due_commands WHERE fired_at IS NOT NULL AND fired_at < $1")
+                    .bind(before).execute(p).await.map(|r| r.rows_affected()));
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, "timer clean-up failed");
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! Process managers as pure reactions: given an event of an activity, which commands
+//! are due, and when (DOMAIN.md "Process managers and timers").
+//!
+//! A reaction schedules a command under a stable key (scheduling the same key again
+//! moves it) or cancels a key. The runtime stores them as durable timers and fires them
+//! as the system actor, with the causing event as causation.
+
+use crate::activity::ActivityEvent;
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A command the system issues later (or now).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Scheduled {
+    /// `SendAttendeeList` on the activity, one hour before it starts.
+    SendAttendeeList {
+        /// The activity.
+        activity_id: Uuid,
+    },
+    /// `CompleteActivity`, once it has ended.
+    CompleteActivity {
+        /// The activity.
+        activity_id: Uuid,
+    },
+    /// `ExpireReservation`, when an unpaid hold lapses.
+    ExpireReservation {
+        /// The activity.
+        activity_id: Uuid,
+        /// The reserved booking.
+        booking_id: Uuid,
+    },
+    /// Opens the activity's chat room (its id is the activity's id).
+    OpenActivityRoom {
+        /// The activity (and room).
+        activity_id: Uuid,
+        /// The organiser, the room's first member.
+        organiser_id: Uuid,
+    },
+    /// Adds a confirmed attendee to the activity's room.
+    AddRoomMember {
+        /// The activity (and room).
+        activity_id: Uuid,
+        /// The attendee.
+        member_id: Uuid,
+    },
+    /// Removes an attendee who cancelled.
+    RemoveRoomMember {
+        /// The activity (and room).
+        activity_id: Uuid,
+        /// The former attendee.
+        member_id: Uuid,
+    },
+}
+
+/// What a process manager does with one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reaction {
+    /// Run `command` at `due_at` (at once if that has passed); replaces the same key.
+    Schedule {
+        /// Stable key: scheduling it again moves the timer.
+        key: String,
+        /// When.
+        due_at: DateTime<Utc>,
+        /// What.
+        command: Scheduled,
+    },
+    /// Drop the timer with this key, if it has not fired.
+    Cancel {
+        /// The key.
+        key: String,
+    },
+}
+
+/// How long before the start the organiser gets the attendee list.
+pub fn attendee_list_lead() -> Duration {
+    Duration::hours(1)
+}
+
+/// The reactions to one activity event; `at` is when it was recorded.
+pub fn react(activity_id: Uuid, event: &ActivityEvent, at: DateTime<Utc>) -> Vec<Reaction> {
+    use ActivityEvent as E;
+    let timers = |starts: DateTime<Utc>, ends: DateTime<Utc>| {
+        vec![
+            Reaction::Schedule {
+                key: format!("attendee-list:{activity_id}"),
+                due_at: starts - attendee_list_lead(),
+                command: Scheduled::SendAttendeeList { activity_id },
+            },
+            Reaction::Schedule {
+                key: format!("complete:{activity_id}"),
+                due_at: ends,
+                command: Scheduled::CompleteActivity { activity_id },
+            },
+        ]
+    };
+    match event {
+        E::ActivityPublished { organiser_id, time, .. } => {
+            let mut r = timers(time.starts_at(), time.ends_at());
+            r.push(Reaction::Schedule {
+                key: format!("room:{activity_id}"),
+                due_at: at,
+                command: Scheduled::OpenActivityRoom { activity_id, organiser_id: *organiser_id },
+            });
+            r
+        }
+        E::ActivityRescheduled { time, .. } => timers(time.starts_at(), time.ends_at()),
+        E::ActivityCancelled { .. } => vec![
+            Reaction::Cancel { key: format!("attendee-list:{activity_id}") },
+            Reaction::Cancel { key: format!("complete:{activity_id}") },
+        ],
+        E::BookingReserved { booking_id, expires_at, .. } => vec![Reaction::Schedule {
+            key: format!("expire:{booking_id}"),
+            due_at: *expires_at,
+            command: Scheduled::ExpireReservation { activity_id, booking_id: *booking_id },
+        }],
+        E::BookingConfirmed { booking_id, member_id, .. } => vec![
+            Reaction::Cancel { key: format!("expire:{booking_id}") },
+            Reaction::Schedule {
+                key: format!("room-member:{activity_id}:{member_id}"),
+                due_at: at,
+                command: Scheduled::AddRoomMember { activity_id, member_id: *member_id },
+            },
+        ],
+        E::BookingCancelled { member_id, .. } => vec![Reaction::Schedule {
+            key: format!("room-member:{activity_id}:{member_id}"),
+            due_at: at,
+            command: Scheduled::RemoveRoomMember { activity_id, member_id: *member_id },
+        }],
+        E::ActivityDrafted { .. }
+        | E::ActivityDetailsUpdated { .. }
+        | E::ActivitySubmitted { .. }
+        | E::ActivityRejected { .. }
+        | E::MediaAttached { .. }
+        | E::ActivityCompleted { .. }
+        | E::WaitlistJoined { .. }
+        | E::WaitlistPromoted { .. }
+        | E::ReservationExpired { .. }
+        | E::GuestsInvited { .. }
+        | E::InvitationAccepted { .. }
+        | E::InvitationDeclined { .. }
+        | E::AttendeeListSent { .. } => vec![],
+    }
+}
+
+#[cfg(test)]
+mod specs {
+    //! Given an event, then these commands are due.
+    use super::*;
+    use crate::activity::Visibility;
+    use crate::values::{Reason, TimeRange};
+    use chrono::TimeZone;
+
+    fn t(h: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2030, 5, 1, h, 0, 0).unwrap()
+    }
+    fn ids() -> (Uuid, Uuid, Uuid) {
+        (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3))
+    }
+
+    #[test]
+    fn given_a_published_activity_then_the_attendee_list_completion_and_room_are_scheduled() {
+        let (a, org, _) = ids();
+        let time = TimeRange::parse(t(14), t(16)).unwrap();
+        let e = ActivityEvent::ActivityPublished {
+            organiser_id: org,
+            time,
+            visibility: Visibility::Public,
+            approved_by: None,
+        };
+        let r = react(a, &e, t(9));
+        assert_eq!(
+            r,
+            vec![
+                Reaction::Schedule {
+                    key: format!("attendee-list:{a}"),
+                    due_at: t(13),
+                    command: Scheduled::SendAttendeeList { activity_id: a }
+                },
+                Reaction::Schedule {
+                    key: format!("complete:{a}"),
+                    due_at: t(16),
+                    command: Scheduled::CompleteActivity { activity_id: a }
+                },
+                Reaction::Schedule {
+                    key: format!("room:{a}"),
+                    due_at: t(9),
+                    command: Scheduled::OpenActivityRoom { activity_id: a, organiser_id: org }
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn given_a_rescheduled_activity_then_its_timers_move_under_the_same_keys() {
+        let (a, _, _) = ids();
+        let e = ActivityEvent::ActivityRescheduled {
+            time: TimeRange::parse(t(18), t(20)).unwrap(),
+            previous: TimeRange::parse(t(14), t(16)).unwrap(),
+        };
+        let r = react(a, &e, t(9));
+        assert!(
+            matches!(&r[0], Reaction::Schedule { key, due_at, .. } if *key == format!("attendee-list:{a}") && *due_at == t(17))
+        );
+        assert!(
+            matches!(&r[1], Reaction::Schedule { key, due_at, .. } if *key == format!("complete:{a}") && *due_at == t(20))
+        );
+    }
+
+    #[test]
+    fn given_a_cancelled_activity_then_both_timers_are_dropped() {
+        let (a, org, _) = ids();
+        let e = ActivityEvent::ActivityCancelled {
+            reason: Reason::parse("rain").unwrap(),
+            cancelled_by: org,
+            released: vec![],
+        };
+        assert_eq!(
+            react(a, &e, t(9)),
+            vec![
+                Reaction::Cancel { key: format!("attendee-list:{a}") },
+                Reaction::Cancel { key: format!("complete:{a}") },
+            ]
+        );
+    }
+
+    #[test]
+    fn given_a_reserved_booking_then_its_expiry_is_scheduled_and_confirmation_drops_it() {
+        let (a, m, b) = ids();
+        let e = ActivityEvent::BookingReserved {
+            booking_id: b,
+            member_id: m,
+            seats: 1,
+            children: vec![],
+            amount_due: crate::values::Money::parse(500, "EUR").unwrap(),
+            expires_at: t(10),
+            seats_left: 3,
+        };
+        assert_eq!(
+            react(a, &e, t(9)),
+            vec![Reaction::Schedule {
+                key: format!("expire:{b}"),
+                due_at: t(10),
+                command: Scheduled::ExpireReservation { activity_id: a, booking_id: b },
+            }]
+        );
+        let confirmed = ActivityEvent::BookingConfirmed {
+            booking_id: b,
+            member_id: m,
+            seats: 1,
+            children: vec![],
+            seats_left: 3,
+            payment_ref: None,
+            invitation_id: None,
+        };
+        let r = react(a, &confirmed, t(9));
+        assert_eq!(r[0], Reaction::Cancel { key: format!("expire:{b}") });
+        assert_eq!(
+            r[1],
+            Reaction::Schedule {
+                key: format!("room-member:{a}:{m}"),
+                due_at: t(9),
+                command: Scheduled::AddRoomMember { activity_id: a, member_id: m },
+            }
+        );
+    }
+
+    #[test]
+    fn given_a_cancelled_booking_then_the_member_leaves_the_room() {
+        let (a, m, b) = ids();
+        let e =
+            ActivityEvent::BookingCancelled { booking_id: b, member_id: m, seats: 1, released_seats: 1, seats_left: 4 };
+        assert_eq!(
+            react(a, &e, t(9)),
+            vec![Reaction::Schedule {
+                key: format!("room-member:{a}:{m}"),
+                due_at: t(9),
+                command: Scheduled::RemoveRoomMember { activity_id: a, member_id: m },
+            }]
+        );
+    }
+
+    #[test]
+    fn given_a_draft_then_nothing_is_scheduled() {
+        let (a, _, _) = ids();
+        assert!(react(a, &ActivityEvent::ActivitySubmitted {}, t(9)).is_empty());
+    }
+}
