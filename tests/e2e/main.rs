@@ -3,6 +3,8 @@
 
 #[macro_use]
 mod harness;
+mod chats;
 mod compose;
 mod idempotency;
+mod members;
 mod slice;

@@ -36,7 +36,8 @@ struct Register {
     display_name: String,
 }
 
-fn check_password(field: &str, password: &str) -> Result<(), ApiError> {
+/// Checks a new password's length (API.md: at least 10 characters).
+pub(crate) fn check_password(field: &str, password: &str) -> Result<(), ApiError> {
     let n = password.chars().count();
     if n < MIN_PASSWORD {
         return Err(ApiError::field(field, format!("must be at least {MIN_PASSWORD} characters")));

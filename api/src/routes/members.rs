@@ -1,9 +1,209 @@
-//! Routes of this resource (being filled in).
+//! A member's own commands — `PATCH /v1/me`, `POST /v1/me/password`,
+//! `POST /v1/me/children`, `DELETE /v1/me/children/{child_id}`, `DELETE /v1/me`,
+//! `PUT|DELETE /v1/activities/{id}/favourite` — and a moderator's
+//! `POST /v1/members/{id}/suspend`.
 
+use crate::auth::{Authed, hash_password, verify_password};
+use crate::error::ApiError;
+use crate::extract::{Json, Path};
+use crate::http::{accepted, command_meta, command_response, ensure_active, run_command};
+use crate::routes::auth::check_password;
 use crate::state::AppState;
 use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use axum::routing::{delete, patch, post, put};
+use chrono::NaiveDate;
+use gather_domain::activity::{Activity, ActivityStatus, Visibility};
+use gather_domain::member::{Member, MemberCommand};
+use gather_domain::values::{ChildName, DisplayName, Reason};
+use gather_domain::{Actor, Role};
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
 
 /// The routes of this module.
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/v1/me", patch(update_profile).delete(forget))
+        .route("/v1/me/password", post(change_password))
+        .route("/v1/me/children", post(add_child))
+        .route("/v1/me/children/{child_id}", delete(remove_child))
+        .route("/v1/members/{id}/suspend", post(suspend))
+        .route("/v1/activities/{id}/favourite", put(favourite).delete(unfavourite))
+}
+
+#[derive(Deserialize)]
+struct UpdateProfile {
+    display_name: String,
+}
+
+async fn update_profile(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    headers: HeaderMap,
+    Json(body): Json<UpdateProfile>,
+) -> Result<Response, ApiError> {
+    let display_name = DisplayName::parse(&body.display_name)?;
+    let id = actor.id;
+    let outcome =
+        run_command::<Member>(&state, actor, &headers, "me/profile", id, MemberCommand::UpdateProfile { display_name })
+            .await?;
+    Ok(accepted(id, &outcome))
+}
+
+#[derive(Deserialize)]
+struct ChangePassword {
+    old_password: String,
+    new_password: String,
+}
+
+async fn change_password(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    headers: HeaderMap,
+    Json(body): Json<ChangePassword>,
+) -> Result<Response, ApiError> {
+    check_password("new_password", &body.new_password)?;
+    // A suspended member is refused before the old password is even checked.
+    ensure_active(&state, &actor).await?;
+    let member = state.commands.load::<Member>(actor.id).await?;
+    let wrong = || ApiError::Forbidden { code: "wrong_password", detail: "the old password is wrong".into() };
+    if body.old_password.len() > crate::routes::auth::MAX_PASSWORD {
+        return Err(wrong());
+    }
+    if !verify_password(body.old_password, member.state.password_hash).await? {
+        return Err(wrong());
+    }
+    let new_password_hash = hash_password(body.new_password).await?;
+    let id = actor.id;
+    let meta = command_meta(&headers, actor, "me/password")?;
+    let outcome =
+        state.commands.handle::<Member>(id, MemberCommand::ChangePassword { new_password_hash }, &meta).await?;
+    Ok(accepted(id, &outcome))
+}
+
+#[derive(Deserialize)]
+struct AddChild {
+    name: String,
+    birth_date: NaiveDate,
+}
+
+async fn add_child(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    headers: HeaderMap,
+    Json(body): Json<AddChild>,
+) -> Result<Response, ApiError> {
+    let name = ChildName::parse(&body.name)?;
+    let child_id = Uuid::now_v7();
+    let id = actor.id;
+    let command = MemberCommand::AddChild { child_id, name, birth_date: body.birth_date };
+    let outcome = run_command::<Member>(&state, actor, &headers, "me/children", id, command).await?;
+    let mut res = command_response(StatusCode::CREATED, child_id, &outcome, json!({}));
+    res.headers_mut().insert(header::LOCATION, HeaderValue::from_static("/v1/me"));
+    Ok(res)
+}
+
+async fn remove_child(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    headers: HeaderMap,
+    Path(child_id): Path<Uuid>,
+) -> Result<Response, ApiError> {
+    let id = actor.id;
+    let outcome = run_command::<Member>(
+        &state,
+        actor,
+        &headers,
+        &format!("me/children/{child_id}/remove"),
+        id,
+        MemberCommand::RemoveChild { child_id },
+    )
+    .await?;
+    Ok(accepted(id, &outcome))
+}
+
+/// Forgetting is allowed to suspended members too (the domain's rule: the right to be
+/// forgotten outlives a suspension), so it skips `ensure_active`.
+async fn forget(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let id = actor.id;
+    let meta = command_meta(&headers, actor, "me/forget")?;
+    let outcome = state.commands.handle::<Member>(id, MemberCommand::Forget, &meta).await?;
+    Ok(accepted(id, &outcome))
+}
+
+#[derive(Deserialize)]
+struct Suspend {
+    reason: String,
+}
+
+async fn suspend(
+    State(state): State<AppState>,
+    auth: Authed,
+    headers: HeaderMap,
+    Path(id): Path<Uuid>,
+    Json(body): Json<Suspend>,
+) -> Result<Response, ApiError> {
+    auth.require(Role::Moderator)?;
+    let reason = Reason::parse(&body.reason)?;
+    let outcome = run_command::<Member>(
+        &state,
+        auth.0,
+        &headers,
+        &format!("members/{id}/suspend"),
+        id,
+        MemberCommand::Suspend { reason },
+    )
+    .await?;
+    Ok(accepted(id, &outcome))
+}
+
+/// 404 unless the activity exists and the actor may see it (as `GET /v1/activities/{id}`:
+/// published, cancelled or completed public activities; any for its organiser or a moderator).
+async fn ensure_visible_activity(state: &AppState, actor: &Actor, activity_id: Uuid) -> Result<(), ApiError> {
+    let loaded = state.commands.load::<Activity>(activity_id).await?;
+    let a = &loaded.state;
+    let public = matches!(a.status, ActivityStatus::Published | ActivityStatus::Cancelled | ActivityStatus::Completed)
+        && a.details.as_ref().is_some_and(|d| d.visibility == Visibility::Public);
+    let visible = a.created && (public || a.organiser_id == actor.id || actor.has(Role::Moderator));
+    if !visible {
+        return Err(ApiError::NotFound(format!("no activity {activity_id}")));
+    }
+    Ok(())
+}
+
+async fn favourite(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    headers: HeaderMap,
+    Path(activity_id): Path<Uuid>,
+) -> Result<Response, ApiError> {
+    ensure_visible_activity(&state, &actor, activity_id).await?;
+    let id = actor.id;
+    let command = MemberCommand::FavouriteActivity { activity_id };
+    let outcome =
+        run_command::<Member>(&state, actor, &headers, &format!("activities/{activity_id}/favourite"), id, command)
+            .await?;
+    Ok(accepted(id, &outcome))
+}
+
+async fn unfavourite(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    headers: HeaderMap,
+    Path(activity_id): Path<Uuid>,
+) -> Result<Response, ApiError> {
+    ensure_visible_activity(&state, &actor, activity_id).await?;
+    let id = actor.id;
+    let command = MemberCommand::UnfavouriteActivity { activity_id };
+    let outcome =
+        run_command::<Member>(&state, actor, &headers, &format!("activities/{activity_id}/unfavourite"), id, command)
+            .await?;
+    Ok(accepted(id, &outcome))
 }
