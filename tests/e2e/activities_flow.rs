@@ -274,3 +274,66 @@ async fn a_suspended_member_cannot_book(app: TestApp) {
     a.assert_problem(403, Some("member_suspended"));
     assert_eq!(app.event_count().await, before);
 }
+
+both_profiles!(process_managers_open_the_room_add_attendees_and_send_the_attendee_list);
+
+/// Polls `check` until it holds (bounded): the scheduler and projectors run in the background.
+async fn eventually<F, Fut>(what: &str, check: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..400 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("{what} did not happen within 10 s");
+}
+
+async fn process_managers_open_the_room_add_attendees_and_send_the_attendee_list(app: TestApp) {
+    use gather_domain::activity::Activity;
+    use gather_domain::chat::Chat;
+    let org = app.organiser("pm@example.com").await;
+    let soon = chrono::Utc::now() + chrono::Duration::minutes(30);
+    let mut body = activity_body();
+    body["starts_at"] = json!(soon);
+    body["ends_at"] = json!(soon + chrono::Duration::hours(2));
+    body.as_object_mut().unwrap().remove("age_min");
+    body.as_object_mut().unwrap().remove("age_max");
+    let id = app.post("/v1/activities", Some(&org), body).await.body["id"].as_str().unwrap().to_string();
+    app.post(&format!("/v1/activities/{id}/submit"), Some(&org), json!({})).await;
+    let m = app.login(MODERATOR.0, MODERATOR.1).await;
+    let a = app.post(&format!("/v1/activities/{id}/approve"), m.body["token"].as_str(), json!({})).await;
+    assert_eq!(a.status, 202, "{:?}", a.body);
+    let activity: uuid::Uuid = id.parse().unwrap();
+    let state = &app.app_state;
+
+    // published → the chat room opens (room id = activity id)
+    eventually("the room opening", || async { state.commands.load::<Chat>(activity).await.unwrap().version.is_some() })
+        .await;
+    // starts within the hour → the attendee-list timer was already due: it fired at once
+    eventually("the attendee list", || async {
+        let events: Vec<_> =
+            futures::TryStreamExt::try_collect(state.store.read_stream(&format!("activity-{activity}"), 0))
+                .await
+                .unwrap();
+        events.iter().any(|e| e.event_type == "AttendeeListSent")
+    })
+    .await;
+    // a confirmed booking → the member joins the room, with the booking as causation
+    let (member, token) = quick_member(&app).await;
+    let a = book(&app, &token, &id).await;
+    assert_eq!(a.status, 201, "{:?}", a.body);
+    eventually("the attendee joining the room", || async {
+        state.commands.load::<Chat>(activity).await.unwrap().state.members.contains(&member)
+    })
+    .await;
+    let room: Vec<_> =
+        futures::TryStreamExt::try_collect(state.store.read_stream(&format!("chat-{activity}"), 0)).await.unwrap();
+    let added = room.iter().find(|e| e.event_type == "ChatMemberAdded").expect("a ChatMemberAdded event");
+    assert!(added.causation_id.is_some(), "process manager commands carry their causation");
+    assert_eq!(added.actor, Some(uuid::Uuid::nil()), "issued by the system");
+    let _ = state.commands.load::<Activity>(activity).await.unwrap();
+}
