@@ -3,6 +3,7 @@
 
 #[macro_use]
 mod harness;
+mod activities_flow;
 mod chats;
 mod compose;
 mod idempotency;
