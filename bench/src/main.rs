@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
+mod bookings;
 mod postgres_es;
 
 /// One measured cell.
@@ -272,6 +273,21 @@ async fn bench(url: &str, es_url: &str, secs: f64, writer_counts: &[usize]) -> a
         handler.load::<Member>(id).await?;
     }
     let with = t.elapsed().as_secs_f64() / runs as f64;
+    println!("\n## Booking commands through the handler, 16 clients\n");
+    println!("| | bookings/s | p50 ms | p99 ms | conflicts retried |\n|---|---:|---:|---:|---:|");
+    let booking_handler = CommandHandler::new(store.clone());
+    let (hot, hot_conflicts) = bookings::run(booking_handler.clone(), secs, true).await?;
+    let (spread, spread_conflicts) = bookings::run(booking_handler, secs, false).await?;
+    println!(
+        "| one hot activity | {:.0} | {:.2} | {:.2} | {hot_conflicts} |",
+        hot.events_per_s, hot.p50_ms, hot.p99_ms
+    );
+    println!(
+        "| 16 activities | {:.0} | {:.2} | {:.2} | {spread_conflicts} |",
+        spread.events_per_s, spread.p50_ms, spread.p99_ms
+    );
+    println!("| hot / spread | {:.2}× | | | |", hot.events_per_s / spread.events_per_s);
+
     println!("\n## Loading a 10,000-event stream\n");
     println!("| without snapshot | with snapshot | speed-up |\n|---:|---:|---:|");
     println!("| {:.2} ms | {:.2} ms | {:.1}× |", without * 1000.0, with * 1000.0, without / with);

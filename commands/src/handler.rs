@@ -16,7 +16,9 @@ use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use gather_domain::{Actor, Aggregate, Context, DomainError};
 use rand::Rng;
-use std::sync::Arc;
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -112,12 +114,72 @@ pub struct CommandHandler {
     upcasters: Arc<Upcasters>,
     clock: Clock,
     snapshot_every: i64,
+    local: Arc<Local>,
+}
+
+/// How many streams' states the handler keeps in memory.
+pub const CACHE_STREAMS: usize = 10_000;
+
+/// Per-process helpers for hot streams: commands on one stream queue on a lock instead
+/// of conflicting with each other, and the state after the last append is kept, so
+/// the next command reads only what other processes appended since.
+#[derive(Default)]
+struct Local {
+    locks: std::sync::Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
+    states: std::sync::Mutex<HashMap<String, CachedState>>,
+}
+
+#[derive(Clone)]
+struct CachedState {
+    version: i64,
+    position: i64,
+    state: Arc<dyn Any + Send + Sync>,
+}
+
+impl Local {
+    fn lock_for(&self, stream: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(l) = locks.get(stream).and_then(Weak::upgrade) {
+            return l;
+        }
+        if locks.len() >= CACHE_STREAMS {
+            locks.retain(|_, w| w.strong_count() > 0);
+        }
+        let l = Arc::new(tokio::sync::Mutex::new(()));
+        locks.insert(stream.to_string(), Arc::downgrade(&l));
+        l
+    }
+
+    fn get(&self, stream: &str) -> Option<CachedState> {
+        self.states.lock().unwrap_or_else(|p| p.into_inner()).get(stream).cloned()
+    }
+
+    fn put(&self, stream: &str, entry: Option<CachedState>) {
+        let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        match entry {
+            Some(e) => {
+                if states.len() >= CACHE_STREAMS && !states.contains_key(stream) {
+                    states.clear();
+                }
+                states.insert(stream.to_string(), e);
+            }
+            None => {
+                states.remove(stream);
+            }
+        }
+    }
 }
 
 impl CommandHandler {
     /// A handler over `store`, with the system clock and snapshots every 100 events.
     pub fn new(store: Arc<dyn EventStore>) -> Self {
-        CommandHandler { store, upcasters: Arc::new(Upcasters::new()), clock: Arc::new(Utc::now), snapshot_every: 100 }
+        CommandHandler {
+            store,
+            upcasters: Arc::new(Upcasters::new()),
+            clock: Arc::new(Utc::now),
+            snapshot_every: 100,
+            local: Arc::new(Local::default()),
+        }
     }
 
     /// Replaces the clock (tests, replays).
@@ -179,6 +241,21 @@ impl CommandHandler {
         Ok(Loaded { state, version, position })
     }
 
+    /// Loads from this process's cached state plus what was appended since, or in full.
+    async fn load_cached<A: Aggregate>(&self, id: Uuid, stream: &str) -> Result<Loaded<A::State>, StoreError> {
+        let Some(cached) = self.local.get(stream) else { return self.load::<A>(id).await };
+        let Some(state) = cached.state.downcast_ref::<A::State>() else { return self.load::<A>(id).await };
+        let mut loaded = Loaded { state: state.clone(), version: Some(cached.version), position: cached.position };
+        let mut events = self.store.read_stream(stream, cached.version + 1);
+        while let Some(recorded) = events.try_next().await? {
+            let event: A::Event = codec::decode(&recorded, &self.upcasters)?;
+            loaded.state = A::evolve(loaded.state, &event);
+            loaded.version = Some(recorded.version);
+            loaded.position = recorded.position;
+        }
+        Ok(loaded)
+    }
+
     /// Decides `command` on aggregate `id` and appends the result.
     pub async fn handle<A>(
         &self,
@@ -207,9 +284,17 @@ impl CommandHandler {
         A::Command: Clone,
     {
         let stream = stream_name(A::CATEGORY, id);
+        let lock = self.local.lock_for(&stream);
+        let _queued = lock.lock().await;
         let mut attempt = 0;
         loop {
-            let loaded = self.load::<A>(id).await?;
+            let loaded = match self.load_cached::<A>(id, &stream).await {
+                Ok(l) => l,
+                Err(e) => {
+                    self.local.put(&stream, None);
+                    return Err(e.into());
+                }
+            };
             if let Some(pinned) = meta.if_match
                 && loaded.version != Some(pinned)
             {
@@ -246,6 +331,7 @@ impl CommandHandler {
             match self.append_all(&append_meta, appends).await {
                 Ok(result) => return Ok(self.finish::<A>(stream, loaded, events, result)),
                 Err(StoreError::Conflict { stream: s, actual, .. }) => {
+                    self.local.put(&stream, None);
                     if s != stream {
                         return Err(CommandError::Taken { stream: s });
                     }
@@ -339,11 +425,13 @@ impl CommandHandler {
             let first = result.streams.first();
             let stream = first.map(|s| s.stream.clone()).unwrap_or(stream);
             let (position, version) = first.map_or((position, version), |s| (s.last_position, s.version));
+            self.local.put(&stream, None);
             return CommandOutcome { stream, position, version, events: Vec::new(), duplicate: true };
         }
         let before = loaded.version.unwrap_or(-1);
+        let state = events.iter().fold(loaded.state, A::evolve);
+        self.local.put(&stream, Some(CachedState { version, position, state: Arc::new(state.clone()) }));
         if self.snapshot_every > 0 && (version + 1) / self.snapshot_every > (before + 1) / self.snapshot_every {
-            let state = events.iter().fold(loaded.state, A::evolve);
             let store = self.store.clone();
             let name = stream.clone();
             tokio::spawn(async move {

@@ -31,6 +31,7 @@ every_backend!(
     the_events_table_refuses_update_and_delete,
     bad_stream_names_and_empty_appends_are_refused,
     concurrent_appends_each_get_their_own_result,
+    two_handlers_see_each_others_appends_through_their_caches,
 );
 
 fn ev(kind: &str, n: i64) -> NewEvent {
@@ -400,4 +401,24 @@ pub(crate) async fn concurrent_appends_each_get_their_own_result(_db: Db, store:
     }
     assert_eq!(winners, 1, "exactly one append at version 0 wins");
     assert_eq!(store.stream_version(&contended).await.unwrap(), Some(1));
+}
+
+pub(crate) async fn two_handlers_see_each_others_appends_through_their_caches(_db: Db, store: Arc<dyn EventStore>) {
+    // Two processes' handlers: each keeps the state after its own appends in memory.
+    let (h1, h2) = (CommandHandler::new(store.clone()), CommandHandler::new(store.clone()));
+    let id = Uuid::now_v7();
+    let me = || CommandMeta::new(Actor::new(id, [Role::Member]));
+    h1.handle::<Member>(id, register(id), &me()).await.unwrap();
+    let rename = |n: &str| MemberCommand::UpdateProfile { display_name: DisplayName::parse(n).unwrap() };
+    let a = h2.handle::<Member>(id, rename("From two"), &me()).await.unwrap();
+    assert_eq!(a.version, 2);
+    // h1's cached state is at version 1: it must read h2's event, not conflict or miss it
+    let b = h1.handle::<Member>(id, rename("From one"), &me()).await.unwrap();
+    assert_eq!(b.version, 3);
+    assert!(!b.events.is_empty());
+    // renaming to the current name decides nothing: both see the latest name
+    let same = h2.handle::<Member>(id, rename("From one"), &me()).await.unwrap();
+    let loaded = h2.load::<Member>(id).await.unwrap();
+    assert_eq!(loaded.state.display_name.as_ref().map(|d| d.as_str().to_string()), Some("From one".into()));
+    assert!(same.version >= 3);
 }
