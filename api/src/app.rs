@@ -142,22 +142,6 @@ impl App {
             };
             tokio::spawn(run_sender(db.clone(), mailer, Duration::from_millis(500), shutdown_rx.clone()));
         }
-        if settings.runs(ProcessRole::Scheduler) {
-            let (db, mut stop) = (db.clone(), shutdown_rx.clone());
-            tokio::spawn(async move {
-                loop {
-                    match crate::idempotency::purge_expired(&db).await {
-                        Ok(n) if n > 0 => tracing::info!(deleted = n, "expired idempotency keys purged"),
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!(error = %e, "could not purge idempotency keys"),
-                    }
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_secs(600)) => {}
-                        _ = stop.wait_for(|s| *s) => return,
-                    }
-                }
-            });
-        }
         let commands = CommandHandler::new(store.clone());
         if settings.runs(ProcessRole::Scheduler) {
             let scheduler = gather_commands::scheduler::Scheduler::new(db.clone(), commands.clone());

@@ -34,10 +34,19 @@ pub fn command_meta(headers: &HeaderMap, actor: Actor, route: &str) -> Result<Co
         bytes.copy_from_slice(&digest[..16]);
         meta.command_id = uuid::Builder::from_custom_bytes(bytes).into_uuid();
     }
+    // The correlation id is X-Request-Id: a UUID as given, any other text hashed into one.
     meta.correlation_id = headers
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| Uuid::parse_str(v).ok())
+        .filter(|v| !v.is_empty() && v.len() <= 200)
+        .map(|v| {
+            Uuid::parse_str(v).unwrap_or_else(|_| {
+                let digest = Sha256::digest(v.as_bytes());
+                let mut bytes = [0u8; 16];
+                bytes.copy_from_slice(&digest[..16]);
+                uuid::Builder::from_custom_bytes(bytes).into_uuid()
+            })
+        })
         .unwrap_or(meta.command_id);
     if let Some(v) = headers.get(header::IF_MATCH) {
         let v = v.to_str().map_err(|_| ApiError::field("If-Match", "must be \"<version>\""))?;

@@ -20,8 +20,8 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use sqlx::types::Json;
 
-/// How long a key is remembered.
-pub const TTL_HOURS: i64 = 24;
+/// How long a key is remembered (the scheduler's clean-up drops older ones).
+pub const TTL_HOURS: i64 = gather_commands::scheduler::IDEMPOTENCY_TTL_HOURS;
 
 /// Answer headers worth replaying.
 const REPLAYED: [&str; 4] = ["location", "etag", "gather-position", "content-type"];
@@ -119,11 +119,4 @@ async fn store(
     ).bind(scope).bind(request_hash).bind(i32::from(status.as_u16())).bind(Json(kept)).bind(body.to_vec())
      .bind(Utc::now()).bind(since).execute(p).await.map(|r| r.rows_affected()))?;
     Ok(())
-}
-
-/// Deletes keys older than the TTL; returns how many (the scheduler runs it periodically).
-pub async fn purge_expired(db: &gather_commands::Db) -> Result<u64, sqlx::Error> {
-    let since = Utc::now() - Duration::hours(TTL_HOURS);
-    on_db!(db, p => sqlx::query("DELETE FROM idempotency_keys WHERE created_at <= $1")
-        .bind(since).execute(p).await.map(|r| r.rows_affected()))
 }

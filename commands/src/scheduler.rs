@@ -25,6 +25,8 @@ use uuid::Uuid;
 
 /// Give up on a timer after this many failed attempts (its last error stays for operators).
 pub const MAX_ATTEMPTS: i32 = 10;
+/// How long an `Idempotency-Key`'s first answer is kept (the clean-up drops older ones).
+pub const IDEMPOTENCY_TTL_HOURS: i64 = 24;
 
 fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
@@ -210,6 +212,29 @@ impl Scheduler {
         Ok(claimed.len())
     }
 
+    /// The periodic clean-up jobs: fired timers older than a week, expired idempotency keys.
+    pub async fn clean_up(&self, now: DateTime<Utc>) {
+        let jobs = [
+            (
+                "fired timers",
+                "DELETE FROM due_commands WHERE fired_at IS NOT NULL AND fired_at < $1",
+                now - Duration::days(7),
+            ),
+            (
+                "expired idempotency keys",
+                "DELETE FROM idempotency_keys WHERE created_at <= $1",
+                now - Duration::hours(IDEMPOTENCY_TTL_HOURS),
+            ),
+        ];
+        for (what, sql, before) in jobs {
+            match on_db!(&self.db, p => sqlx::query(sql).bind(before).execute(p).await.map(|r| r.rows_affected())) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(deleted = n, what, "clean-up"),
+                Err(e) => tracing::warn!(error = %e, what, "clean-up failed"),
+            }
+        }
+    }
+
     /// Fires timers until `shutdown` flips, polling every `every`; also runs clean-up.
     pub async fn run(self, every: StdDuration, mut shutdown: watch::Receiver<bool>) {
         let mut last_cleanup = (self.clock)() - Duration::hours(1);
@@ -222,12 +247,7 @@ impl Scheduler {
             let now = (self.clock)();
             if now - last_cleanup > Duration::minutes(10) {
                 last_cleanup = now;
-                let before = now - Duration::days(7);
-                let r = on_db!(&self.db, p => sqlx::query("DELETE FROM due_commands WHERE fired_at IS NOT NULL AND fired_at < $1")
-                    .bind(before).execute(p).await.map(|r| r.rows_affected()));
-                if let Err(e) = r {
-                    tracing::warn!(error = %e, "timer clean-up failed");
-                }
+                self.clean_up(now).await;
             }
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}

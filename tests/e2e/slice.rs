@@ -271,3 +271,31 @@ async fn an_undecodable_event_stops_the_projectors_with_a_clear_status(app: Test
     let state = a.body["projections"]["members"]["state"].as_str().unwrap();
     assert!(state.contains(&stream) && state.contains("@2") && state.contains("NoSuchEvent"), "{state}");
 }
+
+both_profiles!(events_carry_the_command_and_correlation_ids_of_their_request);
+
+async fn events_carry_the_command_and_correlation_ids_of_their_request(app: TestApp) {
+    let (member_id, token) = app.register("meta@example.com").await;
+    let request_id = "11111111-2222-4333-8444-555555555555";
+    let a = app
+        .send(
+            app.http
+                .post(app.url("/v1/me/organiser"))
+                .bearer_auth(&token)
+                .header("X-Request-Id", request_id)
+                .header("Idempotency-Key", "meta-1")
+                .json(&json!({"organisation_name": "Meta Org"})),
+        )
+        .await;
+    assert_eq!(a.status, 202, "{:?}", a.body);
+    let events: Vec<_> =
+        futures::TryStreamExt::try_collect(app.app_state.store.read_stream(&format!("member-{member_id}"), 0))
+            .await
+            .unwrap();
+    let last = events.last().unwrap();
+    assert_eq!(last.event_type, "OrganiserProfileCreated");
+    assert_eq!(last.correlation_id.to_string(), request_id);
+    assert_eq!(last.actor.map(|a| a.to_string()), Some(member_id.clone()));
+    assert_eq!(last.schema_version, 1);
+    assert_ne!(last.command_id, last.correlation_id, "the command id comes from the Idempotency-Key");
+}

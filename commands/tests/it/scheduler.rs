@@ -80,3 +80,24 @@ async fn timers_move_when_rescheduled_and_vanish_when_cancelled(db: Db, store: A
     assert_eq!(s.tick().await.unwrap(), 0);
     assert_eq!(room_events(&store, gone).await, None);
 }
+
+every_backend!(the_clean_up_drops_old_fired_timers_and_expired_idempotency_keys);
+
+async fn the_clean_up_drops_old_fired_timers_and_expired_idempotency_keys(db: Db, store: Arc<dyn EventStore>) {
+    let s = Scheduler::new(db.clone(), CommandHandler::new(store.clone()));
+    add(&db, "old", Utc::now() - Duration::minutes(1), Uuid::now_v7()).await;
+    assert_eq!(s.tick().await.unwrap(), 1);
+    let count = |sql: &'static str| {
+        let db = db.clone();
+        async move { gather_commands::on_db!(&db, p => sqlx::query_scalar::<_, i64>(sql).fetch_one(p).await).unwrap() }
+    };
+    gather_commands::on_db!(&db, p => sqlx::query(
+        "INSERT INTO idempotency_keys (scope, request_hash, status, headers, body, created_at) VALUES ('a', 'h', 201, $1, $2, $3), ('b', 'h', 201, $1, $2, $4)",
+    ).bind(sqlx::types::Json(serde_json::json!({}))).bind(vec![1u8]).bind(Utc::now() - Duration::hours(25)).bind(Utc::now())
+     .execute(p).await.map(|_| ())).unwrap();
+    s.clean_up(Utc::now()).await;
+    assert_eq!(count("SELECT count(*) FROM due_commands").await, 1, "a timer fired just now stays");
+    assert_eq!(count("SELECT count(*) FROM idempotency_keys").await, 1, "only the expired key goes");
+    s.clean_up(Utc::now() + Duration::days(8)).await;
+    assert_eq!(count("SELECT count(*) FROM due_commands").await, 0, "a week after firing it goes");
+}
