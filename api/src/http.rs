@@ -159,3 +159,18 @@ where
 pub fn accepted<E>(id: Uuid, outcome: &CommandOutcome<E>) -> Response {
     command_response(StatusCode::ACCEPTED, id, outcome, json!({}))
 }
+
+/// A new server-generated id: v7, or — when the request carries an `Idempotency-Key` —
+/// derived from (scope, route, key, label), so racing repeats of one request name the
+/// same new resource and the store appends it once.
+pub fn new_id(headers: &HeaderMap, scope: Uuid, route: &str, label: &str) -> Uuid {
+    match headers.get("idempotency-key").and_then(|k| k.to_str().ok()) {
+        Some(key) => {
+            let digest = Sha256::digest(format!("{scope}|{route}|{key}|{label}").as_bytes());
+            let mut bytes = [0u8; 16];
+            bytes.copy_from_slice(&digest[..16]);
+            uuid::Builder::from_custom_bytes(bytes).into_uuid()
+        }
+        None => Uuid::now_v7(),
+    }
+}

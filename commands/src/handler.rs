@@ -301,7 +301,16 @@ impl CommandHandler {
                 return Err(CommandError::PreconditionFailed { actual: loaded.version });
             }
             let ctx = Context { actor: meta.actor.clone(), now: self.now() };
-            let events = A::decide(&loaded.state, command.clone(), &ctx)?;
+            let events = match A::decide(&loaded.state, command.clone(), &ctx) {
+                Ok(events) => events,
+                Err(refused) => {
+                    // A racing repeat of this very command may have appended first.
+                    if let Some(first) = self.store.recorded(meta.command_id).await? {
+                        return Ok(self.finish::<A>(stream, loaded, Vec::new(), first));
+                    }
+                    return Err(refused.into());
+                }
+            };
             if events.is_empty() {
                 return Ok(CommandOutcome {
                     stream,

@@ -82,3 +82,32 @@ async fn a_repeated_registration_key_returns_the_same_member(app: TestApp) {
     assert_eq!(b.status, 201, "{:?}", b.body);
     assert_eq!(a.body["member_id"], b.body["member_id"]);
 }
+
+both_profiles!(racing_repeats_name_the_same_new_resource);
+
+async fn racing_repeats_name_the_same_new_resource(app: TestApp) {
+    let (_, token) = app.register("kids@example.com").await;
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let req = app
+                .http
+                .post(app.url("/v1/me/children"))
+                .bearer_auth(&token)
+                .header("Idempotency-Key", "child-1")
+                .json(&json!({"name": "Ada Junior", "birth_date": "2020-02-02"}));
+            tokio::spawn(async move { req.send().await.unwrap().json::<serde_json::Value>().await.unwrap() })
+        })
+        .collect();
+    let mut ids = std::collections::HashSet::new();
+    let mut last = 0;
+    for t in tasks {
+        let body = t.await.unwrap();
+        ids.insert(body["id"].as_str().expect("an id").to_string());
+        last = last.max(body["position"].as_i64().unwrap());
+    }
+    assert_eq!(ids.len(), 1, "every racing repeat names the one child");
+    let me = app.get("/v1/me", Some(&token), Some(last)).await;
+    let children = me.body["children"].as_array().unwrap();
+    assert_eq!(children.len(), 1, "{children:?}");
+    assert_eq!(children[0]["id"].as_str(), ids.iter().next().map(|s| s.as_str()));
+}

@@ -106,7 +106,7 @@ async fn create(
 ) -> Result<Response, ApiError> {
     auth.require(Role::Organiser)?;
     let details = body.parse()?;
-    let activity_id = Uuid::now_v7();
+    let activity_id = crate::http::new_id(&headers, auth.0.id, "activities", "activity");
     let meta = command_meta(&headers, auth.0, "activities")?;
     let outcome =
         state.commands.handle::<Activity>(activity_id, ActivityCommand::Create { activity_id, details }, &meta).await?;

@@ -60,7 +60,7 @@ pub async fn register_member(
     let email = Email::parse(email)?;
     let display_name = DisplayName::parse(display_name)?;
     check_password("password", &password)?;
-    let member_id = Uuid::now_v7();
+    let member_id = crate::http::new_id(headers, Uuid::nil(), "register", "member");
     let normalized = email.normalized();
     let password_hash = hash_password(password).await?;
     // The Idempotency-Key is scoped to guests here (the member id is new on every try).

@@ -61,7 +61,7 @@ async fn book(
             .ok_or_else(|| ApiError::field("child_ids", format!("{child_id} is not one of your children")))?;
         children.push(BookedChild { child_id, birth_date: child.birth_date });
     }
-    let booking_id = Uuid::now_v7();
+    let booking_id = crate::http::new_id(&headers, actor.id, &format!("bookings/{id}"), "booking");
     let command = ActivityCommand::BookSeats { booking_id, seats, children };
     let outcome = run_command::<Activity>(&state, actor, &headers, "bookings", id, command).await?;
     let status = outcome.events.iter().find_map(|e| match e {
@@ -124,7 +124,8 @@ async fn invite(
     let mut invitations = Vec::with_capacity(body.emails.len());
     for (i, raw) in body.emails.iter().enumerate() {
         let email = Email::parse(raw).map_err(|e| ApiError::field(&format!("emails[{i}]"), e.to_string()))?;
-        invitations.push(InvitationRequest { invitation_id: Uuid::now_v7(), email });
+        let invitation_id = crate::http::new_id(&headers, actor.id, &format!("invitations/{id}"), &i.to_string());
+        invitations.push(InvitationRequest { invitation_id, email });
     }
     let command = ActivityCommand::InviteGuests { invitations: invitations.clone() };
     let outcome = run_command::<Activity>(&state, actor, &headers, "invitations", id, command).await?;

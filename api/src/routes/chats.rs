@@ -85,7 +85,7 @@ async fn start(
     for id in &member_ids {
         ensure_member_exists(&state, *id).await?;
     }
-    let chat_id = Uuid::now_v7();
+    let chat_id = crate::http::new_id(&headers, actor.id, "chats", "chat");
     let outcome = run_command::<Chat>(
         &state,
         actor,
@@ -145,8 +145,8 @@ async fn post_message(
     Json(body): Json<MessageBody>,
 ) -> Result<Response, ApiError> {
     let text = MessageText::parse(&body.text)?;
-    let message_id = Uuid::now_v7();
     let route = format!("chats/{chat_id}/messages");
+    let message_id = crate::http::new_id(&headers, actor.id, &route, "message");
     let command = ChatCommand::PostMessage { message_id, text };
     let outcome = run_command::<Chat>(&state, actor, &headers, &route, chat_id, command).await?;
     let res = command_response(StatusCode::CREATED, message_id, &outcome, json!({}));

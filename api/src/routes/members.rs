@@ -97,7 +97,7 @@ async fn add_child(
     Json(body): Json<AddChild>,
 ) -> Result<Response, ApiError> {
     let name = ChildName::parse(&body.name)?;
-    let child_id = Uuid::now_v7();
+    let child_id = crate::http::new_id(&headers, actor.id, "me/children", "child");
     let id = actor.id;
     let command = MemberCommand::AddChild { child_id, name, birth_date: body.birth_date };
     let outcome = run_command::<Member>(&state, actor, &headers, "me/children", id, command).await?;

@@ -365,6 +365,13 @@ pub trait EventStore: Send + Sync + 'static {
     /// A signal that changes when new events may be readable.
     fn wake(&self) -> tokio::sync::watch::Receiver<u64>;
 
+    /// The first result of a command id, if it was appended (the handler asks when a
+    /// decision fails, in case a racing repeat of the same command got there first).
+    /// Backends that cannot tell answer `None`.
+    async fn recorded(&self, _command_id: Uuid) -> Result<Option<AppendResult>, StoreError> {
+        Ok(None)
+    }
+
     /// A whole stream forward from a version, paged (bounded memory).
     fn read_stream(&self, stream: &str, from: i64) -> BoxStream<'_, Result<RecordedEvent, StoreError>> {
         let stream = stream.to_string();

@@ -441,4 +441,8 @@ impl EventStore for PostgresStore {
     fn wake(&self) -> watch::Receiver<u64> {
         self.wake_tx.subscribe()
     }
+
+    async fn recorded(&self, command_id: Uuid) -> Result<Option<AppendResult>, StoreError> {
+        self.recorded_result(command_id).await
+    }
 }

@@ -244,4 +244,13 @@ impl EventStore for SqliteStore {
     fn wake(&self) -> watch::Receiver<u64> {
         self.wake_tx.subscribe()
     }
+
+    async fn recorded(&self, command_id: Uuid) -> Result<Option<AppendResult>, StoreError> {
+        let row: Option<(Json<Vec<StreamResult>>,)> =
+            sqlx::query_as("SELECT result FROM commands WHERE command_id = ?1")
+                .bind(command_id)
+                .fetch_optional(&self.reader)
+                .await?;
+        Ok(row.map(|(Json(streams),)| AppendResult { duplicate: true, streams }))
+    }
 }
