@@ -6,10 +6,10 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use gather_commands::ids::derived;
 use gather_commands::{CommandMeta, CommandOutcome};
 use gather_domain::Actor;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -29,24 +29,14 @@ pub fn command_meta(headers: &HeaderMap, actor: Actor, route: &str) -> Result<Co
             return Err(ApiError::field("Idempotency-Key", "must be 1 to 200 characters"));
         }
         // One key means one command per actor and route.
-        let digest = Sha256::digest(format!("{}|{route}|{key}", meta.actor.id).as_bytes());
-        let mut bytes = [0u8; 16];
-        bytes.copy_from_slice(&digest[..16]);
-        meta.command_id = uuid::Builder::from_custom_bytes(bytes).into_uuid();
+        meta.command_id = derived(format!("{}|{route}|{key}", meta.actor.id));
     }
     // The correlation id is X-Request-Id: a UUID as given, any other text hashed into one.
     meta.correlation_id = headers
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 200)
-        .map(|v| {
-            Uuid::parse_str(v).unwrap_or_else(|_| {
-                let digest = Sha256::digest(v.as_bytes());
-                let mut bytes = [0u8; 16];
-                bytes.copy_from_slice(&digest[..16]);
-                uuid::Builder::from_custom_bytes(bytes).into_uuid()
-            })
-        })
+        .map(|v| Uuid::parse_str(v).unwrap_or_else(|_| derived(v)))
         .unwrap_or(meta.command_id);
     if let Some(v) = headers.get(header::IF_MATCH) {
         let v = v.to_str().map_err(|_| ApiError::field("If-Match", "must be \"<version>\""))?;
@@ -165,12 +155,7 @@ pub fn accepted<E>(id: Uuid, outcome: &CommandOutcome<E>) -> Response {
 /// same new resource and the store appends it once.
 pub fn new_id(headers: &HeaderMap, scope: Uuid, route: &str, label: &str) -> Uuid {
     match headers.get("idempotency-key").and_then(|k| k.to_str().ok()) {
-        Some(key) => {
-            let digest = Sha256::digest(format!("{scope}|{route}|{key}|{label}").as_bytes());
-            let mut bytes = [0u8; 16];
-            bytes.copy_from_slice(&digest[..16]);
-            uuid::Builder::from_custom_bytes(bytes).into_uuid()
-        }
+        Some(key) => derived(format!("{scope}|{route}|{key}|{label}")),
         None => Uuid::now_v7(),
     }
 }

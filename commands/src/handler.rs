@@ -459,11 +459,7 @@ impl CommandHandler {
 
 /// A command id derived from another and an index (stable, distinct per index).
 fn derived_id(command_id: Uuid, index: u32) -> Uuid {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest([command_id.as_bytes().as_slice(), &index.to_be_bytes()].concat());
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest[..16]);
-    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+    crate::ids::derived([command_id.as_bytes().as_slice(), &index.to_be_bytes()].concat())
 }
 
 fn metrics_conflict() {

@@ -10,6 +10,7 @@
 pub mod codec;
 pub mod db;
 pub mod handler;
+pub mod ids;
 pub mod scheduler;
 pub mod store;
 pub mod uniqueness;

@@ -17,7 +17,6 @@ use gather_domain::activity::{Activity, ActivityCommand};
 use gather_domain::chat::{Chat, ChatCommand};
 use gather_domain::process::Scheduled;
 use gather_domain::{Actor, ErrorKind};
-use sha2::{Digest, Sha256};
 use sqlx::types::Json;
 use std::time::Duration as StdDuration;
 use tokio::sync::watch;
@@ -34,10 +33,7 @@ fn ts(t: DateTime<Utc>) -> String {
 
 /// The command id of a timer: stable for its key and due time, new when it moves.
 pub fn command_id(key: &str, due_at: DateTime<Utc>) -> Uuid {
-    let digest = Sha256::digest(format!("{key}|{}", ts(due_at)).as_bytes());
-    let mut b = [0u8; 16];
-    b.copy_from_slice(&digest[..16]);
-    uuid::Builder::from_custom_bytes(b).into_uuid()
+    crate::ids::derived(format!("{key}|{}", ts(due_at)))
 }
 
 /// Schedules (or moves) the timer `key` inside `tx`.

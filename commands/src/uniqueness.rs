@@ -7,7 +7,6 @@
 
 use crate::store::{EventStore, ExpectedVersion, NewEvent, StoreError, StreamAppend};
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 /// The event type of a reservation.
@@ -18,10 +17,7 @@ pub const RESERVATION_RELEASED: &str = "ReservationReleased";
 
 /// The reservation stream of a normalized email.
 pub fn email_stream(normalized: &str) -> String {
-    let digest = Sha256::digest(normalized.as_bytes());
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest[..16]);
-    format!("email-{}", uuid::Builder::from_custom_bytes(bytes).into_uuid())
+    format!("email-{}", crate::ids::derived(normalized))
 }
 
 /// The append that reserves `normalized` for `member_id`.
