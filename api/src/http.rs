@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use gather_commands::ids::derived;
 use gather_commands::{CommandMeta, CommandOutcome};
 use gather_domain::Actor;
+use gather_domain::member::MemberState;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -113,17 +114,24 @@ pub fn read_response(body: Value, position: i64, version: Option<i64>) -> Respon
 /// Refuses commands of suspended or forgotten members (checked on the member's own
 /// stream, so a suspension takes effect at once, whatever the token says).
 pub async fn ensure_active(state: &AppState, actor: &Actor) -> Result<(), ApiError> {
+    active_member(state, actor).await.map(|_| ())
+}
+
+/// Like [`ensure_active`], returning the member's state for callers that need it too
+/// (children, email, password hash), so the member stream is read once per request.
+/// The system actor has no member stream: its state is the empty one.
+pub async fn active_member(state: &AppState, actor: &Actor) -> Result<MemberState, ApiError> {
     if actor.has(gather_domain::Role::System) {
-        return Ok(());
+        return Ok(MemberState::default());
     }
-    let member = state.commands.load::<gather_domain::member::Member>(actor.id).await?;
-    if member.state.suspended {
+    let member = state.commands.load::<gather_domain::member::Member>(actor.id).await?.state;
+    if member.suspended {
         return Err(ApiError::Forbidden { code: "member_suspended", detail: "this member is suspended".into() });
     }
-    if member.state.forgotten || !member.state.registered {
+    if member.forgotten || !member.registered {
         return Err(ApiError::Unauthorized("this member no longer exists".into()));
     }
-    Ok(())
+    Ok(member)
 }
 
 /// Runs a command of an authenticated actor on aggregate `A` (`id`): refuses suspended
@@ -141,6 +149,22 @@ where
     A::Command: Clone,
 {
     ensure_active(state, &actor).await?;
+    run_active::<A>(state, actor, headers, route, id, command).await
+}
+
+/// [`run_command`] for an actor already checked with [`active_member`].
+pub async fn run_active<A>(
+    state: &AppState,
+    actor: Actor,
+    headers: &HeaderMap,
+    route: &str,
+    id: Uuid,
+    command: A::Command,
+) -> Result<CommandOutcome<A::Event>, ApiError>
+where
+    A: gather_domain::Aggregate,
+    A::Command: Clone,
+{
     let meta = command_meta(headers, actor, route)?;
     Ok(state.commands.handle::<A>(id, command, &meta).await?)
 }

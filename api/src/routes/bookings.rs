@@ -4,15 +4,15 @@
 use crate::auth::Authed;
 use crate::error::ApiError;
 use crate::extract::{Json, Path};
-use crate::http::{accepted, command_response, run_command};
+use crate::http::{accepted, active_member, command_response, run_active, run_command};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{delete, post};
+use gather_domain::Actor;
 use gather_domain::activity::{Activity, ActivityCommand, ActivityEvent, BookedChild, InvitationRequest};
-use gather_domain::member::Member;
 use gather_domain::values::{Email, PaymentRef};
 use gather_projections::queries;
 use serde::Deserialize;
@@ -52,7 +52,7 @@ async fn book(
         .filter(|s| (1..=100_000).contains(s))
         .ok_or_else(|| ApiError::field("seats", "must be between 1 and 100000"))?;
     // The age check needs the children's birth dates, from the member's own stream.
-    let member = state.commands.load::<Member>(actor.id).await?.state;
+    let member = active_member(&state, &actor).await?;
     let mut children = Vec::with_capacity(body.child_ids.len());
     for child_id in body.child_ids {
         let child = member
@@ -63,7 +63,7 @@ async fn book(
     }
     let booking_id = crate::http::new_id(&headers, actor.id, &format!("bookings/{id}"), "booking");
     let command = ActivityCommand::BookSeats { booking_id, seats, children };
-    let outcome = run_command::<Activity>(&state, actor, &headers, "bookings", id, command).await?;
+    let outcome = run_active::<Activity>(&state, actor, &headers, "bookings", id, command).await?;
     let status = outcome.events.iter().find_map(|e| match e {
         ActivityEvent::BookingConfirmed { booking_id: b, .. } if *b == booking_id => Some("confirmed"),
         ActivityEvent::WaitlistJoined { booking_id: b, .. } if *b == booking_id => Some("waitlisted"),
@@ -142,13 +142,20 @@ async fn invite(
     Ok(command_response(StatusCode::CREATED, id, &outcome, json!({"invitations": sent})))
 }
 
-/// Finds the invitation's activity and checks it was addressed to the caller's email.
-async fn invitation_for(state: &AppState, actor_id: Uuid, invitation_id: Uuid) -> Result<Uuid, ApiError> {
+/// Accepts or declines an invitation: finds its activity and checks it was addressed
+/// to the caller's email.
+async fn answer_invitation(
+    state: AppState,
+    actor: Actor,
+    headers: HeaderMap,
+    invitation_id: Uuid,
+    accept: bool,
+) -> Result<Response, ApiError> {
+    let member = active_member(&state, &actor).await?;
     let not_found = || ApiError::NotFound(format!("no invitation {invitation_id} for you"));
     let activity_id = queries::invitation_activity(&state.db, invitation_id).await?.ok_or_else(not_found)?;
     let activity = state.commands.load::<Activity>(activity_id).await?.state;
     let invitation = activity.invitations.get(&invitation_id).ok_or_else(not_found)?;
-    let member = state.commands.load::<Member>(actor_id).await?.state;
     let mine = member.email.as_ref().is_some_and(|e| e.normalized() == invitation.email.normalized());
     if !mine {
         return Err(ApiError::Forbidden {
@@ -156,7 +163,13 @@ async fn invitation_for(state: &AppState, actor_id: Uuid, invitation_id: Uuid) -
             detail: "this invitation is addressed to another email".into(),
         });
     }
-    Ok(activity_id)
+    let (command, route) = if accept {
+        (ActivityCommand::AcceptInvitation { invitation_id }, "invitations/accept")
+    } else {
+        (ActivityCommand::DeclineInvitation { invitation_id }, "invitations/decline")
+    };
+    let outcome = run_active::<Activity>(&state, actor, &headers, route, activity_id, command).await?;
+    Ok(accepted(invitation_id, &outcome))
 }
 
 async fn accept_invitation(
@@ -165,10 +178,7 @@ async fn accept_invitation(
     headers: HeaderMap,
     Path(invitation_id): Path<Uuid>,
 ) -> Result<Response, ApiError> {
-    let activity_id = invitation_for(&state, actor.id, invitation_id).await?;
-    let command = ActivityCommand::AcceptInvitation { invitation_id };
-    let outcome = run_command::<Activity>(&state, actor, &headers, "invitations/accept", activity_id, command).await?;
-    Ok(accepted(invitation_id, &outcome))
+    answer_invitation(state, actor, headers, invitation_id, true).await
 }
 
 async fn decline_invitation(
@@ -177,8 +187,5 @@ async fn decline_invitation(
     headers: HeaderMap,
     Path(invitation_id): Path<Uuid>,
 ) -> Result<Response, ApiError> {
-    let activity_id = invitation_for(&state, actor.id, invitation_id).await?;
-    let command = ActivityCommand::DeclineInvitation { invitation_id };
-    let outcome = run_command::<Activity>(&state, actor, &headers, "invitations/decline", activity_id, command).await?;
-    Ok(accepted(invitation_id, &outcome))
+    answer_invitation(state, actor, headers, invitation_id, false).await
 }

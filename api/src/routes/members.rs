@@ -6,7 +6,7 @@
 use crate::auth::{Authed, hash_password, verify_password};
 use crate::error::ApiError;
 use crate::extract::{Json, Path};
-use crate::http::{accepted, command_meta, command_response, ensure_active, run_command};
+use crate::http::{accepted, active_member, command_meta, command_response, run_command};
 use crate::routes::auth::check_password;
 use crate::state::AppState;
 use axum::Router;
@@ -67,13 +67,12 @@ async fn change_password(
 ) -> Result<Response, ApiError> {
     check_password("new_password", &body.new_password)?;
     // A suspended member is refused before the old password is even checked.
-    ensure_active(&state, &actor).await?;
-    let member = state.commands.load::<Member>(actor.id).await?;
+    let member = active_member(&state, &actor).await?;
     let wrong = || ApiError::Forbidden { code: "wrong_password", detail: "the old password is wrong".into() };
     if body.old_password.len() > crate::routes::auth::MAX_PASSWORD {
         return Err(wrong());
     }
-    if !verify_password(body.old_password, member.state.password_hash).await? {
+    if !verify_password(body.old_password, member.password_hash).await? {
         return Err(wrong());
     }
     let new_password_hash = hash_password(body.new_password).await?;
