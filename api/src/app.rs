@@ -15,7 +15,9 @@ use gather_commands::{CommandHandler, CommandMeta, Db, EventStore};
 use gather_domain::member::{Member, MemberCommand};
 use gather_domain::values::{DisplayName, Email};
 use gather_domain::{Actor, Role};
+use gather_commands::store::Checkpoint;
 use gather_projections::Projectors;
+use gather_projections::rebuild::{Rebuild, RebuildStatus, statuses};
 use gather_projections::bus::Bus;
 use gather_projections::mail::{Mailer, run_sender};
 use secrecy::{ExposeSecret, SecretString};
@@ -46,6 +48,30 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<(Db, Arc<dyn Even
         Db::Sqlite { writer, reader } => Arc::new(SqliteStore::new(writer.clone(), reader.clone())),
     };
     Ok((db, store))
+}
+
+/// Rebuilds projection `name` beside its live tables and swaps it in (the
+/// `gather rebuild` command), calling `report` with the progress about once a second.
+pub async fn rebuild(
+    settings: &Settings,
+    name: &str,
+    mut report: impl FnMut(&RebuildStatus),
+) -> anyhow::Result<Checkpoint> {
+    let (db, store) = open_store(settings).await?;
+    db.migrate().await.context("could not migrate the database")?;
+    let job = Rebuild::claim(&db, store, &gather_projections::all(), name).await?;
+    let mut run = tokio::spawn(job.run());
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            done = &mut run => return Ok(done.context("the rebuild task failed")??),
+            _ = tick.tick() => {
+                if let Some(s) = statuses(&db).await?.into_iter().find(|s| s.name == name) {
+                    report(&s);
+                }
+            }
+        }
+    }
 }
 
 /// The JWT secret: configured, or generated once into the data dir (embedded only).
@@ -84,6 +110,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::chats::router())
         .merge(routes::members::router())
         .merge(routes::health::router())
+        .merge(routes::admin::router())
         .fallback(|| async { crate::error::ApiError::NotFound("no such route".into()) })
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::idempotency::layer))
         .layer(DefaultBodyLimit::max(crate::extract::MAX_BODY))
@@ -144,7 +171,8 @@ impl App {
         }
         let commands = CommandHandler::new(store.clone());
         if settings.runs(ProcessRole::Scheduler) {
-            let scheduler = gather_commands::scheduler::Scheduler::new(db.clone(), commands.clone());
+            let scheduler = gather_commands::scheduler::Scheduler::new(db.clone(), commands.clone())
+                .with_clean_ups(gather_projections::clean_ups());
             tokio::spawn(scheduler.run(Duration::from_millis(250), shutdown_rx.clone()));
         }
         let state = AppState { settings: Arc::new(settings.clone()), db, store, commands, projectors, jwt, bus };

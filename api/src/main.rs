@@ -24,6 +24,12 @@ enum Command {
     Migrate,
     /// Print the domain's given-when-then spec catalogue as Markdown.
     Specs,
+    /// Rebuild a projection's read model beside the live one, then swap it in;
+    /// prints progress. Servers keep serving the old copy until the swap.
+    Rebuild {
+        /// The projection (members, activities, invitations); see GET /v1/admin/projections.
+        name: String,
+    },
 }
 
 fn init_tracing() {
@@ -60,6 +66,14 @@ async fn run() -> anyhow::Result<()> {
             let (db, _) = gather_api::app::open_store(&settings).await?;
             db.migrate().await.context("could not migrate the database")?;
             tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::Rebuild { name } => {
+            let done = gather_api::app::rebuild(&settings, &name, |s| {
+                println!("{name}: {:5.1}% ({} events, at position {} of {})", s.progress() * 100.0, s.events, s.position, s.target_position)
+            })
+            .await?;
+            println!("{name}: rebuilt and swapped in at position {}", done.position);
             Ok(())
         }
         Command::Specs => Ok(()),

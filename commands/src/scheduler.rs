@@ -31,6 +31,34 @@ fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
+/// A periodic clean-up: `sql` deletes what is older than `$1` = now − `age`.
+#[derive(Debug, Clone)]
+pub struct CleanUp {
+    /// What it drops, for the log.
+    pub what: &'static str,
+    /// A `DELETE` with one parameter, the cut-off time.
+    pub sql: &'static str,
+    /// How old a row must be.
+    pub age: Duration,
+}
+
+/// The command side's clean-up jobs: fired timers after a week, idempotency keys after
+/// [`IDEMPOTENCY_TTL_HOURS`].
+pub fn clean_ups() -> Vec<CleanUp> {
+    vec![
+        CleanUp {
+            what: "fired timers",
+            sql: "DELETE FROM due_commands WHERE fired_at IS NOT NULL AND fired_at < $1",
+            age: Duration::days(7),
+        },
+        CleanUp {
+            what: "expired idempotency keys",
+            sql: "DELETE FROM idempotency_keys WHERE created_at <= $1",
+            age: Duration::hours(IDEMPOTENCY_TTL_HOURS),
+        },
+    ]
+}
+
 /// The command id of a timer: stable for its key and due time, new when it moves.
 pub fn command_id(key: &str, due_at: DateTime<Utc>) -> Uuid {
     crate::ids::derived(format!("{key}|{}", ts(due_at)))
@@ -87,6 +115,7 @@ pub struct Scheduler {
     handler: CommandHandler,
     clock: Clock,
     lease: Duration,
+    clean_ups: Vec<CleanUp>,
 }
 
 impl Scheduler {
@@ -96,7 +125,7 @@ impl Scheduler {
             let h = handler.clone();
             std::sync::Arc::new(move || h.now())
         };
-        Scheduler { db, handler, clock, lease: Duration::seconds(30) }
+        Scheduler { db, handler, clock, lease: Duration::seconds(30), clean_ups: clean_ups() }
     }
 
     /// Replaces the clock (tests).
@@ -208,25 +237,20 @@ impl Scheduler {
         Ok(claimed.len())
     }
 
-    /// The periodic clean-up jobs: fired timers older than a week, expired idempotency keys.
+    /// Adds periodic clean-up jobs (the read side registers its own).
+    pub fn with_clean_ups(mut self, jobs: impl IntoIterator<Item = CleanUp>) -> Self {
+        self.clean_ups.extend(jobs);
+        self
+    }
+
+    /// Runs every clean-up job once, as of `now`.
     pub async fn clean_up(&self, now: DateTime<Utc>) {
-        let jobs = [
-            (
-                "fired timers",
-                "DELETE FROM due_commands WHERE fired_at IS NOT NULL AND fired_at < $1",
-                now - Duration::days(7),
-            ),
-            (
-                "expired idempotency keys",
-                "DELETE FROM idempotency_keys WHERE created_at <= $1",
-                now - Duration::hours(IDEMPOTENCY_TTL_HOURS),
-            ),
-        ];
-        for (what, sql, before) in jobs {
-            match on_db!(&self.db, p => sqlx::query(sql).bind(before).execute(p).await.map(|r| r.rows_affected())) {
+        for job in &self.clean_ups {
+            let before = now - job.age;
+            match on_db!(&self.db, p => sqlx::query(job.sql).bind(before).execute(p).await.map(|r| r.rows_affected())) {
                 Ok(0) => {}
-                Ok(n) => tracing::info!(deleted = n, what, "clean-up"),
-                Err(e) => tracing::warn!(error = %e, what, "clean-up failed"),
+                Ok(n) => tracing::info!(deleted = n, what = job.what, "clean-up"),
+                Err(e) => tracing::warn!(error = %e, what = job.what, "clean-up failed"),
             }
         }
     }

@@ -1,7 +1,7 @@
 //! The `invitations` read model: which activity an invitation belongs to, its
 //! (normalized) address and its answer.
 
-use crate::runtime::{Projection, ProjectionError};
+use crate::runtime::{Projection, ProjectionError, Target};
 use async_trait::async_trait;
 use gather_commands::Upcasters;
 use gather_commands::codec::decode;
@@ -20,28 +20,34 @@ impl Projection for InvitationsProjection {
         "invitations"
     }
 
-    async fn apply(&self, tx: &mut Tx, e: &RecordedEvent) -> Result<(), ProjectionError> {
+    fn tables(&self) -> &'static [&'static str] {
+        &["invitations"]
+    }
+
+    async fn apply(&self, tx: &mut Tx, at: Target, e: &RecordedEvent) -> Result<(), ProjectionError> {
         if !matches!(e.event_type.as_str(), "GuestsInvited" | "InvitationAccepted" | "InvitationDeclined") {
             return Ok(());
         }
         let Some(activity) = e.stream.strip_prefix("activity-").and_then(|s| Uuid::parse_str(s).ok()) else {
             return Ok(());
         };
+        let t = &at.table("invitations");
         match decode::<ActivityEvent>(e, &Upcasters::new())? {
             ActivityEvent::GuestsInvited { invitations } => {
+                let sql = format!(
+                    "INSERT INTO {t} (invitation_id, activity_id, email, status, position) \
+                     VALUES ($1, $2, $3, 'pending', $4) ON CONFLICT (invitation_id) DO NOTHING"
+                );
                 for i in invitations {
-                    on_tx!(tx, c => sqlx::query(
-                        "INSERT INTO invitations (invitation_id, activity_id, email, status, position) \
-                         VALUES ($1, $2, $3, 'pending', $4) ON CONFLICT (invitation_id) DO NOTHING",
-                    ).bind(i.invitation_id).bind(activity).bind(i.email.normalized()).bind(e.position)
+                    on_tx!(tx, c => sqlx::query(sqlx::AssertSqlSafe(sql.clone())).bind(i.invitation_id).bind(activity).bind(i.email.normalized()).bind(e.position)
                      .execute(&mut **c).await.map(|r| r.rows_affected()))?;
                 }
             }
             ActivityEvent::InvitationAccepted { invitation_id, .. } => {
-                set_status(tx, invitation_id, "accepted", e).await?
+                set_status(tx, t, invitation_id, "accepted", e).await?
             }
             ActivityEvent::InvitationDeclined { invitation_id, .. } => {
-                set_status(tx, invitation_id, "declined", e).await?
+                set_status(tx, t, invitation_id, "declined", e).await?
             }
             _ => {}
         }
@@ -49,8 +55,9 @@ impl Projection for InvitationsProjection {
     }
 }
 
-async fn set_status(tx: &mut Tx, id: Uuid, status: &str, e: &RecordedEvent) -> Result<(), sqlx::Error> {
-    on_tx!(tx, c => sqlx::query("UPDATE invitations SET status = $2, position = $3 WHERE invitation_id = $1")
+async fn set_status(tx: &mut Tx, t: &str, id: Uuid, status: &str, e: &RecordedEvent) -> Result<(), sqlx::Error> {
+    let sql = format!("UPDATE {t} SET status = $2, position = $3 WHERE invitation_id = $1");
+    on_tx!(tx, c => sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(id).bind(status).bind(e.position).execute(&mut **c).await.map(|r| r.rows_affected()))?;
     Ok(())
 }

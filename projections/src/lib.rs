@@ -3,6 +3,7 @@
 //! Reading order:
 //! - [`runtime`]: the projector runtime: subscribe from a checkpoint, apply a batch and
 //!   write the checkpoint in one transaction, publish progress for read-your-writes;
+//! - [`rebuild`]: rebuilding a projection into shadow tables, then swapping them in;
 //! - [`members`], [`activities`], [`invitations`]: the read models and their projections;
 //! - [`queries`]: typed reads of the read models for the API;
 //! - [`process`]: the process manager (activity events → durable timers);
@@ -16,11 +17,32 @@ pub mod mail;
 pub mod members;
 pub mod process;
 pub mod queries;
+pub mod rebuild;
 pub mod runtime;
 
-pub use runtime::{Progress, Projection, ProjectionError, Projectors};
+pub use runtime::{Progress, Projection, ProjectionError, Projectors, Target};
 
+use gather_commands::scheduler::CleanUp;
 use std::sync::Arc;
+
+/// The read side's periodic clean-up jobs, run by the scheduler: invitations nobody
+/// answered before their activity started (the domain refuses answers after the start),
+/// and emails delivered more than a week ago.
+pub fn clean_ups() -> Vec<CleanUp> {
+    vec![
+        CleanUp {
+            what: "expired invitations",
+            sql: "DELETE FROM invitations WHERE status = 'pending' \
+                  AND activity_id IN (SELECT activity_id FROM activities WHERE starts_at <= $1)",
+            age: chrono::Duration::zero(),
+        },
+        CleanUp {
+            what: "delivered emails",
+            sql: "DELETE FROM email_outbox WHERE sent_at IS NOT NULL AND sent_at < $1",
+            age: chrono::Duration::days(7),
+        },
+    ]
+}
 
 /// Every projection Gather runs, in a stable order.
 pub fn all() -> Vec<Arc<dyn Projection>> {

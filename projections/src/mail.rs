@@ -2,7 +2,7 @@
 //! a sender that delivers pending rows through SMTP (production) or into `.eml` files
 //! (embedded), marking each row sent so a retry never sends it twice.
 
-use crate::runtime::{Projection, ProjectionError};
+use crate::runtime::{Projection, ProjectionError, Target};
 use async_trait::async_trait;
 use chrono::Utc;
 use gather_commands::codec::decode;
@@ -85,7 +85,7 @@ impl Projection for NotifierProjection {
         "notifier"
     }
 
-    async fn apply(&self, tx: &mut Tx, e: &RecordedEvent) -> Result<(), ProjectionError> {
+    async fn apply(&self, tx: &mut Tx, _at: Target, e: &RecordedEvent) -> Result<(), ProjectionError> {
         if e.event_type != "MemberRegistered" {
             return Ok(());
         }

@@ -1,6 +1,6 @@
 //! The `members` read model: profile, roles, children, organiser profile.
 
-use crate::runtime::{Projection, ProjectionError};
+use crate::runtime::{Projection, ProjectionError, Target};
 use async_trait::async_trait;
 use gather_commands::Upcasters;
 use gather_commands::codec::decode;
@@ -16,15 +16,15 @@ use uuid::Uuid;
 /// Projects member streams into `members`.
 pub struct MembersProjection;
 
-async fn load_json(tx: &mut Tx, id: Uuid, column: &str) -> Result<Option<Value>, sqlx::Error> {
-    let sql = format!("SELECT {column} FROM members WHERE member_id = $1");
+async fn load_json(tx: &mut Tx, t: &str, id: Uuid, column: &str) -> Result<Option<Value>, sqlx::Error> {
+    let sql = format!("SELECT {column} FROM {t} WHERE member_id = $1");
     let row: Option<(Option<Json<Value>>,)> =
         on_tx!(tx, c => sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&mut **c).await)?;
     Ok(row.and_then(|(v,)| v.map(|Json(v)| v)))
 }
 
-async fn set(tx: &mut Tx, id: Uuid, column: &str, value: Value, position: i64) -> Result<(), sqlx::Error> {
-    let sql = format!("UPDATE members SET {column} = $2, position = $3 WHERE member_id = $1");
+async fn set(tx: &mut Tx, t: &str, id: Uuid, column: &str, value: Value, position: i64) -> Result<(), sqlx::Error> {
+    let sql = format!("UPDATE {t} SET {column} = $2, position = $3 WHERE member_id = $1");
     on_tx!(tx, c => sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).bind(Json(&value)).bind(position).execute(&mut **c).await.map(|r| r.rows_affected()))?;
     Ok(())
 }
@@ -39,54 +39,63 @@ impl Projection for MembersProjection {
         "members"
     }
 
-    async fn apply(&self, tx: &mut Tx, event: &RecordedEvent) -> Result<(), ProjectionError> {
+    fn tables(&self) -> &'static [&'static str] {
+        &["members"]
+    }
+
+    async fn apply(&self, tx: &mut Tx, at: Target, event: &RecordedEvent) -> Result<(), ProjectionError> {
         if event.category() != Member::CATEGORY {
             return Ok(());
         }
         let Some(id) = member_id(event) else { return Ok(()) };
         let pos = event.position;
+        let t = &at.table("members");
         match decode::<MemberEvent>(event, &Upcasters::new())? {
             MemberEvent::MemberRegistered { email, display_name, .. } => {
-                on_tx!(tx, c => sqlx::query(
-                    "INSERT INTO members (member_id, email, display_name, roles, organiser, children, suspended, position) \
-                     VALUES ($1, $2, $3, $4, NULL, $5, false, $6) ON CONFLICT (member_id) DO NOTHING",
-                ).bind(id).bind(email.as_str()).bind(display_name.as_str())
+                let sql = format!(
+                    "INSERT INTO {t} (member_id, email, display_name, roles, organiser, children, suspended, position) \
+                     VALUES ($1, $2, $3, $4, NULL, $5, false, $6) ON CONFLICT (member_id) DO NOTHING"
+                );
+                on_tx!(tx, c => sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).bind(email.as_str()).bind(display_name.as_str())
                  .bind(Json(json!(["member"]))).bind(Json(json!([]))).bind(pos)
                  .execute(&mut **c).await.map(|r| r.rows_affected()))?;
             }
             MemberEvent::ProfileUpdated { display_name } => {
-                on_tx!(tx, c => sqlx::query("UPDATE members SET display_name = $2, position = $3 WHERE member_id = $1")
+                let sql = format!("UPDATE {t} SET display_name = $2, position = $3 WHERE member_id = $1");
+                on_tx!(tx, c => sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(id).bind(display_name.as_str()).bind(pos).execute(&mut **c).await.map(|r| r.rows_affected()))?;
             }
             MemberEvent::ChildAdded { child_id, name, birth_date } => {
-                let mut children = load_json(tx, id, "children").await?.unwrap_or_else(|| json!([]));
+                let mut children = load_json(tx, t, id, "children").await?.unwrap_or_else(|| json!([]));
                 if let Some(list) = children.as_array_mut() {
                     list.retain(|c| c["id"] != json!(child_id));
                     list.push(json!({"id": child_id, "name": name.as_str(), "birth_date": birth_date}));
                 }
-                set(tx, id, "children", children, pos).await?;
+                set(tx, t, id, "children", children, pos).await?;
             }
             MemberEvent::ChildRemoved { child_id } => {
-                let mut children = load_json(tx, id, "children").await?.unwrap_or_else(|| json!([]));
+                let mut children = load_json(tx, t, id, "children").await?.unwrap_or_else(|| json!([]));
                 if let Some(list) = children.as_array_mut() {
                     list.retain(|c| c["id"] != json!(child_id));
                 }
-                set(tx, id, "children", children, pos).await?;
+                set(tx, t, id, "children", children, pos).await?;
             }
             MemberEvent::OrganiserProfileCreated { organisation_name } => {
-                set(tx, id, "organiser", json!({"organisation_name": organisation_name.as_str()}), pos).await?;
-                add_role(tx, id, "organiser", pos).await?;
+                set(tx, t, id, "organiser", json!({"organisation_name": organisation_name.as_str()}), pos).await?;
+                add_role(tx, t, id, "organiser", pos).await?;
             }
-            MemberEvent::RoleGranted { role } => add_role(tx, id, role.as_str(), pos).await?,
+            MemberEvent::RoleGranted { role } => add_role(tx, t, id, role.as_str(), pos).await?,
             MemberEvent::MemberSuspended { .. } => {
-                on_tx!(tx, c => sqlx::query("UPDATE members SET suspended = true, position = $2 WHERE member_id = $1")
+                let sql = format!("UPDATE {t} SET suspended = true, position = $2 WHERE member_id = $1");
+                on_tx!(tx, c => sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(id).bind(pos).execute(&mut **c).await.map(|r| r.rows_affected()))?;
             }
             MemberEvent::MemberForgotten { .. } => {
-                on_tx!(tx, c => sqlx::query(
-                    "UPDATE members SET email = '', display_name = '(forgotten)', children = $2, position = $3 \
-                     WHERE member_id = $1",
-                ).bind(id).bind(Json(json!([]))).bind(pos).execute(&mut **c).await.map(|r| r.rows_affected()))?;
+                let sql = format!(
+                    "UPDATE {t} SET email = '', display_name = '(forgotten)', children = $2, position = $3 \
+                     WHERE member_id = $1"
+                );
+                on_tx!(tx, c => sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).bind(Json(json!([]))).bind(pos).execute(&mut **c).await.map(|r| r.rows_affected()))?;
             }
             MemberEvent::PasswordSet { .. }
             | MemberEvent::ActivityFavourited { .. }
@@ -96,12 +105,12 @@ impl Projection for MembersProjection {
     }
 }
 
-async fn add_role(tx: &mut Tx, id: Uuid, role: &str, pos: i64) -> Result<(), sqlx::Error> {
-    let mut roles = load_json(tx, id, "roles").await?.unwrap_or_else(|| json!(["member"]));
+async fn add_role(tx: &mut Tx, t: &str, id: Uuid, role: &str, pos: i64) -> Result<(), sqlx::Error> {
+    let mut roles = load_json(tx, t, id, "roles").await?.unwrap_or_else(|| json!(["member"]));
     if let Some(list) = roles.as_array_mut()
         && !list.iter().any(|r| r == role)
     {
         list.push(json!(role));
     }
-    set(tx, id, "roles", roles, pos).await
+    set(tx, t, id, "roles", roles, pos).await
 }

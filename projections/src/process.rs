@@ -2,7 +2,7 @@
 //! activity events into durable timers (`domain::process::react` decides which),
 //! written in the same transaction as its checkpoint.
 
-use crate::runtime::{Projection, ProjectionError};
+use crate::runtime::{Projection, ProjectionError, Target};
 use async_trait::async_trait;
 use gather_commands::Upcasters;
 use gather_commands::codec::decode;
@@ -22,7 +22,7 @@ impl Projection for ProcessManager {
         "process_manager"
     }
 
-    async fn apply(&self, tx: &mut Tx, e: &RecordedEvent) -> Result<(), ProjectionError> {
+    async fn apply(&self, tx: &mut Tx, _at: Target, e: &RecordedEvent) -> Result<(), ProjectionError> {
         if !matches!(
             e.event_type.as_str(),
             "ActivityPublished"

@@ -6,6 +6,11 @@
 //! can wait for a position (`Gather-Min-Position`). A database error is retried with
 //! backoff; an event that cannot be decoded stops the projector with a clear status
 //! instead of being skipped.
+//!
+//! A batch is applied only if the stored checkpoint is still the one the projector
+//! read from (the row is locked first). When it moved (a second projector process got
+//! there first, or a rebuild swapped in a fresh copy), the projector follows the stored
+//! checkpoint instead of applying the batch twice.
 
 use async_trait::async_trait;
 use gather_commands::db::{Db, Tx};
@@ -14,7 +19,7 @@ use gather_commands::store::{Checkpoint, EventStore, LogFilter, RecordedEvent, S
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 /// Why a projection could not apply an event.
 #[derive(Debug, thiserror::Error)]
@@ -27,13 +32,40 @@ pub enum ProjectionError {
     Database(#[from] sqlx::Error),
 }
 
+/// The suffix of the shadow tables a rebuild fills beside the live ones.
+pub const SHADOW_SUFFIX: &str = "__rebuild";
+
+/// Which copy of its tables a projection writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// The tables queries read.
+    Live,
+    /// The fresh copies a rebuild fills before swapping them in.
+    Shadow,
+}
+
+impl Target {
+    /// The name of table `base` in this copy.
+    pub fn table(self, base: &str) -> String {
+        match self {
+            Target::Live => base.to_owned(),
+            Target::Shadow => format!("{base}{SHADOW_SUFFIX}"),
+        }
+    }
+}
+
 /// A read model fed by the global log.
 #[async_trait]
 pub trait Projection: Send + Sync + 'static {
     /// The stable name, used as the checkpoint key.
     fn name(&self) -> &'static str;
-    /// Applies one event inside the batch's transaction; must be idempotent per event.
-    async fn apply(&self, tx: &mut Tx, event: &RecordedEvent) -> Result<(), ProjectionError>;
+    /// The tables this projection alone writes. A projection that owns tables can be
+    /// rebuilt beside its live copy; one with side effects (email, timers) owns none.
+    fn tables(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// Applies one event inside the batch's transaction, to the tables of `at`.
+    async fn apply(&self, tx: &mut Tx, at: Target, event: &RecordedEvent) -> Result<(), ProjectionError>;
 }
 
 /// A projector's state, for readiness and the admin API.
@@ -60,6 +92,7 @@ pub struct Progress {
 #[derive(Clone, Default)]
 pub struct Projectors {
     progress: BTreeMap<&'static str, watch::Receiver<Progress>>,
+    resync: BTreeMap<&'static str, Arc<Notify>>,
 }
 
 impl Projectors {
@@ -71,16 +104,27 @@ impl Projectors {
         shutdown: watch::Receiver<bool>,
     ) -> Result<Projectors, ProjectionError> {
         let head = store.head().await?;
-        let mut progress = BTreeMap::new();
+        let (mut progress, mut resync) = (BTreeMap::new(), BTreeMap::new());
         for p in projections {
             let checkpoint = load_checkpoint(&db, p.name()).await?;
             let state = if checkpoint >= head { RunState::Live } else { RunState::CatchingUp };
             let (tx, rx) = watch::channel(Progress { checkpoint, state });
             progress.insert(p.name(), rx);
+            let notify = Arc::new(Notify::new());
+            resync.insert(p.name(), notify.clone());
             let (db, store, shutdown) = (db.clone(), store.clone(), shutdown.clone());
-            tokio::spawn(async move { run(db, store, p, checkpoint, head, tx, shutdown).await });
+            let task = Task { db, store, projection: p, head, progress: tx, resync: notify };
+            tokio::spawn(async move { task.run(checkpoint, shutdown).await });
         }
-        Ok(Projectors { progress })
+        Ok(Projectors { progress, resync })
+    }
+
+    /// Asks the projector of `name` (if it runs here) to re-read its stored checkpoint
+    /// now rather than at its next batch; a rebuild calls it after its swap.
+    pub fn resync(&self, name: &str) {
+        if let Some(n) = self.resync.get(name) {
+            n.notify_one();
+        }
     }
 
     /// Each projector's progress, by name.
@@ -113,14 +157,29 @@ impl Projectors {
     }
 }
 
-async fn load_checkpoint(db: &Db, name: &str) -> Result<Checkpoint, sqlx::Error> {
+/// The stored checkpoint of projection `name` (START before its first batch).
+pub async fn load_checkpoint(db: &Db, name: &str) -> Result<Checkpoint, sqlx::Error> {
     let row: Option<(i64, i64)> = gather_commands::on_db_read!(db, pool =>
         sqlx::query_as("SELECT commit_id, position FROM projection_checkpoints WHERE name = $1")
             .bind(name).fetch_optional(pool).await)?;
     Ok(row.map(|(commit_id, position)| Checkpoint { commit_id, position }).unwrap_or(Checkpoint::START))
 }
 
-async fn save_checkpoint(tx: &mut Tx, name: &str, cp: Checkpoint) -> Result<(), sqlx::Error> {
+/// Reads the checkpoint of `name` inside `tx`, locking its row (Postgres) until commit;
+/// on SQLite the single writer already serializes transactions.
+pub async fn lock_checkpoint(tx: &mut Tx, name: &str) -> Result<Checkpoint, sqlx::Error> {
+    const SQL: &str = "SELECT commit_id, position FROM projection_checkpoints WHERE name = $1";
+    let row: Option<(i64, i64)> = match tx {
+        Tx::Postgres(c) => {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("{SQL} FOR UPDATE"))).bind(name).fetch_optional(&mut **c).await?
+        }
+        Tx::Sqlite(c) => sqlx::query_as(SQL).bind(name).fetch_optional(&mut **c).await?,
+    };
+    Ok(row.map(|(commit_id, position)| Checkpoint { commit_id, position }).unwrap_or(Checkpoint::START))
+}
+
+/// Writes the checkpoint of `name` inside `tx`.
+pub async fn save_checkpoint(tx: &mut Tx, name: &str, cp: Checkpoint) -> Result<(), sqlx::Error> {
     on_tx!(tx, c => sqlx::query(
         "INSERT INTO projection_checkpoints (name, commit_id, position) VALUES ($1, $2, $3) \
          ON CONFLICT (name) DO UPDATE SET commit_id = excluded.commit_id, position = excluded.position",
@@ -128,71 +187,133 @@ async fn save_checkpoint(tx: &mut Tx, name: &str, cp: Checkpoint) -> Result<(), 
     Ok(())
 }
 
-async fn apply_batch(db: &Db, projection: &dyn Projection, batch: &[RecordedEvent]) -> Result<(), ProjectionError> {
-    let mut tx = db.begin().await?;
+/// Applies `batch` to the `at` copy of the projection's tables, inside `tx`.
+pub async fn apply_events(
+    tx: &mut Tx,
+    projection: &dyn Projection,
+    at: Target,
+    batch: &[RecordedEvent],
+) -> Result<(), ProjectionError> {
     for event in batch {
-        projection.apply(&mut tx, event).await?;
+        projection.apply(tx, at, event).await?;
     }
+    Ok(())
+}
+
+/// What became of a batch.
+enum Applied {
+    /// Applied; the checkpoint is the batch's last event.
+    Done,
+    /// Not applied: the stored checkpoint is no longer the one the batch follows.
+    Moved(Checkpoint),
+}
+
+async fn apply_batch(
+    db: &Db,
+    projection: &dyn Projection,
+    after: Checkpoint,
+    batch: &[RecordedEvent],
+) -> Result<Applied, ProjectionError> {
+    let mut tx = db.begin().await?;
+    let stored = lock_checkpoint(&mut tx, projection.name()).await?;
+    if stored != after {
+        return Ok(Applied::Moved(stored));
+    }
+    apply_events(&mut tx, projection, Target::Live, batch).await?;
     if let Some(last) = batch.last() {
         save_checkpoint(&mut tx, projection.name(), last.checkpoint()).await?;
     }
     tx.commit().await?;
-    Ok(())
+    Ok(Applied::Done)
 }
 
-#[tracing::instrument(skip_all, fields(projection = projection.name()))]
-async fn run(
+/// One projector: its projection, where to publish progress, and what wakes it.
+struct Task {
     db: Db,
     store: Arc<dyn EventStore>,
     projection: Arc<dyn Projection>,
-    from: Checkpoint,
     head: Checkpoint,
     progress: watch::Sender<Progress>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut sub = subscribe(store, from, LogFilter::all());
-    let mut backoff = Duration::from_millis(50);
-    loop {
-        let batch = tokio::select! {
-            b = sub.next_batch(500) => b,
-            _ = shutdown.wait_for(|s| *s) => return,
-        };
-        let batch = match batch {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not read the log; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-                continue;
-            }
-        };
+    resync: Arc<Notify>,
+}
+
+impl Task {
+    /// Follows the log from `from` until `shutdown` flips or an event cannot be applied.
+    #[tracing::instrument(skip_all, fields(projection = self.projection.name()))]
+    async fn run(self, from: Checkpoint, mut shutdown: watch::Receiver<bool>) {
+        let mut at = from;
+        let mut sub = subscribe(self.store.clone(), at, LogFilter::all());
+        let mut backoff = Duration::from_millis(50);
         loop {
-            match apply_batch(&db, projection.as_ref(), &batch).await {
+            let resync = tokio::select! {
+                b = sub.next_batch(500) => Err(b),
+                _ = self.resync.notified() => Ok(()),
+                _ = shutdown.wait_for(|s| *s) => return,
+            };
+            let batch = match resync {
+                Err(batch) => batch,
                 Ok(()) => {
-                    backoff = Duration::from_millis(50);
-                    break;
+                    match load_checkpoint(&self.db, self.projection.name()).await {
+                        Ok(stored) if stored != at => {
+                            at = stored;
+                            sub = subscribe(self.store.clone(), at, LogFilter::all());
+                            self.moved_to(at);
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "could not re-read the checkpoint"),
+                    }
+                    continue;
                 }
-                Err(ProjectionError::Store(e)) => {
-                    tracing::error!(error = %e, "projector stopped: an event cannot be applied");
-                    progress.send_modify(|p| p.state = RunState::Failed(error_chain(&e)));
-                    return;
-                }
-                Err(ProjectionError::Database(e)) => {
-                    tracing::warn!(error = %e, "read model write failed; retrying");
+            };
+            let batch = match batch {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not read the log; retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            let Some(last) = batch.last().map(|e| e.checkpoint()) else { continue };
+            loop {
+                match apply_batch(&self.db, self.projection.as_ref(), at, &batch).await {
+                    Ok(Applied::Done) => {
+                        backoff = Duration::from_millis(50);
+                        at = last;
+                        self.moved_to(at);
+                        break;
+                    }
+                    Ok(Applied::Moved(stored)) => {
+                        tracing::info!(from = %at, to = %stored, "checkpoint moved elsewhere; following it");
+                        at = stored;
+                        sub = subscribe(self.store.clone(), at, LogFilter::all());
+                        self.moved_to(at);
+                        break;
+                    }
+                    Err(ProjectionError::Store(e)) => {
+                        tracing::error!(error = %e, "projector stopped: an event cannot be applied");
+                        self.progress.send_modify(|p| p.state = RunState::Failed(error_chain(&e)));
+                        return;
+                    }
+                    Err(ProjectionError::Database(e)) => {
+                        tracing::warn!(error = %e, "read model write failed; retrying");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
                 }
             }
         }
-        if let Some(last) = batch.last() {
-            let cp = last.checkpoint();
-            progress.send_modify(|p| {
-                p.checkpoint = cp;
-                if cp >= head {
-                    p.state = RunState::Live;
-                }
-            });
-        }
+    }
+
+    /// Publishes that everything up to `cp` is applied.
+    fn moved_to(&self, cp: Checkpoint) {
+        let head = self.head;
+        self.progress.send_modify(|p| {
+            p.checkpoint = cp;
+            if cp >= head && !matches!(p.state, RunState::Failed(_)) {
+                p.state = RunState::Live;
+            }
+        });
     }
 }
 
@@ -207,3 +328,34 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     }
     s
 }
+
+/// How far a projection at `cp` is behind the log: the events after it (counted up to
+/// [`LAG_COUNT_CAP`]) and the time the oldest of them was recorded.
+pub async fn lag(db: &Db, cp: Checkpoint) -> Result<(i64, Option<chrono::DateTime<chrono::Utc>>), sqlx::Error> {
+    match db {
+        Db::Postgres(p) => {
+            sqlx::query_as(
+                "SELECT count(*), min(recorded_at) FROM (SELECT recorded_at FROM events \
+                 WHERE (commit_id, position) > ($1, $2) LIMIT $3) AS behind",
+            )
+            .bind(cp.commit_id)
+            .bind(cp.position)
+            .bind(LAG_COUNT_CAP)
+            .fetch_one(p)
+            .await
+        }
+        Db::Sqlite { reader, .. } => {
+            sqlx::query_as(
+                "SELECT count(*), min(recorded_at) FROM (SELECT recorded_at FROM events \
+                 WHERE position > $1 LIMIT $2) AS behind",
+            )
+            .bind(cp.position)
+            .bind(LAG_COUNT_CAP)
+            .fetch_one(reader)
+            .await
+        }
+    }
+}
+
+/// The most events [`lag`] counts (a bigger lag reads as this many).
+pub const LAG_COUNT_CAP: i64 = 100_000;

@@ -1,6 +1,7 @@
 //! Routes, one module per resource; each exposes `fn router() -> Router<AppState>`.
 
 pub mod activities;
+pub mod admin;
 pub mod auth;
 pub mod bookings;
 pub mod chats;

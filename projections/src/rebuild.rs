@@ -1,0 +1,407 @@
+//! Rebuilding a projection beside its live tables (ARCHITECTURE.md decision 10).
+//!
+//! 1. **Claim**: one row in `projection_rebuilds` and empty shadow tables
+//!    (`{table}__rebuild`, same columns, constraints and indexes) are created in one
+//!    transaction, so the row exists exactly while the shadow tables do. A rebuild whose
+//!    owner still beats is refused; one whose owner went quiet for [`STALE`] is taken
+//!    over and resumed where it stopped; one that failed starts again from scratch.
+//! 2. **Build**: the projection replays the log into the shadow tables, a batch at a
+//!    time; each batch commits with the rebuild's checkpoint and heartbeat.
+//! 3. **Swap**: once the build reaches the head, one transaction locks the live
+//!    checkpoint (the live projector waits on it), applies the last events, drops the
+//!    live tables, renames the shadow ones (and their indexes) into place, moves the live
+//!    checkpoint to the rebuild's and deletes the claim. Queries read the old tables
+//!    until that commit and the new ones after it; the live projector sees its
+//!    checkpoint moved and follows it (see `runtime`).
+//!
+//! Only projections that own tables can be rebuilt: replaying the notifier or the
+//! process manager would send emails and schedule timers again.
+
+use crate::runtime::{
+    Projection, ProjectionError, SHADOW_SUFFIX, Target, apply_events, error_chain, lock_checkpoint, save_checkpoint,
+};
+use chrono::{DateTime, Utc};
+use gather_commands::db::{Db, Tx};
+use gather_commands::store::{Checkpoint, EventStore, LogFilter, RecordedEvent, StoreError};
+use gather_commands::{on_db_read, on_tx};
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// A rebuild whose owner has not beaten for this long may be taken over.
+pub const STALE: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+
+/// Events per build batch (and per page of the swap's final catch-up).
+const BATCH: i64 = 500;
+
+/// Pages the swap applies under the checkpoint lock before it gives up and tries again
+/// (a write load faster than the rebuild must not hold the lock for long).
+const SWAP_PAGES: usize = 4;
+
+/// Why a rebuild could not start or finish.
+#[derive(Debug, thiserror::Error)]
+pub enum RebuildError {
+    /// No projection has this name.
+    #[error("there is no projection named {0:?}")]
+    Unknown(String),
+    /// The projection has side effects (email, timers) and owns no tables.
+    #[error("projection {0:?} has side effects (email, timers) and cannot be rebuilt")]
+    NotRebuildable(String),
+    /// Another process is rebuilding it and still beats.
+    #[error("projection {0:?} is already being rebuilt")]
+    InProgress(String),
+    /// Another process took the rebuild over while this one was quiet.
+    #[error("another process took over the rebuild of {0:?}")]
+    TakenOver(String),
+    /// A live table could not be copied (its catalog entry is not what Gather wrote).
+    #[error("table {table} cannot be copied: {detail}")]
+    Schema {
+        /// The live table.
+        table: String,
+        /// What was unexpected.
+        detail: String,
+    },
+    /// An event could not be applied, or the database failed for good.
+    #[error(transparent)]
+    Projection(#[from] ProjectionError),
+}
+
+impl From<sqlx::Error> for RebuildError {
+    fn from(e: sqlx::Error) -> Self {
+        RebuildError::Projection(ProjectionError::Database(e))
+    }
+}
+
+impl From<StoreError> for RebuildError {
+    fn from(e: StoreError) -> Self {
+        RebuildError::Projection(ProjectionError::Store(e))
+    }
+}
+
+/// A rebuild in progress (or stopped on an error), as `projection_rebuilds` holds it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RebuildStatus {
+    /// The projection.
+    pub name: String,
+    /// The process that runs it.
+    pub owner: Uuid,
+    /// The shadow tables hold everything up to this global position.
+    pub position: i64,
+    /// The head of the log when the rebuild started.
+    pub target_position: i64,
+    /// Events replayed so far.
+    pub events: i64,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// The owner's last sign of life.
+    pub heartbeat_at: DateTime<Utc>,
+    /// Why it stopped, if it did.
+    pub error: Option<String>,
+}
+
+impl RebuildStatus {
+    /// How far the shadow tables are, from 0 to 1 (by global position).
+    pub fn progress(&self) -> f64 {
+        if self.target_position <= 0 {
+            return 1.0;
+        }
+        (self.position as f64 / self.target_position as f64).clamp(0.0, 1.0)
+    }
+
+    /// Whether the owner has gone quiet (so another process may take over).
+    pub fn stale(&self, now: DateTime<Utc>) -> bool {
+        now - self.heartbeat_at > STALE
+    }
+}
+
+const STATUS_COLUMNS: &str =
+    "name, owner, position, target_position, events, started_at, heartbeat_at, error FROM projection_rebuilds";
+
+/// Every rebuild in progress or stopped on an error.
+pub async fn statuses(db: &Db) -> Result<Vec<RebuildStatus>, sqlx::Error> {
+    let sql = format!("SELECT {STATUS_COLUMNS} ORDER BY name");
+    on_db_read!(db, p => sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(p).await)
+}
+
+/// A claimed rebuild, ready to [`run`](Rebuild::run).
+pub struct Rebuild {
+    db: Db,
+    store: Arc<dyn EventStore>,
+    projection: Arc<dyn Projection>,
+    owner: Uuid,
+    at: Checkpoint,
+}
+
+impl std::fmt::Debug for Rebuild {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rebuild").field("projection", &self.projection.name()).field("at", &self.at).finish()
+    }
+}
+
+impl Rebuild {
+    /// Claims the rebuild of `name` among `projections`: refuses one another process
+    /// runs, resumes a stale one, and otherwise creates fresh shadow tables.
+    pub async fn claim(
+        db: &Db,
+        store: Arc<dyn EventStore>,
+        projections: &[Arc<dyn Projection>],
+        name: &str,
+    ) -> Result<Rebuild, RebuildError> {
+        let projection = projections
+            .iter()
+            .find(|p| p.name() == name)
+            .cloned()
+            .ok_or_else(|| RebuildError::Unknown(name.to_owned()))?;
+        if projection.tables().is_empty() {
+            return Err(RebuildError::NotRebuildable(name.to_owned()));
+        }
+        let (owner, now) = (Uuid::now_v7(), Utc::now());
+        let target = store.head().await?;
+        let mut tx = db.begin().await?;
+        // The insert takes the claim; a racing claimer waits on it, then sees our row.
+        let inserted = on_tx!(&mut tx, c => sqlx::query(
+            "INSERT INTO projection_rebuilds (name, owner, commit_id, position, target_position, events, started_at, heartbeat_at) \
+             VALUES ($1, $2, $3, $4, $5, 0, $6, $6) ON CONFLICT (name) DO NOTHING",
+        ).bind(name).bind(owner).bind(Checkpoint::START.commit_id).bind(Checkpoint::START.position)
+         .bind(target.position).bind(now).execute(&mut **c).await.map(|r| r.rows_affected()))?;
+        let mut at = Checkpoint::START;
+        let fresh = if inserted == 1 {
+            true
+        } else {
+            let sql = format!("SELECT {STATUS_COLUMNS} WHERE name = $1");
+            let sql = if db.is_postgres() { format!("{sql} FOR UPDATE") } else { sql };
+            let row: RebuildStatus = on_tx!(&mut tx, c =>
+                sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(name).fetch_one(&mut **c).await)?;
+            let resume = row.error.is_none();
+            if resume && !row.stale(now) {
+                return Err(RebuildError::InProgress(name.to_owned()));
+            }
+            if resume {
+                let cp: (i64, i64) = on_tx!(&mut tx, c => sqlx::query_as(
+                    "UPDATE projection_rebuilds SET owner = $2, heartbeat_at = $3 WHERE name = $1 RETURNING commit_id, position",
+                ).bind(name).bind(owner).bind(now).fetch_one(&mut **c).await)?;
+                at = Checkpoint { commit_id: cp.0, position: cp.1 };
+                tracing::info!(projection = name, from = %at, "taking over a stale rebuild");
+            } else {
+                on_tx!(&mut tx, c => sqlx::query(
+                    "UPDATE projection_rebuilds SET owner = $2, commit_id = $3, position = $4, target_position = $5, \
+                     events = 0, started_at = $6, heartbeat_at = $6, error = NULL WHERE name = $1",
+                ).bind(name).bind(owner).bind(Checkpoint::START.commit_id).bind(Checkpoint::START.position)
+                 .bind(target.position).bind(now).execute(&mut **c).await.map(|r| r.rows_affected()))?;
+            }
+            !resume
+        };
+        if fresh {
+            for table in projection.tables() {
+                create_shadow(&mut tx, table).await?;
+            }
+            tracing::info!(projection = name, target = %target, "rebuild started");
+        }
+        tx.commit().await?;
+        Ok(Rebuild { db: db.clone(), store, projection, owner, at })
+    }
+
+    /// The projection being rebuilt.
+    pub fn name(&self) -> &'static str {
+        self.projection.name()
+    }
+
+    /// Builds the shadow tables up to the head, then swaps them in. Returns the
+    /// checkpoint the live projection continues from. A database error is retried with
+    /// backoff; an event that cannot be applied stops the rebuild and is recorded in
+    /// its status.
+    pub async fn run(mut self) -> Result<Checkpoint, RebuildError> {
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match self.step().await {
+                Ok(Some(done)) => {
+                    tracing::info!(projection = self.name(), at = %done, "rebuild swapped in");
+                    return Ok(done);
+                }
+                Ok(None) => backoff = Duration::from_millis(50),
+                Err(RebuildError::Projection(ProjectionError::Database(e))) => {
+                    tracing::warn!(projection = self.name(), error = %e, "rebuild batch failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => {
+                    if !matches!(e, RebuildError::TakenOver(_)) {
+                        tracing::error!(projection = self.name(), error = %e, "rebuild stopped");
+                        self.record_error(&e).await;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// One batch of the build, or the swap when the build has caught up.
+    async fn step(&mut self) -> Result<Option<Checkpoint>, RebuildError> {
+        let page = self.store.read_log_page(self.at, &LogFilter::all(), BATCH).await?;
+        if (page.len() as i64) < BATCH {
+            return self.swap(page).await;
+        }
+        let mut tx = self.db.begin().await?;
+        let at = self.apply(&mut tx, &page).await?;
+        tx.commit().await?;
+        self.at = at;
+        Ok(None)
+    }
+
+    /// Applies `page` to the shadow tables and records the progress, as the owner.
+    async fn apply(&self, tx: &mut Tx, page: &[RecordedEvent]) -> Result<Checkpoint, RebuildError> {
+        apply_events(tx, self.projection.as_ref(), Target::Shadow, page).await?;
+        let at = page.last().map(|e| e.checkpoint()).unwrap_or(self.at);
+        let owned = on_tx!(tx, c => sqlx::query(
+            "UPDATE projection_rebuilds SET commit_id = $3, position = $4, events = events + $5, heartbeat_at = $6 \
+             WHERE name = $1 AND owner = $2",
+        ).bind(self.name()).bind(self.owner).bind(at.commit_id).bind(at.position).bind(page.len() as i64)
+         .bind(Utc::now()).execute(&mut **c).await.map(|r| r.rows_affected()))?;
+        if owned == 0 {
+            return Err(RebuildError::TakenOver(self.name().to_owned()));
+        }
+        Ok(at)
+    }
+
+    /// Applies the last events and swaps the shadow tables in, in one transaction;
+    /// `None` when writes outran it (the applied pages are kept and it tries again).
+    async fn swap(&mut self, first: Vec<RecordedEvent>) -> Result<Option<Checkpoint>, RebuildError> {
+        let mut tx = self.db.begin().await?;
+        // The live projector applies its batches under this lock: it waits for the swap.
+        lock_checkpoint(&mut tx, self.name()).await?;
+        let mut at = self.apply(&mut tx, &first).await?;
+        let mut caught_up = (first.len() as i64) < BATCH;
+        for _ in 1..SWAP_PAGES {
+            let page = self.store.read_log_page(at, &LogFilter::all(), BATCH).await?;
+            caught_up = (page.len() as i64) < BATCH;
+            if !page.is_empty() {
+                at = self.apply(&mut tx, &page).await?;
+            }
+            if caught_up {
+                break;
+            }
+        }
+        if !caught_up {
+            tx.commit().await?;
+            self.at = at;
+            return Ok(None);
+        }
+        for table in self.projection.tables() {
+            swap_table(&mut tx, table).await?;
+        }
+        save_checkpoint(&mut tx, self.name(), at).await?;
+        on_tx!(&mut tx, c => sqlx::query("DELETE FROM projection_rebuilds WHERE name = $1")
+            .bind(self.name()).execute(&mut **c).await.map(|r| r.rows_affected()))?;
+        tx.commit().await?;
+        self.at = at;
+        Ok(Some(at))
+    }
+
+    async fn record_error(&self, e: &RebuildError) {
+        let message = error_chain(e);
+        let written = gather_commands::on_db!(&self.db, p => sqlx::query(
+            "UPDATE projection_rebuilds SET error = $3, heartbeat_at = $4 WHERE name = $1 AND owner = $2",
+        ).bind(self.name()).bind(self.owner).bind(&message).bind(Utc::now()).execute(p).await.map(|r| r.rows_affected()));
+        if let Err(err) = written {
+            tracing::warn!(error = %err, "could not record the rebuild's error");
+        }
+    }
+}
+
+/// Creates an empty `{table}__rebuild` with the live table's columns, constraints and
+/// indexes (the indexes named `{index}__rebuild` on Postgres, where the swap renames
+/// them; SQLite has no index rename, so the swap recreates them there).
+async fn create_shadow(tx: &mut Tx, table: &str) -> Result<(), RebuildError> {
+    let shadow = Target::Shadow.table(table);
+    let schema_err = |detail: String| RebuildError::Schema { table: table.to_owned(), detail };
+    match tx {
+        Tx::Postgres(c) => {
+            sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS {shadow}"))).execute(&mut **c).await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "CREATE TABLE {shadow} (LIKE {table} INCLUDING ALL EXCLUDING INDEXES)"
+            )))
+            .execute(&mut **c)
+            .await?;
+            let indexes: Vec<(String, String, String)> = sqlx::query_as(
+                "SELECT schemaname::text, indexname::text, indexdef FROM pg_indexes \
+                 WHERE schemaname = current_schema() AND tablename = $1",
+            )
+            .bind(table)
+            .fetch_all(&mut **c)
+            .await?;
+            for (schema, index, def) in indexes {
+                let from = format!(" INDEX {index} ON {schema}.{table} ");
+                let to = format!(" INDEX {index}{SHADOW_SUFFIX} ON {schema}.{shadow} ");
+                if !def.contains(&from) {
+                    return Err(schema_err(format!("index definition {def:?} does not read \"{}\"", from.trim())));
+                }
+                sqlx::query(sqlx::AssertSqlSafe(def.replacen(&from, &to, 1))).execute(&mut **c).await?;
+            }
+        }
+        Tx::Sqlite(c) => {
+            sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS {shadow}"))).execute(&mut **c).await?;
+            let sql: Option<String> = sqlx::query_scalar("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = $1")
+                .bind(table)
+                .fetch_optional(&mut **c)
+                .await?;
+            let sql = sql.ok_or_else(|| schema_err("no such table".into()))?;
+            // `CREATE TABLE <name> (<definition>)`: keep the definition, change the name.
+            let body = sql.find('(').map(|i| &sql[i..]).ok_or_else(|| schema_err(format!("unexpected DDL {sql:?}")))?;
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE TABLE {shadow} {body}"))).execute(&mut **c).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Drops `table` and renames `{table}__rebuild` into its place, indexes included.
+async fn swap_table(tx: &mut Tx, table: &str) -> Result<(), RebuildError> {
+    let shadow = Target::Shadow.table(table);
+    match tx {
+        Tx::Postgres(c) => {
+            let constraints: Vec<(String, String)> = sqlx::query_as(
+                "SELECT conname::text, contype::text FROM pg_constraint \
+                 WHERE conrelid = to_regclass($1) AND contype IN ('p', 'u')",
+            )
+            .bind(table)
+            .fetch_all(&mut **c)
+            .await?;
+            let indexes: Vec<String> = sqlx::query_scalar(
+                "SELECT indexname::text FROM pg_indexes WHERE schemaname = current_schema() AND tablename = $1",
+            )
+            .bind(&shadow)
+            .fetch_all(&mut **c)
+            .await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE {table}"))).execute(&mut **c).await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!("ALTER TABLE {shadow} RENAME TO {table}"))).execute(&mut **c).await?;
+            for index in indexes {
+                if let Some(live) = index.strip_suffix(SHADOW_SUFFIX) {
+                    sqlx::query(sqlx::AssertSqlSafe(format!("ALTER INDEX {index} RENAME TO {live}")))
+                        .execute(&mut **c)
+                        .await?;
+                }
+            }
+            for (name, kind) in constraints {
+                let kind = if kind == "p" { "PRIMARY KEY" } else { "UNIQUE" };
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "ALTER TABLE {table} ADD CONSTRAINT {name} {kind} USING INDEX {name}"
+                )))
+                .execute(&mut **c)
+                .await?;
+            }
+        }
+        Tx::Sqlite(c) => {
+            let indexes: Vec<String> = sqlx::query_scalar(
+                "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = $1 AND sql IS NOT NULL",
+            )
+            .bind(table)
+            .fetch_all(&mut **c)
+            .await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE {table}"))).execute(&mut **c).await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!("ALTER TABLE {shadow} RENAME TO {table}"))).execute(&mut **c).await?;
+            for sql in indexes {
+                sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut **c).await?;
+            }
+        }
+    }
+    Ok(())
+}
