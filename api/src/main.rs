@@ -70,7 +70,13 @@ async fn run() -> anyhow::Result<()> {
         }
         Command::Rebuild { name } => {
             let done = gather_api::app::rebuild(&settings, &name, |s| {
-                println!("{name}: {:5.1}% ({} events, at position {} of {})", s.progress() * 100.0, s.events, s.position, s.target_position)
+                println!(
+                    "{name}: {:5.1}% ({} events, at position {} of {})",
+                    s.progress() * 100.0,
+                    s.events,
+                    s.position,
+                    s.target_position
+                )
             })
             .await?;
             println!("{name}: rebuilt and swapped in at position {}", done.position);

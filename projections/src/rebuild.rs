@@ -250,7 +250,7 @@ impl Rebuild {
 
     /// Applies `page` to the shadow tables and records the progress, as the owner.
     async fn apply(&self, tx: &mut Tx, page: &[RecordedEvent]) -> Result<Checkpoint, RebuildError> {
-        apply_events(tx, self.projection.as_ref(), Target::Shadow, page).await?;
+        // Ownership first: after a take-over (or its swap) the shadow tables are not ours.
         let at = page.last().map(|e| e.checkpoint()).unwrap_or(self.at);
         let owned = on_tx!(tx, c => sqlx::query(
             "UPDATE projection_rebuilds SET commit_id = $3, position = $4, events = events + $5, heartbeat_at = $6 \
@@ -260,6 +260,7 @@ impl Rebuild {
         if owned == 0 {
             return Err(RebuildError::TakenOver(self.name().to_owned()));
         }
+        apply_events(tx, self.projection.as_ref(), Target::Shadow, page).await?;
         Ok(at)
     }
 
@@ -340,10 +341,11 @@ async fn create_shadow(tx: &mut Tx, table: &str) -> Result<(), RebuildError> {
         }
         Tx::Sqlite(c) => {
             sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS {shadow}"))).execute(&mut **c).await?;
-            let sql: Option<String> = sqlx::query_scalar("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = $1")
-                .bind(table)
-                .fetch_optional(&mut **c)
-                .await?;
+            let sql: Option<String> =
+                sqlx::query_scalar("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = $1")
+                    .bind(table)
+                    .fetch_optional(&mut **c)
+                    .await?;
             let sql = sql.ok_or_else(|| schema_err("no such table".into()))?;
             // `CREATE TABLE <name> (<definition>)`: keep the definition, change the name.
             let body = sql.find('(').map(|i| &sql[i..]).ok_or_else(|| schema_err(format!("unexpected DDL {sql:?}")))?;
@@ -372,7 +374,9 @@ async fn swap_table(tx: &mut Tx, table: &str) -> Result<(), RebuildError> {
             .fetch_all(&mut **c)
             .await?;
             sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE {table}"))).execute(&mut **c).await?;
-            sqlx::query(sqlx::AssertSqlSafe(format!("ALTER TABLE {shadow} RENAME TO {table}"))).execute(&mut **c).await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!("ALTER TABLE {shadow} RENAME TO {table}")))
+                .execute(&mut **c)
+                .await?;
             for index in indexes {
                 if let Some(live) = index.strip_suffix(SHADOW_SUFFIX) {
                     sqlx::query(sqlx::AssertSqlSafe(format!("ALTER INDEX {index} RENAME TO {live}")))
@@ -397,7 +401,9 @@ async fn swap_table(tx: &mut Tx, table: &str) -> Result<(), RebuildError> {
             .fetch_all(&mut **c)
             .await?;
             sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE {table}"))).execute(&mut **c).await?;
-            sqlx::query(sqlx::AssertSqlSafe(format!("ALTER TABLE {shadow} RENAME TO {table}"))).execute(&mut **c).await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!("ALTER TABLE {shadow} RENAME TO {table}")))
+                .execute(&mut **c)
+                .await?;
             for sql in indexes {
                 sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut **c).await?;
             }

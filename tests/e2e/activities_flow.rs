@@ -1,7 +1,7 @@
 //! The activity lifecycle, bookings under contention, waitlist promotion, invitations,
 //! and who may do what (guests, wrong roles, non-owners).
 
-use crate::harness::{MODERATOR, TestApp, activity_body, published_activity, quick_member};
+use crate::harness::{MODERATOR, TestApp, activity_body, eventually, published_activity, quick_member};
 use serde_json::json;
 
 both_profiles!(
@@ -266,21 +266,6 @@ async fn a_suspended_member_cannot_book(app: TestApp) {
 }
 
 both_profiles!(process_managers_open_the_room_add_attendees_and_send_the_attendee_list);
-
-/// Polls `check` until it holds (bounded): the scheduler and projectors run in the background.
-async fn eventually<F, Fut>(what: &str, check: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..400 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    panic!("{what} did not happen within 10 s");
-}
 
 async fn process_managers_open_the_room_add_attendees_and_send_the_attendee_list(app: TestApp) {
     use gather_domain::activity::Activity;

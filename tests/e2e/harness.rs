@@ -70,6 +70,15 @@ pub async fn spawn_app(profile: Profile) -> TestApp {
         );
     }
     let settings = Settings::from_lookup(|k| env.get(k).cloned()).expect("test settings");
+    start(settings).await
+}
+
+/// A second Gather process on the same database (and data dir) as `app`.
+pub async fn spawn_beside(app: &TestApp) -> TestApp {
+    start(app.app_state.settings.as_ref().clone()).await
+}
+
+async fn start(settings: Settings) -> TestApp {
     let app = App::build(settings).await.expect("gather starts");
     let addr = app.local_addr();
     let app_state = app.state().clone();
@@ -259,4 +268,19 @@ pub async fn published_activity(app: &TestApp, organiser: &str, capacity: i64, w
     let a = app.post(&format!("/v1/activities/{id}/approve"), m.body["token"].as_str(), json!({})).await;
     assert_eq!(a.status, 202, "{:?}", a.body);
     id
+}
+
+/// Polls `check` until it holds (bounded): the scheduler and projectors run in the background.
+pub async fn eventually<F, Fut>(what: &str, check: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..400 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("{what} did not happen within 10 s");
 }

@@ -4,6 +4,7 @@
 #[macro_use]
 mod harness;
 mod activities_flow;
+mod admin;
 mod chats;
 mod compose;
 mod idempotency;

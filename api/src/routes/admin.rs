@@ -19,9 +19,7 @@ use serde_json::{Value, json};
 
 /// The routes of this module.
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/admin/projections", get(list))
-        .route("/v1/admin/projections/{name}/rebuild", post(rebuild))
+    Router::new().route("/v1/admin/projections", get(list)).route("/v1/admin/projections/{name}/rebuild", post(rebuild))
 }
 
 /// Checks the caller is an active moderator.
