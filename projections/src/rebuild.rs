@@ -34,6 +34,10 @@ pub const STALE: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 /// Events per build batch (and per page of the swap's final catch-up).
 const BATCH: i64 = 500;
 
+/// Database failures in a row after which a rebuild stops and records the last one
+/// (about 20 s of backoff: long enough for a database restart, short of a stale claim).
+const MAX_FAILURES: u32 = 10;
+
 /// Pages the swap applies under the checkpoint lock before it gives up and tries again
 /// (a write load faster than the rebuild must not hold the lock for long).
 const SWAP_PAGES: usize = 4;
@@ -208,19 +212,21 @@ impl Rebuild {
 
     /// Builds the shadow tables up to the head, then swaps them in. Returns the
     /// checkpoint the live projection continues from. A database error is retried with
-    /// backoff; an event that cannot be applied stops the rebuild and is recorded in
-    /// its status.
+    /// backoff (up to [`MAX_FAILURES`] in a row); an event that cannot be applied, or a
+    /// database that keeps failing, stops the rebuild and is recorded in its status.
     pub async fn run(mut self) -> Result<Checkpoint, RebuildError> {
         let mut backoff = Duration::from_millis(50);
+        let mut failures = 0;
         loop {
             match self.step().await {
                 Ok(Some(done)) => {
                     tracing::info!(projection = self.name(), at = %done, "rebuild swapped in");
                     return Ok(done);
                 }
-                Ok(None) => backoff = Duration::from_millis(50),
-                Err(RebuildError::Projection(ProjectionError::Database(e))) => {
-                    tracing::warn!(projection = self.name(), error = %e, "rebuild batch failed; retrying");
+                Ok(None) => (backoff, failures) = (Duration::from_millis(50), 0),
+                Err(RebuildError::Projection(ProjectionError::Database(e))) if failures < MAX_FAILURES => {
+                    failures += 1;
+                    tracing::warn!(projection = self.name(), error = %e, failures, "rebuild batch failed; retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
