@@ -23,6 +23,7 @@ use uuid::Uuid;
 
 mod bookings;
 mod postgres_es;
+mod rebuild;
 
 /// One measured cell.
 pub struct Cell {
@@ -291,5 +292,7 @@ async fn bench(url: &str, es_url: &str, secs: f64, writer_counts: &[usize]) -> a
     println!("\n## Loading a 10,000-event stream\n");
     println!("| without snapshot | with snapshot | speed-up |\n|---:|---:|---:|");
     println!("| {:.2} ms | {:.2} ms | {:.1}× |", without * 1000.0, with * 1000.0, without / with);
+
+    rebuild::run(url, store.clone()).await?;
     Ok(())
 }
