@@ -106,6 +106,12 @@ impl Projectors {
         let head = store.head().await?;
         let (mut progress, mut resync) = (BTreeMap::new(), BTreeMap::new());
         for p in projections {
+            // The row must exist before the first batch, so that batch can lock it.
+            gather_commands::on_db!(&db, pool => sqlx::query(
+                "INSERT INTO projection_checkpoints (name, commit_id, position) VALUES ($1, $2, $3) \
+                 ON CONFLICT (name) DO NOTHING",
+            ).bind(p.name()).bind(Checkpoint::START.commit_id).bind(Checkpoint::START.position)
+             .execute(pool).await.map(|r| r.rows_affected()))?;
             let checkpoint = load_checkpoint(&db, p.name()).await?;
             let state = if checkpoint >= head { RunState::Live } else { RunState::CatchingUp };
             let (tx, rx) = watch::channel(Progress { checkpoint, state });
