@@ -65,10 +65,9 @@ pub async fn rebuild(
     loop {
         tokio::select! {
             done = &mut run => return Ok(done.context("the rebuild task failed")??),
-            _ = tick.tick() => {
-                if let Some(s) = statuses(&db).await?.into_iter().find(|s| s.name == name) {
-                    report(&s);
-                }
+            _ = tick.tick() => match statuses(&db).await {
+                Ok(all) => all.iter().filter(|s| s.name == name).for_each(&mut report),
+                Err(e) => tracing::warn!(error = %e, "could not read the rebuild's progress"),
             }
         }
     }

@@ -38,6 +38,14 @@ const BATCH: i64 = 500;
 /// (about 20 s of backoff: long enough for a database restart, short of a stale claim).
 const MAX_FAILURES: u32 = 10;
 
+/// How long the swap waits for a lock (Postgres) before it gives up and tries again.
+const SWAP_LOCK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Whether a database error is Postgres' `lock_not_available` (a `lock_timeout`).
+fn lock_timed_out(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.code().as_deref() == Some("55P03"))
+}
+
 /// Pages the swap applies under the checkpoint lock before it gives up and tries again
 /// (a write load faster than the rebuild must not hold the lock for long).
 const SWAP_PAGES: usize = 4;
@@ -78,7 +86,11 @@ impl From<sqlx::Error> for RebuildError {
 
 impl From<StoreError> for RebuildError {
     fn from(e: StoreError) -> Self {
-        RebuildError::Projection(ProjectionError::Store(e))
+        match e {
+            // A failed read is retried like a failed write; a bad event is not.
+            StoreError::Database(e) => RebuildError::Projection(ProjectionError::Database(e)),
+            e => RebuildError::Projection(ProjectionError::Store(e)),
+        }
     }
 }
 
@@ -241,8 +253,14 @@ impl Rebuild {
         }
     }
 
-    /// One batch of the build, or the swap when the build has caught up.
-    async fn step(&mut self) -> Result<Option<Checkpoint>, RebuildError> {
+    /// Where the shadow tables stand (a resumed rebuild starts where its owner stopped).
+    pub fn position(&self) -> Checkpoint {
+        self.at
+    }
+
+    /// One batch of the build, or the swap once the build has caught up (then the
+    /// checkpoint the live projection continues from). [`run`](Rebuild::run) loops on it.
+    pub async fn step(&mut self) -> Result<Option<Checkpoint>, RebuildError> {
         let page = self.store.read_log_page(self.at, &LogFilter::all(), BATCH).await?;
         if (page.len() as i64) < BATCH {
             return self.swap(page).await;
@@ -274,8 +292,23 @@ impl Rebuild {
     /// `None` when writes outran it (the applied pages are kept and it tries again).
     async fn swap(&mut self, first: Vec<RecordedEvent>) -> Result<Option<Checkpoint>, RebuildError> {
         let mut tx = self.db.begin().await?;
+        if let Tx::Postgres(c) = &mut tx {
+            // Never queue behind a long reader while holding the checkpoint (and, with
+            // it, the log's readable head): give up quickly and try again.
+            let timeout = format!("SET LOCAL lock_timeout = '{}ms'", SWAP_LOCK_TIMEOUT.as_millis());
+            sqlx::query(sqlx::AssertSqlSafe(timeout)).execute(&mut **c).await?;
+        }
         // The live projector applies its batches under this lock: it waits for the swap.
-        lock_checkpoint(&mut tx, self.name()).await?;
+        // The row must exist for the lock to hold anything.
+        on_tx!(&mut tx, c => sqlx::query(
+            "INSERT INTO projection_checkpoints (name, commit_id, position) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+        ).bind(self.name()).bind(Checkpoint::START.commit_id).bind(Checkpoint::START.position)
+         .execute(&mut **c).await.map(|r| r.rows_affected()))?;
+        let live = match lock_checkpoint(&mut tx, self.name()).await {
+            Ok(live) => live,
+            Err(e) if lock_timed_out(&e) => return self.later("the live checkpoint is busy").await,
+            Err(e) => return Err(e.into()),
+        };
         let mut at = self.apply(&mut tx, &first).await?;
         let mut caught_up = (first.len() as i64) < BATCH;
         for _ in 1..SWAP_PAGES {
@@ -293,8 +326,22 @@ impl Rebuild {
             self.at = at;
             return Ok(None);
         }
+        if live > at {
+            // Cannot happen while the log only grows below the readable head; never
+            // swap in a copy older than the live one.
+            tracing::warn!(projection = self.name(), %live, shadow = %at, "the live view is ahead; not swapping yet");
+            tx.commit().await?;
+            self.at = at;
+            return Ok(None);
+        }
         for table in self.projection.tables() {
-            swap_table(&mut tx, table).await?;
+            match swap_table(&mut tx, table).await {
+                Ok(()) => {}
+                Err(RebuildError::Projection(ProjectionError::Database(e))) if lock_timed_out(&e) => {
+                    return self.later("a reader holds the live table").await;
+                }
+                Err(e) => return Err(e),
+            }
         }
         save_checkpoint(&mut tx, self.name(), at).await?;
         on_tx!(&mut tx, c => sqlx::query("DELETE FROM projection_rebuilds WHERE name = $1")
@@ -302,6 +349,13 @@ impl Rebuild {
         tx.commit().await?;
         self.at = at;
         Ok(Some(at))
+    }
+
+    /// Gives up this swap attempt (its transaction rolls back) and lets the caller retry.
+    async fn later(&self, why: &str) -> Result<Option<Checkpoint>, RebuildError> {
+        tracing::info!(projection = self.name(), why, "swap postponed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        Ok(None)
     }
 
     async fn record_error(&self, e: &RebuildError) {
@@ -337,6 +391,9 @@ async fn create_shadow(tx: &mut Tx, table: &str) -> Result<(), RebuildError> {
             .fetch_all(&mut **c)
             .await?;
             for (schema, index, def) in indexes {
+                if index.len() + SHADOW_SUFFIX.len() > PG_MAX_NAME {
+                    return Err(schema_err(format!("index name {index:?} is too long to copy")));
+                }
                 let from = format!(" INDEX {index} ON {schema}.{table} ");
                 let to = format!(" INDEX {index}{SHADOW_SUFFIX} ON {schema}.{shadow} ");
                 if !def.contains(&from) {
@@ -379,6 +436,20 @@ async fn swap_table(tx: &mut Tx, table: &str) -> Result<(), RebuildError> {
             .bind(&shadow)
             .fetch_all(&mut **c)
             .await?;
+            let live_indexes: Vec<String> = sqlx::query_scalar(
+                "SELECT indexname::text FROM pg_indexes WHERE schemaname = current_schema() AND tablename = $1",
+            )
+            .bind(table)
+            .fetch_all(&mut **c)
+            .await?;
+            let mut copied: Vec<&str> = indexes.iter().filter_map(|i| i.strip_suffix(SHADOW_SUFFIX)).collect();
+            let mut live: Vec<&str> = live_indexes.iter().map(String::as_str).collect();
+            copied.sort_unstable();
+            live.sort_unstable();
+            if copied != live {
+                return Err(schema_changed(table, format!("indexes {live:?} live, {copied:?} in the copy")));
+            }
+            same_columns(table, &columns_pg(c, table).await?, &columns_pg(c, &shadow).await?)?;
             sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE {table}"))).execute(&mut **c).await?;
             sqlx::query(sqlx::AssertSqlSafe(format!("ALTER TABLE {shadow} RENAME TO {table}")))
                 .execute(&mut **c)
@@ -406,6 +477,13 @@ async fn swap_table(tx: &mut Tx, table: &str) -> Result<(), RebuildError> {
             .bind(table)
             .fetch_all(&mut **c)
             .await?;
+            let columns = |t: String| {
+                sqlx::query_as::<_, (String, String)>("SELECT name, type FROM pragma_table_info($1) ORDER BY cid")
+                    .bind(t)
+            };
+            let live = columns(table.to_owned()).fetch_all(&mut **c).await?;
+            let copy = columns(shadow.clone()).fetch_all(&mut **c).await?;
+            same_columns(table, &live, &copy)?;
             sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE {table}"))).execute(&mut **c).await?;
             sqlx::query(sqlx::AssertSqlSafe(format!("ALTER TABLE {shadow} RENAME TO {table}")))
                 .execute(&mut **c)
@@ -416,4 +494,34 @@ async fn swap_table(tx: &mut Tx, table: &str) -> Result<(), RebuildError> {
         }
     }
     Ok(())
+}
+
+/// Postgres' identifier limit (longer names are silently truncated).
+const PG_MAX_NAME: usize = 63;
+
+fn schema_changed(table: &str, detail: String) -> RebuildError {
+    RebuildError::Schema {
+        table: table.to_owned(),
+        detail: format!("the live table changed during the rebuild ({detail}); start the rebuild again"),
+    }
+}
+
+/// Refuses to swap in a copy whose columns differ from the live table's (a migration
+/// ran during the rebuild): the swap would silently undo it.
+fn same_columns(table: &str, live: &[(String, String)], copy: &[(String, String)]) -> Result<(), RebuildError> {
+    if live == copy {
+        Ok(())
+    } else {
+        Err(schema_changed(table, format!("columns {live:?} live, {copy:?} in the copy")))
+    }
+}
+
+async fn columns_pg(c: &mut sqlx::PgConnection, table: &str) -> Result<Vec<(String, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT column_name::text, data_type::text FROM information_schema.columns \
+         WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position",
+    )
+    .bind(table)
+    .fetch_all(c)
+    .await
 }

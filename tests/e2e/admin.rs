@@ -18,32 +18,62 @@ both_profiles!(
     expired_invitations_and_old_emails_are_cleaned_up,
 );
 
+/// Appends `n` events no projection reads, so a rebuild has a log long enough to
+/// overlap with the writes a test makes meanwhile.
+async fn noise(app: &TestApp, n: usize) {
+    use gather_commands::store::{AppendMeta, ExpectedVersion, NewEvent, StreamAppend};
+    for _ in 0..n / 250 {
+        let events = (0..250)
+            .map(|i| NewEvent {
+                event_id: Uuid::now_v7(),
+                event_type: "Noise".into(),
+                schema_version: 1,
+                data: json!({"i": i}),
+            })
+            .collect();
+        let stream = format!("noise-{}", Uuid::now_v7());
+        let append = StreamAppend { stream, expected: ExpectedVersion::NoStream, events };
+        app.app_state.store.append(&AppendMeta::new(Uuid::now_v7(), None), vec![append]).await.unwrap();
+    }
+}
+
 /// Two processes run the projectors over one database: each event is applied once
-/// (a batch applies only on the checkpoint it was read from; the loser follows).
+/// (a batch applies only on the checkpoint it was read from; the loser follows), also
+/// when one process rebuilds and swaps while the other's projector knows nothing of it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_projector_processes_apply_each_event_once() {
+async fn two_projector_processes_apply_each_event_once_across_a_swap() {
     let a = spawn_app(Profile::Postgres).await;
     let b = spawn_beside(&a).await;
     let org = a.organiser("twice@example.com").await;
     let activity = published_activity(&a, &org, 50, false).await;
+    let mut members = Vec::new();
+    for _ in 0..24 {
+        members.push(quick_member(&a).await.1);
+    }
     let mut last = 0;
-    for _ in 0..12 {
-        let (_, member) = quick_member(&a).await;
-        let app = if last % 2 == 0 { &a } else { &b };
-        last = favourite(app, &member, &activity).await.position();
+    for (i, member) in members[..12].iter().enumerate() {
+        let app = if i % 2 == 0 { &a } else { &b };
+        last = favourite(app, member, &activity).await.position();
     }
     for app in [&a, &b] {
         let shown = app.get(&format!("/v1/activities/{activity}"), None, Some(last)).await;
         assert_eq!(shown.status, 200, "{:?}", shown.body);
         assert_eq!(shown.body["favourites"], json!(12), "{:?}", shown.body);
     }
-    let welcome: i64 = on_db_read!(&a.app_state.db, p => sqlx::query_scalar(
-        "SELECT count(*) FROM email_outbox WHERE subject = 'Welcome to Gather'").fetch_one(p).await)
-    .unwrap();
-    let members: i64 = on_db_read!(&a.app_state.db, p => sqlx::query_scalar(
-        "SELECT count(*) FROM members").fetch_one(p).await)
-    .unwrap();
-    assert_eq!(welcome, members, "one welcome email per member");
+    // Rebuild through A while B takes writes.
+    noise(&a, 5_000).await;
+    let moderator = moderator(&a).await;
+    let r = a.post("/v1/admin/projections/activities/rebuild", Some(&moderator), json!({})).await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    for member in &members[12..] {
+        last = last.max(favourite(&b, member, &activity).await.position());
+    }
+    rebuilt(&a, &moderator, "activities").await;
+    for app in [&a, &b] {
+        let shown = app.get(&format!("/v1/activities/{activity}"), None, Some(last)).await;
+        assert_eq!(shown.status, 200, "{:?}", shown.body);
+        assert_eq!(shown.body["favourites"], json!(24), "{:?}", shown.body);
+    }
 }
 
 async fn moderator(app: &TestApp) -> String {
@@ -139,6 +169,7 @@ async fn a_rebuild_restores_a_damaged_view_while_writes_go_on(app: TestApp) {
     assert_eq!(app.get(&format!("/v1/activities/{second}"), None, None).await.status, 404);
 
     let moderator = moderator(&app).await;
+    noise(&app, 3_000).await;
     let a = app.post("/v1/admin/projections/activities/rebuild", Some(&moderator), json!({})).await;
     assert_eq!(a.status, 202, "{:?}", a.body);
     assert_eq!(a.body["name"], "activities");
@@ -207,43 +238,70 @@ async fn only_moderators_rebuild_and_only_projections_that_own_tables(app: TestA
 
 async fn a_running_rebuild_is_refused_and_a_stale_one_taken_over(app: TestApp) {
     let moderator = moderator(&app).await;
-    let (_, member) = quick_member(&app).await;
+    let mut members = vec![quick_member(&app).await.1];
+    noise(&app, 1_000).await;
+    members.push(quick_member(&app).await.1);
     let state = &app.app_state;
-    // Another process claimed the rebuild and is alive.
-    let other = Rebuild::claim(&state.db, state.store.clone(), &gather_projections::all(), "members").await.unwrap();
+    // Another process claimed the rebuild, built one batch, and is alive.
+    let all = gather_projections::all();
+    let mut other = Rebuild::claim(&state.db, state.store.clone(), &all, "members").await.unwrap();
+    assert_eq!(other.step().await.unwrap(), None, "one batch, not caught up yet");
+    let built = other.position();
+    assert!(built.position > 0);
     let path = "/v1/admin/projections/members/rebuild";
     app.post(path, Some(&moderator), json!({})).await.assert_problem(409, Some("rebuild_in_progress"));
     let shown = projection(&app, &moderator, "members").await;
     assert_eq!(shown["rebuilding"]["stale"], json!(false), "{shown}");
-    assert_eq!(shown["rebuilding"]["progress"], json!(0.0), "{shown}");
+    assert_eq!(shown["rebuilding"]["position"], json!(built.position), "{shown}");
+    assert!(shown["rebuilding"]["progress"].as_f64().unwrap() > 0.0, "{shown}");
     assert_eq!(shadow_tables(&app).await, 1);
 
-    // It goes quiet: the next request takes it over and finishes it.
+    // It goes quiet: the next claim takes it over where it stopped.
     let long_ago = chrono::Utc::now() - chrono::Duration::minutes(5);
     on_db!(&state.db, p => sqlx::query("UPDATE projection_rebuilds SET heartbeat_at = $1")
         .bind(long_ago).execute(p).await.map(|r| r.rows_affected()))
     .unwrap();
     assert_eq!(projection(&app, &moderator, "members").await["rebuilding"]["stale"], json!(true));
+    let taken = Rebuild::claim(&state.db, state.store.clone(), &all, "members").await.unwrap();
+    assert_eq!(taken.position(), built, "resumed, not restarted");
+    // The first owner, waking up, is fenced off before it writes anything.
+    let err = other.step().await.unwrap_err();
+    assert!(matches!(err, gather_projections::rebuild::RebuildError::TakenOver(_)), "{err}");
+    taken.run().await.unwrap();
+    app.app_state.projectors.resync("members");
+    assert_eq!(shadow_tables(&app).await, 0);
+    let listed: i64 =
+        on_db_read!(&state.db, p => sqlx::query_scalar("SELECT count(*) FROM members").fetch_one(p).await).unwrap();
+    assert_eq!(listed, 4, "both members and the two bootstrap accounts, once each");
+    for token in &members {
+        assert_eq!(app.get("/v1/me", Some(token), None).await.status, 200);
+    }
+
+    // Over HTTP, a stale claim is taken over the same way.
+    let _abandoned = Rebuild::claim(&state.db, state.store.clone(), &all, "members").await.unwrap();
+    on_db!(&state.db, p => sqlx::query("UPDATE projection_rebuilds SET heartbeat_at = $1")
+        .bind(long_ago).execute(p).await.map(|r| r.rows_affected()))
+    .unwrap();
     let a = app.post(path, Some(&moderator), json!({})).await;
     assert_eq!(a.status, 202, "{:?}", a.body);
     rebuilt(&app, &moderator, "members").await;
-    assert_eq!(app.get("/v1/me", Some(&member), None).await.status, 200);
-    assert_eq!(shadow_tables(&app).await, 0);
-
-    // The first owner, waking up, finds it is no longer its rebuild and changes nothing.
-    let err = other.run().await.unwrap_err();
-    assert!(matches!(err, gather_projections::rebuild::RebuildError::TakenOver(_)), "{err}");
-    assert_eq!(app.get("/v1/me", Some(&member), None).await.status, 200);
 }
 
 async fn a_failed_rebuild_leaves_the_live_view_serving(app: TestApp) {
     let moderator = moderator(&app).await;
-    let (_, member) = quick_member(&app).await;
-    eventually("the member is projected", || async { app.get("/v1/me", Some(&member), None).await.status == 200 })
+    let org = app.organiser("broken@example.com").await;
+    let mut body = activity_body();
+    body["visibility"] = json!("invite_only");
+    let id = app.post("/v1/activities", Some(&org), body).await.body["id"].as_str().unwrap().to_string();
+    app.post(&format!("/v1/activities/{id}/publish"), Some(&org), json!({})).await;
+    let a = app
+        .post(&format!("/v1/activities/{id}/invitations"), Some(&org), json!({"emails": ["someone@example.com"]}))
         .await;
-    let before = app.get("/v1/me", Some(&member), None).await;
+    assert_eq!(a.status, 201, "{:?}", a.body);
+    app.get("/v1/me", Some(&org), Some(a.position())).await;
+    let live_before = invitation_rows(&app).await;
+    assert_eq!(live_before.len(), 1);
     // An invitation the current code cannot read (as if written by a broken release).
-    let activity = Uuid::now_v7();
     use gather_commands::store::{AppendMeta, ExpectedVersion, NewEvent, StreamAppend};
     let bad = NewEvent {
         event_id: Uuid::now_v7(),
@@ -251,26 +309,33 @@ async fn a_failed_rebuild_leaves_the_live_view_serving(app: TestApp) {
         schema_version: 1,
         data: json!({"invitations": "not a list"}),
     };
-    let meta = AppendMeta::new(Uuid::now_v7(), None);
-    let append =
-        StreamAppend { stream: format!("activity-{activity}"), expected: ExpectedVersion::NoStream, events: vec![bad] };
-    app.app_state.store.append(&meta, vec![append]).await.unwrap();
+    let append = StreamAppend {
+        stream: format!("activity-{}", Uuid::now_v7()),
+        expected: ExpectedVersion::NoStream,
+        events: vec![bad],
+    };
+    app.app_state.store.append(&AppendMeta::new(Uuid::now_v7(), None), vec![append]).await.unwrap();
+    let failed = || async { !projection(&app, &moderator, "invitations").await["rebuilding"]["error"].is_null() };
     let a = app.post("/v1/admin/projections/invitations/rebuild", Some(&moderator), json!({})).await;
     assert_eq!(a.status, 202, "{:?}", a.body);
-    eventually("the rebuild records its failure", || async {
-        !projection(&app, &moderator, "invitations").await["rebuilding"]["error"].is_null()
-    })
-    .await;
+    eventually("the rebuild records its failure", failed).await;
     let shown = projection(&app, &moderator, "invitations").await;
     let error = shown["rebuilding"]["error"].as_str().unwrap();
     assert!(error.contains("GuestsInvited"), "the error names the event: {error}");
-    // The live tables were never touched: other views serve as before.
-    assert_eq!(app.get("/v1/me", Some(&member), None).await.body, before.body);
-    let (_, _, live_table) = invitations_count(&app).await;
-    assert!(live_table, "the live invitations table is still there");
-    // A failed rebuild may be started again (from scratch); it fails the same way.
+    // The live table was never touched by the rebuild.
+    assert_eq!(invitation_rows(&app).await, live_before);
+    // A failed rebuild may be started again (from scratch: its error is cleared), and
+    // fails the same way without touching the live table.
     let a = app.post("/v1/admin/projections/invitations/rebuild", Some(&moderator), json!({})).await;
     assert_eq!(a.status, 202, "{:?}", a.body);
+    eventually("the second rebuild records its failure", failed).await;
+    assert_eq!(invitation_rows(&app).await, live_before);
+    assert_eq!(shadow_tables(&app).await, 1, "the failed copy stays for inspection until the next start");
+}
+
+async fn invitation_rows(app: &TestApp) -> Vec<(Uuid, String, String)> {
+    on_db_read!(&app.app_state.db, p => sqlx::query_as("SELECT invitation_id, email, status FROM invitations ORDER BY 1")
+        .fetch_all(p).await).unwrap()
 }
 
 /// (pending, answered, whether the table exists) in the live invitations view.
