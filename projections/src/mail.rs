@@ -8,7 +8,7 @@ use chrono::Utc;
 use gather_commands::codec::decode;
 use gather_commands::db::{Db, Tx};
 use gather_commands::store::RecordedEvent;
-use gather_commands::{Upcasters, on_db, on_db_read, on_tx};
+use gather_commands::{Upcasters, on_db, on_tx};
 use gather_domain::member::MemberEvent;
 use lettre::message::{Mailbox, Message, header::ContentType};
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
@@ -128,24 +128,69 @@ pub async fn run_sender(db: Db, mailer: Mailer, every: Duration, mut shutdown: w
     }
 }
 
-/// Sends what is pending once; returns how many were sent.
+/// How long a claimed row is left to its sender before another may take it.
+pub const LEASE: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+
+/// The delay before a failed delivery is tried again: 2, 4, 8, 16 … seconds.
+fn retry_delay(attempts: i32) -> chrono::TimeDelta {
+    chrono::TimeDelta::seconds(1i64 << attempts.clamp(0, 8))
+}
+
+/// Claims up to `limit` deliverable rows for [`LEASE`]: `FOR UPDATE SKIP LOCKED` on
+/// Postgres, the single writer on SQLite.
+async fn claim(db: &Db, now: chrono::DateTime<Utc>, limit: i64) -> Result<Vec<Pending>, sqlx::Error> {
+    let pick = "SELECT id FROM email_outbox WHERE sent_at IS NULL AND attempts < $1 \
+                AND (claimed_until IS NULL OR claimed_until < $2) ORDER BY created_at LIMIT $3";
+    let sql = |lock: &str| {
+        format!(
+            "UPDATE email_outbox SET claimed_until = $4 WHERE id IN ({pick}{lock}) \
+             RETURNING id, recipient, subject, body, attempts"
+        )
+    };
+    let until = now + LEASE;
+    match db {
+        Db::Postgres(p) => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql(" FOR UPDATE SKIP LOCKED")))
+                .bind(MAX_ATTEMPTS)
+                .bind(now)
+                .bind(limit)
+                .bind(until)
+                .fetch_all(p)
+                .await
+        }
+        Db::Sqlite { writer, .. } => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql("")))
+                .bind(MAX_ATTEMPTS)
+                .bind(now)
+                .bind(limit)
+                .bind(until)
+                .fetch_all(writer)
+                .await
+        }
+    }
+}
+
+/// Claims what is deliverable and sends it; returns how many were sent. A row is
+/// marked sent after delivery; a failure is retried after a growing delay, up to
+/// [`MAX_ATTEMPTS`]. A sender that dies between sending and marking leaves the row to
+/// be sent again after the lease (at least once, never twice by two live senders).
 pub async fn deliver_pending(db: &Db, mailer: &Mailer) -> Result<usize, sqlx::Error> {
-    let rows: Vec<Pending> = on_db_read!(db, p => sqlx::query_as::<_, Pending>(
-        "SELECT id, recipient, subject, body, attempts FROM email_outbox \
-         WHERE sent_at IS NULL AND attempts < $1 ORDER BY created_at LIMIT 50",
-    ).bind(MAX_ATTEMPTS).fetch_all(p).await)?;
+    let rows = claim(db, Utc::now(), 50).await?;
     let mut sent = 0;
     for row in rows {
         match mailer.send(&row.recipient, &row.subject, &row.body).await {
             Ok(()) => {
-                on_db!(db, p => sqlx::query("UPDATE email_outbox SET sent_at = $2, attempts = attempts + 1 WHERE id = $1")
-                    .bind(row.id).bind(Utc::now()).execute(p).await.map(|r| r.rows_affected()))?;
+                on_db!(db, p => sqlx::query(
+                    "UPDATE email_outbox SET sent_at = $2, attempts = attempts + 1, claimed_until = NULL WHERE id = $1",
+                ).bind(row.id).bind(Utc::now()).execute(p).await.map(|r| r.rows_affected()))?;
                 sent += 1;
             }
             Err(e) => {
                 tracing::warn!(id = %row.id, attempt = row.attempts + 1, error = %e, "email not delivered");
-                on_db!(db, p => sqlx::query("UPDATE email_outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1")
-                    .bind(row.id).bind(e.to_string()).execute(p).await.map(|r| r.rows_affected()))?;
+                let retry_at = Utc::now() + retry_delay(row.attempts + 1);
+                on_db!(db, p => sqlx::query(
+                    "UPDATE email_outbox SET attempts = attempts + 1, last_error = $2, claimed_until = $3 WHERE id = $1",
+                ).bind(row.id).bind(e.to_string()).bind(retry_at).execute(p).await.map(|r| r.rows_affected()))?;
             }
         }
     }

@@ -8,5 +8,6 @@ mod admin;
 mod chats;
 mod compose;
 mod idempotency;
+mod mail;
 mod members;
 mod slice;
