@@ -175,9 +175,15 @@ async fn claim(db: &Db, now: chrono::DateTime<Utc>, limit: i64) -> Result<Vec<Pe
 /// [`MAX_ATTEMPTS`]. A sender that dies between sending and marking leaves the row to
 /// be sent again after the lease (at least once, never twice by two live senders).
 pub async fn deliver_pending(db: &Db, mailer: &Mailer) -> Result<usize, sqlx::Error> {
-    let rows = claim(db, Utc::now(), 50).await?;
+    let claimed_at = Utc::now();
+    let rows = claim(db, claimed_at, 50).await?;
     let mut sent = 0;
     for row in rows {
+        if Utc::now() - claimed_at > LEASE / 2 {
+            // A slow server: leave the rest before the lease runs out and another
+            // sender takes them too; they are claimable again when it expires.
+            break;
+        }
         match mailer.send(&row.recipient, &row.subject, &row.body).await {
             Ok(()) => {
                 on_db!(db, p => sqlx::query(
