@@ -332,7 +332,7 @@ impl Rebuild {
             tracing::warn!(projection = self.name(), %live, shadow = %at, "the live view is ahead; not swapping yet");
             tx.commit().await?;
             self.at = at;
-            return Ok(None);
+            return self.later("the live view is ahead").await;
         }
         for table in self.projection.tables() {
             match swap_table(&mut tx, table).await {
