@@ -299,11 +299,6 @@ impl Rebuild {
             sqlx::query(sqlx::AssertSqlSafe(timeout)).execute(&mut **c).await?;
         }
         // The live projector applies its batches under this lock: it waits for the swap.
-        // The row must exist for the lock to hold anything.
-        on_tx!(&mut tx, c => sqlx::query(
-            "INSERT INTO projection_checkpoints (name, commit_id, position) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
-        ).bind(self.name()).bind(Checkpoint::START.commit_id).bind(Checkpoint::START.position)
-         .execute(&mut **c).await.map(|r| r.rows_affected()))?;
         let live = match lock_checkpoint(&mut tx, self.name()).await {
             Ok(live) => live,
             Err(e) if lock_timed_out(&e) => return self.later("the live checkpoint is busy").await,

@@ -106,12 +106,6 @@ impl Projectors {
         let head = store.head().await?;
         let (mut progress, mut resync) = (BTreeMap::new(), BTreeMap::new());
         for p in projections {
-            // The row must exist before the first batch, so that batch can lock it.
-            gather_commands::on_db!(&db, pool => sqlx::query(
-                "INSERT INTO projection_checkpoints (name, commit_id, position) VALUES ($1, $2, $3) \
-                 ON CONFLICT (name) DO NOTHING",
-            ).bind(p.name()).bind(Checkpoint::START.commit_id).bind(Checkpoint::START.position)
-             .execute(pool).await.map(|r| r.rows_affected()))?;
             let checkpoint = load_checkpoint(&db, p.name()).await?;
             let state = if checkpoint >= head { RunState::Live } else { RunState::CatchingUp };
             let (tx, rx) = watch::channel(Progress { checkpoint, state });
@@ -171,17 +165,15 @@ pub async fn load_checkpoint(db: &Db, name: &str) -> Result<Checkpoint, sqlx::Er
     Ok(row.map(|(commit_id, position)| Checkpoint { commit_id, position }).unwrap_or(Checkpoint::START))
 }
 
-/// Reads the checkpoint of `name` inside `tx`, locking its row (Postgres) until commit;
-/// on SQLite the single writer already serializes transactions.
+/// Reads the checkpoint of `name` inside `tx` and locks its row until commit, creating
+/// the row (at START) if it is missing, so there is always a row to lock: a no-op upsert
+/// takes the row lock on Postgres; on SQLite the single writer serializes anyway.
 pub async fn lock_checkpoint(tx: &mut Tx, name: &str) -> Result<Checkpoint, sqlx::Error> {
-    const SQL: &str = "SELECT commit_id, position FROM projection_checkpoints WHERE name = $1";
-    let row: Option<(i64, i64)> = match tx {
-        Tx::Postgres(c) => {
-            sqlx::query_as(sqlx::AssertSqlSafe(format!("{SQL} FOR UPDATE"))).bind(name).fetch_optional(&mut **c).await?
-        }
-        Tx::Sqlite(c) => sqlx::query_as(SQL).bind(name).fetch_optional(&mut **c).await?,
-    };
-    Ok(row.map(|(commit_id, position)| Checkpoint { commit_id, position }).unwrap_or(Checkpoint::START))
+    let (commit_id, position): (i64, i64) = on_tx!(tx, c => sqlx::query_as(
+        "INSERT INTO projection_checkpoints (name, commit_id, position) VALUES ($1, $2, $3) \
+         ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING commit_id, position",
+    ).bind(name).bind(Checkpoint::START.commit_id).bind(Checkpoint::START.position).fetch_one(&mut **c).await)?;
+    Ok(Checkpoint { commit_id, position })
 }
 
 /// Writes the checkpoint of `name` inside `tx`.
