@@ -8,7 +8,6 @@ use crate::state::AppState;
 use anyhow::Context as _;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use gather_commands::store::Checkpoint;
 use gather_commands::store::postgres::PostgresStore;
 use gather_commands::store::sqlite::SqliteStore;
 use gather_commands::uniqueness::{email_owner, reserve_email};
@@ -19,7 +18,6 @@ use gather_domain::{Actor, Role};
 use gather_projections::Projectors;
 use gather_projections::bus::Bus;
 use gather_projections::mail::{Mailer, run_sender};
-use gather_projections::rebuild::{Rebuild, RebuildStatus, statuses};
 use secrecy::{ExposeSecret, SecretString};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -48,29 +46,6 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<(Db, Arc<dyn Even
         Db::Sqlite { writer, reader } => Arc::new(SqliteStore::new(writer.clone(), reader.clone())),
     };
     Ok((db, store))
-}
-
-/// Rebuilds projection `name` beside its live tables and swaps it in (the
-/// `gather rebuild` command), calling `report` with the progress about once a second.
-pub async fn rebuild(
-    settings: &Settings,
-    name: &str,
-    mut report: impl FnMut(&RebuildStatus),
-) -> anyhow::Result<Checkpoint> {
-    let (db, store) = open_store(settings).await?;
-    db.migrate().await.context("could not migrate the database")?;
-    let job = Rebuild::claim(&db, store, &gather_projections::all(), name).await?;
-    let mut run = tokio::spawn(job.run());
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tokio::select! {
-            done = &mut run => return Ok(done.context("the rebuild task failed")??),
-            _ = tick.tick() => match statuses(&db).await {
-                Ok(all) => all.iter().filter(|s| s.name == name).for_each(&mut report),
-                Err(e) => tracing::warn!(error = %e, "could not read the rebuild's progress"),
-            }
-        }
-    }
 }
 
 /// The JWT secret: configured, or generated once into the data dir (embedded only).

@@ -8,6 +8,7 @@
 //!   command answers and read-your-writes;
 //! - [`auth`]: argon2 and JWT;
 //! - [`idempotency`]: stored first answers for `Idempotency-Key`;
+//! - [`ops`]: operator commands (projection status, retry, skip, replay, verify);
 //! - [`routes`]: one module per resource.
 
 pub mod app;
@@ -16,6 +17,7 @@ pub mod error;
 pub mod extract;
 pub mod http;
 pub mod idempotency;
+pub mod ops;
 pub mod routes;
 pub mod settings;
 pub mod state;

@@ -2,8 +2,10 @@
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use gather_api::{App, Settings};
+use gather_api::{App, Settings, ops};
+use gather_projections::rebuild::RebuildStatus;
 use std::io::IsTerminal;
+use std::sync::Arc;
 
 /// Gather: an event-sourced backend for activities, bookings, chats and notifications.
 ///
@@ -24,11 +26,42 @@ enum Command {
     Migrate,
     /// Print the domain's given-when-then spec catalogue as Markdown.
     Specs,
-    /// Rebuild a projection's read model beside the live one, then swap it in;
-    /// prints progress. Servers keep serving the old copy until the swap.
-    Rebuild {
-        /// The projection (members, activities, invitations); see GET /v1/admin/projections.
+    /// Replay a projection from the log beside its live tables, then swap the copy in
+    /// (servers keep serving the old copy until the swap); with --verify, compare the
+    /// copy with the live tables instead of swapping. Progress: a bar on a terminal,
+    /// a line a second otherwise.
+    #[command(alias = "rebuild")]
+    Replay {
+        /// The projection (members, activities, invitations, …), or `all` for every one
+        /// that owns tables, one after the other.
         name: String,
+        /// Rebuild into shadow tables, do not swap, and compare them with the live
+        /// tables at the live checkpoint; prints every difference and exits non-zero on any.
+        #[arg(long)]
+        verify: bool,
+    },
+    /// Inspect projections and decide on a projector stopped by an event it cannot apply.
+    #[command(subcommand)]
+    Projections(Projections),
+}
+
+#[derive(Subcommand)]
+enum Projections {
+    /// Print each projection's stored checkpoint, lag, state (live, behind, or failed
+    /// with the faulted event and error) and any rebuild's progress.
+    Status,
+    /// Let a stopped projector try its faulted event again (after deploying a fix).
+    Retry {
+        /// The stopped projection.
+        name: String,
+    },
+    /// Let a stopped projector go on after its faulted event, which is lost to it.
+    Skip {
+        /// The stopped projection.
+        name: String,
+        /// The faulted event's global position (as `gather projections status` shows it).
+        #[arg(long)]
+        position: i64,
     },
 }
 
@@ -68,20 +101,102 @@ async fn run() -> anyhow::Result<()> {
             tracing::info!("migrations applied");
             Ok(())
         }
-        Command::Rebuild { name } => {
-            let done = gather_api::app::rebuild(&settings, &name, |s| {
-                println!(
-                    "{name}: {:5.1}% ({} events, at position {} of {})",
-                    s.progress() * 100.0,
-                    s.events,
-                    s.position,
-                    s.target_position
-                )
-            })
-            .await?;
-            println!("{name}: rebuilt and swapped in at position {}", done.position);
-            Ok(())
-        }
+        Command::Replay { name, verify } => replay(&settings, &name, verify).await,
+        Command::Projections(what) => projections(&settings, what).await,
         Command::Specs => Ok(()),
+    }
+}
+
+async fn open(settings: &Settings) -> anyhow::Result<(gather_commands::Db, Arc<dyn gather_commands::EventStore>)> {
+    let (db, store) = gather_api::app::open_store(settings).await?;
+    db.migrate().await.context("could not migrate the database")?;
+    Ok((db, store))
+}
+
+async fn projections(settings: &Settings, what: Projections) -> anyhow::Result<()> {
+    let (db, _) = open(settings).await?;
+    match what {
+        Projections::Status => print!("{}", ops::render_status(&ops::status(&db).await?)),
+        Projections::Retry { name } => {
+            let f = ops::retry(&db, &name).await?;
+            println!("{name}: retrying {}@{} (position {})", f.stream, f.version, f.position);
+        }
+        Projections::Skip { name, position } => {
+            let f = ops::skip(&db, &name, position).await?;
+            println!("{name}: skipped {}@{} (position {}); going on after it", f.stream, f.version, f.position);
+        }
+    }
+    Ok(())
+}
+
+async fn replay(settings: &Settings, target: &str, verify: bool) -> anyhow::Result<()> {
+    let (db, store) = open(settings).await?;
+    let mut differences = Vec::new();
+    for name in ops::replay_targets(target)? {
+        let mut progress = Progress::new(name);
+        if verify {
+            let report = ops::verify_projection(&db, store.clone(), name, |s| progress.show(s)).await?;
+            progress.finish();
+            print!("{report}");
+            if !report.identical() {
+                differences.push(name);
+            }
+        } else {
+            let done = ops::replay(&db, store.clone(), name, |s| progress.show(s)).await?;
+            progress.finish();
+            println!("{name}: replayed and swapped in at position {}", done.position);
+        }
+    }
+    if differences.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!("the rebuilt copy differs from the live tables: {}", differences.join(", "))
+    }
+}
+
+/// A replay's progress: an indicatif bar (events/s, ETA) on a terminal, otherwise one
+/// plain line per report (about once a second).
+struct Progress {
+    name: &'static str,
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Progress {
+    fn new(name: &'static str) -> Progress {
+        let bar = std::io::stdout().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new(0);
+            let style =
+                indicatif::ProgressStyle::with_template("{prefix:>12} [{bar:40}] {pos}/{len} ({per_sec}, ETA {eta})")
+                    .map(|s| s.progress_chars("=> "))
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+            bar.set_style(style);
+            bar.set_prefix(name);
+            bar
+        });
+        Progress { name, bar }
+    }
+
+    fn show(&mut self, s: &RebuildStatus) {
+        match &self.bar {
+            // Positions are gap-free, so positions per second are events per second.
+            Some(bar) => {
+                bar.set_length(s.target_position.max(0) as u64);
+                bar.set_position(s.position.max(0) as u64);
+            }
+            None => println!(
+                "{}: {:5.1}% ({} events, at position {} of {})",
+                self.name,
+                s.progress() * 100.0,
+                s.events,
+                s.position,
+                s.target_position
+            ),
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
     }
 }

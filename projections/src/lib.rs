@@ -3,7 +3,10 @@
 //! Reading order:
 //! - [`runtime`]: the projector runtime: subscribe from a checkpoint, apply a batch and
 //!   write the checkpoint in one transaction, publish progress for read-your-writes;
+//! - [`faults`]: a projector stopped on an event it cannot apply, and the operator's
+//!   retry or skip;
 //! - [`rebuild`]: rebuilding a projection into shadow tables, then swapping them in;
+//! - [`verify`]: comparing a fresh rebuild with the live tables at one checkpoint;
 //! - [`members`], [`activities`], [`invitations`]: the read models and their projections;
 //! - [`queries`]: typed reads of the read models for the API;
 //! - [`process`]: the process manager (activity events → durable timers);
@@ -12,6 +15,7 @@
 
 pub mod activities;
 pub mod bus;
+pub mod faults;
 pub mod invitations;
 pub mod mail;
 pub mod members;
@@ -19,6 +23,7 @@ pub mod process;
 pub mod queries;
 pub mod rebuild;
 pub mod runtime;
+pub mod verify;
 
 pub use runtime::{Progress, Projection, ProjectionError, Projectors, Target};
 

@@ -20,6 +20,7 @@
 use crate::runtime::{
     Projection, ProjectionError, SHADOW_SUFFIX, Target, apply_events, error_chain, lock_checkpoint, save_checkpoint,
 };
+use crate::verify::is_virtual;
 use chrono::{DateTime, Utc};
 use gather_commands::db::{Db, Tx};
 use gather_commands::store::{Checkpoint, EventStore, LogFilter, RecordedEvent, StoreError};
@@ -222,6 +223,11 @@ impl Rebuild {
         self.projection.name()
     }
 
+    /// The live tables being rebuilt.
+    pub fn tables(&self) -> &'static [&'static str] {
+        self.projection.tables()
+    }
+
     /// Builds the shadow tables up to the head, then swaps them in. Returns the
     /// checkpoint the live projection continues from. A database error is retried with
     /// backoff (up to [`MAX_FAILURES`] in a row); an event that cannot be applied, or a
@@ -270,6 +276,60 @@ impl Rebuild {
         tx.commit().await?;
         self.at = at;
         Ok(None)
+    }
+
+    /// One batch of the build that never goes past `limit` and never swaps (for
+    /// `verify`, which compares the copy with the live tables instead). True once the
+    /// shadow tables have reached `limit` or the head of the log.
+    pub async fn build_step(&mut self, limit: Checkpoint) -> Result<bool, RebuildError> {
+        let mut page = self.store.read_log_page(self.at, &LogFilter::all(), BATCH).await?;
+        let full = page.len() as i64 == BATCH;
+        page.retain(|e| e.checkpoint() <= limit);
+        let reached = !full || (page.len() as i64) < BATCH;
+        let mut tx = self.db.begin().await?;
+        let at = self.apply(&mut tx, &page).await?;
+        tx.commit().await?;
+        self.at = at;
+        Ok(reached)
+    }
+
+    /// Inside `tx` (which holds the live checkpoint's lock), applies to the shadow tables
+    /// exactly the events after their checkpoint up to and including `live`. `None` (and
+    /// nothing applied) when the shadow tables are already past `live`; otherwise the
+    /// checkpoint they reach in `tx` (`live` itself, or where they stood if they were
+    /// already there).
+    pub(crate) async fn align(&self, tx: &mut Tx, live: Checkpoint) -> Result<Option<Checkpoint>, RebuildError> {
+        if self.at > live {
+            return Ok(None);
+        }
+        let mut at = self.at;
+        loop {
+            let mut page = self.store.read_log_page(at, &LogFilter::all(), BATCH).await?;
+            let full = page.len() as i64 == BATCH;
+            page.retain(|e| e.checkpoint() <= live);
+            let done = !full || (page.len() as i64) < BATCH;
+            if !page.is_empty() {
+                at = self.apply(tx, &page).await?;
+            }
+            if done {
+                return Ok(Some(at));
+            }
+        }
+    }
+
+    /// Drops the shadow tables and the claim row inside `tx` (if this owner still holds
+    /// it), ending the rebuild without swapping.
+    pub(crate) async fn discard(&self, tx: &mut Tx) -> Result<(), RebuildError> {
+        let owned = on_tx!(tx, c => sqlx::query("DELETE FROM projection_rebuilds WHERE name = $1 AND owner = $2")
+            .bind(self.name()).bind(self.owner).execute(&mut **c).await.map(|r| r.rows_affected()))?;
+        if owned == 0 {
+            return Err(RebuildError::TakenOver(self.name().to_owned()));
+        }
+        for table in self.tables() {
+            let sql = format!("DROP TABLE IF EXISTS {}", Target::Shadow.table(table));
+            on_tx!(tx, c => sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut **c).await.map(|r| r.rows_affected()))?;
+        }
+        Ok(())
     }
 
     /// Applies `page` to the shadow tables and records the progress, as the owner.
@@ -329,7 +389,7 @@ impl Rebuild {
             self.at = at;
             return self.later("the live view is ahead").await;
         }
-        for table in self.projection.tables() {
+        for table in self.tables() {
             match swap_table(&mut tx, table).await {
                 Ok(()) => {}
                 Err(RebuildError::Projection(ProjectionError::Database(e))) if lock_timed_out(&e) => {
@@ -367,7 +427,7 @@ impl Rebuild {
 /// Creates an empty `{table}__rebuild` with the live table's columns, constraints and
 /// indexes (the indexes named `{index}__rebuild` on Postgres, where the swap renames
 /// them; SQLite has no index rename, so the swap recreates them there).
-async fn create_shadow(tx: &mut Tx, table: &str) -> Result<(), RebuildError> {
+pub(crate) async fn create_shadow(tx: &mut Tx, table: &str) -> Result<(), RebuildError> {
     let shadow = Target::Shadow.table(table);
     let schema_err = |detail: String| RebuildError::Schema { table: table.to_owned(), detail };
     match tx {
@@ -405,16 +465,30 @@ async fn create_shadow(tx: &mut Tx, table: &str) -> Result<(), RebuildError> {
                     .fetch_optional(&mut **c)
                     .await?;
             let sql = sql.ok_or_else(|| schema_err("no such table".into()))?;
-            // `CREATE TABLE <name> (<definition>)`: keep the definition, change the name.
-            let body = sql.find('(').map(|i| &sql[i..]).ok_or_else(|| schema_err(format!("unexpected DDL {sql:?}")))?;
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE TABLE {shadow} {body}"))).execute(&mut **c).await?;
+            let ddl = if is_virtual(&sql) {
+                // `CREATE VIRTUAL TABLE <name> USING <module>(<arguments>)` (FTS5): the same
+                // module and arguments under the new name; the module creates its own
+                // internal tables (`<name>_data`, …), which no projection lists.
+                let using = sql
+                    .to_ascii_uppercase()
+                    .find(" USING ")
+                    .map(|i| &sql[i..])
+                    .ok_or_else(|| schema_err(format!("unexpected DDL {sql:?}")))?;
+                format!("CREATE VIRTUAL TABLE {shadow}{using}")
+            } else {
+                // `CREATE TABLE <name> (<definition>)`: keep the definition, change the name.
+                let body =
+                    sql.find('(').map(|i| &sql[i..]).ok_or_else(|| schema_err(format!("unexpected DDL {sql:?}")))?;
+                format!("CREATE TABLE {shadow} {body}")
+            };
+            sqlx::query(sqlx::AssertSqlSafe(ddl)).execute(&mut **c).await?;
         }
     }
     Ok(())
 }
 
 /// Drops `table` and renames `{table}__rebuild` into its place, indexes included.
-async fn swap_table(tx: &mut Tx, table: &str) -> Result<(), RebuildError> {
+pub(crate) async fn swap_table(tx: &mut Tx, table: &str) -> Result<(), RebuildError> {
     let shadow = Target::Shadow.table(table);
     match tx {
         Tx::Postgres(c) => {
@@ -479,6 +553,8 @@ async fn swap_table(tx: &mut Tx, table: &str) -> Result<(), RebuildError> {
             let live = columns(table.to_owned()).fetch_all(&mut **c).await?;
             let copy = columns(shadow.clone()).fetch_all(&mut **c).await?;
             same_columns(table, &live, &copy)?;
+            // A virtual table (FTS5) is swapped the same way: its module renames its
+            // internal tables along with it, and it has no indexes of its own.
             sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE {table}"))).execute(&mut **c).await?;
             sqlx::query(sqlx::AssertSqlSafe(format!("ALTER TABLE {shadow} RENAME TO {table}")))
                 .execute(&mut **c)
@@ -519,4 +595,129 @@ async fn columns_pg(c: &mut sqlx::PgConnection, table: &str) -> Result<Vec<(Stri
     .bind(table)
     .fetch_all(c)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verify::compare_tables;
+
+    const FTS_ARGS: &str = "fts5(title, tags, description, organiser, content='', contentless_delete=1, \
+                            tokenize='porter unicode61 remove_diacritics 2')";
+
+    /// A scratch SQLite database with a search table and its FTS5 index, one row each.
+    async fn scratch() -> Db {
+        let path = std::env::temp_dir().join(format!("gather-fts-{}.db", Uuid::now_v7().simple()));
+        let db = Db::connect(&format!("sqlite://{}", path.display())).await.expect("scratch database");
+        for sql in [
+            "CREATE TABLE activity_search (activity_id TEXT PRIMARY KEY, title TEXT NOT NULL)".to_owned(),
+            format!("CREATE VIRTUAL TABLE activity_search_fts USING {FTS_ARGS}"),
+            "INSERT INTO activity_search (rowid, activity_id, title) VALUES (1, 'a', 'Old pottery')".to_owned(),
+            "INSERT INTO activity_search_fts (rowid, title, tags, description, organiser) \
+             VALUES (1, 'Old pottery', 'adults', 'Wheels.', 'Clay Club')"
+                .to_owned(),
+        ] {
+            sql_on(&db, &sql).await;
+        }
+        db
+    }
+
+    async fn sql_on(db: &Db, sql: &str) {
+        gather_commands::on_db!(db, p => sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())).execute(p).await.map(|r| r.rows_affected()))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    async fn matches(db: &Db, table: &str, query: &str) -> Vec<i64> {
+        let sql = format!("SELECT rowid FROM {table} WHERE {table} MATCH $1 ORDER BY rowid");
+        gather_commands::on_db!(db, p => sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(query).fetch_all(p).await)
+            .expect("match query")
+    }
+
+    async fn names(db: &Db) -> Vec<String> {
+        gather_commands::on_db!(db, p => sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+            .fetch_all(p).await)
+        .expect("catalog")
+    }
+
+    #[tokio::test]
+    async fn an_fts5_virtual_table_is_copied_with_its_module_arguments_and_swapped_in() {
+        let db = scratch().await;
+        let mut tx = db.begin().await.unwrap();
+        for table in ["activity_search", "activity_search_fts"] {
+            create_shadow(&mut tx, table).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+        let ddl: String = gather_commands::on_db!(&db, p => sqlx::query_scalar(
+            "SELECT sql FROM sqlite_master WHERE name = 'activity_search_fts__rebuild'").fetch_one(p).await)
+        .unwrap();
+        assert_eq!(ddl, format!("CREATE VIRTUAL TABLE activity_search_fts__rebuild USING {FTS_ARGS}"));
+        assert_eq!(matches(&db, "activity_search_fts__rebuild", "pottery").await, Vec::<i64>::new(), "empty copy");
+
+        sql_on(
+            &db,
+            "INSERT INTO activity_search__rebuild (rowid, activity_id, title) VALUES (7, 'b', 'Kids workshop')",
+        )
+        .await;
+        sql_on(
+            &db,
+            "INSERT INTO activity_search_fts__rebuild (rowid, title, tags, description, organiser) \
+             VALUES (7, 'Kids workshop', 'kids clay', 'Hands in clay. Café crème.', 'Clay Club')",
+        )
+        .await;
+        let mut tx = db.begin().await.unwrap();
+        for table in ["activity_search", "activity_search_fts"] {
+            swap_table(&mut tx, table).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+
+        assert_eq!(matches(&db, "activity_search_fts", "pottery").await, Vec::<i64>::new(), "the old index is gone");
+        assert_eq!(matches(&db, "activity_search_fts", "clay").await, vec![7]);
+        // The tokenizer came along: porter stems, diacritics are removed.
+        assert_eq!(matches(&db, "activity_search_fts", "workshops").await, vec![7]);
+        assert_eq!(matches(&db, "activity_search_fts", "cafe").await, vec![7]);
+        let tables = names(&db).await;
+        assert!(tables.iter().all(|t| !t.contains(SHADOW_SUFFIX)), "nothing of the copy is left: {tables:?}");
+        assert!(tables.contains(&"activity_search_fts_data".to_owned()), "{tables:?}");
+        // contentless_delete came along too: a row can be deleted from the swapped index.
+        sql_on(&db, "DELETE FROM activity_search_fts WHERE rowid = 7").await;
+        assert_eq!(matches(&db, "activity_search_fts", "clay").await, Vec::<i64>::new());
+
+        // And it can be copied again from the swapped-in table.
+        let mut tx = db.begin().await.unwrap();
+        create_shadow(&mut tx, "activity_search_fts").await.unwrap();
+        tx.commit().await.unwrap();
+        assert!(names(&db).await.contains(&"activity_search_fts__rebuild".to_owned()));
+    }
+
+    #[tokio::test]
+    async fn a_virtual_table_is_compared_by_its_rowids() {
+        let db = scratch().await;
+        let mut tx = db.begin().await.unwrap();
+        create_shadow(&mut tx, "activity_search_fts").await.unwrap();
+        tx.commit().await.unwrap();
+        sql_on(
+            &db,
+            "INSERT INTO activity_search_fts__rebuild (rowid, title, tags, description, organiser) \
+             VALUES (1, 'Old pottery', 'adults', 'Wheels.', 'Clay Club')",
+        )
+        .await;
+        let mut tx = db.begin().await.unwrap();
+        let same = compare_tables(&mut tx, "activity_search_fts", "activity_search_fts__rebuild").await.unwrap();
+        assert!(same.identical(), "{same:?}");
+        assert_eq!((same.live_rows, same.rebuilt_rows), (1, 1));
+        tx.commit().await.unwrap();
+
+        sql_on(
+            &db,
+            "INSERT INTO activity_search_fts__rebuild (rowid, title, tags, description, organiser) \
+             VALUES (2, 'New', '', '', '')",
+        )
+        .await;
+        let mut tx = db.begin().await.unwrap();
+        let differs = compare_tables(&mut tx, "activity_search_fts", "activity_search_fts__rebuild").await.unwrap();
+        assert!(!differs.identical());
+        assert_eq!((differs.live_rows, differs.rebuilt_rows), (1, 2));
+        assert_eq!(differs.buckets.len(), 1, "{differs:?}");
+        assert_eq!((differs.buckets[0].live_rows, differs.buckets[0].rebuilt_rows), (0, 1));
+    }
 }

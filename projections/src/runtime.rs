@@ -4,14 +4,16 @@
 //! log after its checkpoint, applies a batch of events and writes the new checkpoint in
 //! ONE transaction (ARCHITECTURE.md decision 3), then publishes its progress so queries
 //! can wait for a position (`Gather-Min-Position`). A database error is retried with
-//! backoff; an event that cannot be decoded stops the projector with a clear status
-//! instead of being skipped.
+//! backoff; an event that cannot be decoded stops that projector alone (the others keep
+//! running): the events before it are applied, the fault is recorded (see [`faults`](crate::faults))
+//! and the projector waits for an operator to retry or skip it, instead of skipping it.
 //!
 //! A batch is applied only if the stored checkpoint is still the one the projector
 //! read from (the row is locked first). When it moved (a second projector process got
 //! there first, or a rebuild swapped in a fresh copy), the projector follows the stored
 //! checkpoint instead of applying the batch twice.
 
+use crate::faults::{self, Fault};
 use async_trait::async_trait;
 use gather_commands::db::{Db, Tx};
 use gather_commands::on_tx;
@@ -93,6 +95,7 @@ pub struct Progress {
 pub struct Projectors {
     progress: BTreeMap<&'static str, watch::Receiver<Progress>>,
     resync: BTreeMap<&'static str, Arc<Notify>>,
+    tasks: Vec<tokio::task::AbortHandle>,
 }
 
 impl Projectors {
@@ -104,7 +107,7 @@ impl Projectors {
         shutdown: watch::Receiver<bool>,
     ) -> Result<Projectors, ProjectionError> {
         let head = store.head().await?;
-        let (mut progress, mut resync) = (BTreeMap::new(), BTreeMap::new());
+        let (mut progress, mut resync, mut tasks) = (BTreeMap::new(), BTreeMap::new(), Vec::new());
         for p in projections {
             let checkpoint = load_checkpoint(&db, p.name()).await?;
             let state = if checkpoint >= head { RunState::Live } else { RunState::CatchingUp };
@@ -114,9 +117,16 @@ impl Projectors {
             resync.insert(p.name(), notify.clone());
             let (db, store, shutdown) = (db.clone(), store.clone(), shutdown.clone());
             let task = Task { db, store, projection: p, head, progress: tx, resync: notify };
-            tokio::spawn(async move { task.run(checkpoint, shutdown).await });
+            tasks.push(tokio::spawn(async move { task.run(checkpoint, shutdown).await }).abort_handle());
         }
-        Ok(Projectors { progress, resync })
+        Ok(Projectors { progress, resync, tasks })
+    }
+
+    /// Cancels every projector task at its next await point, as if the process died
+    /// there (an open batch transaction rolls back). Used to test crash recovery; a
+    /// normal stop flips `shutdown` instead.
+    pub fn abort(&self) {
+        self.tasks.iter().for_each(tokio::task::AbortHandle::abort);
     }
 
     /// Asks the projector of `name` (if it runs here) to re-read its stored checkpoint
@@ -204,6 +214,8 @@ enum Applied {
     Done,
     /// Not applied: the stored checkpoint is no longer the one the batch follows.
     Moved(Checkpoint),
+    /// Not applied: the event at this index cannot be applied (nothing was written).
+    Faulted(usize, StoreError),
 }
 
 async fn apply_batch(
@@ -217,10 +229,40 @@ async fn apply_batch(
     if stored != after {
         return Ok(Applied::Moved(stored));
     }
-    apply_events(&mut tx, projection, Target::Live, batch).await?;
+    for (i, event) in batch.iter().enumerate() {
+        match projection.apply(&mut tx, Target::Live, event).await {
+            Ok(()) => {}
+            // The transaction rolls back: the caller applies the events before it alone.
+            Err(ProjectionError::Store(e)) => return Ok(Applied::Faulted(i, e)),
+            Err(e) => return Err(e),
+        }
+    }
     if let Some(last) = batch.last() {
         save_checkpoint(&mut tx, projection.name(), last.checkpoint()).await?;
     }
+    tx.commit().await?;
+    Ok(Applied::Done)
+}
+
+/// Applies `before` (the events of a batch before the faulted one) and records `fault`
+/// in one transaction, so the stored checkpoint stands just before the faulted event.
+async fn record_fault(
+    db: &Db,
+    projection: &dyn Projection,
+    after: Checkpoint,
+    before: &[RecordedEvent],
+    fault: &Fault,
+) -> Result<Applied, ProjectionError> {
+    let mut tx = db.begin().await?;
+    let stored = lock_checkpoint(&mut tx, projection.name()).await?;
+    if stored != after {
+        return Ok(Applied::Moved(stored));
+    }
+    apply_events(&mut tx, projection, Target::Live, before).await?;
+    if let Some(last) = before.last() {
+        save_checkpoint(&mut tx, projection.name(), last.checkpoint()).await?;
+    }
+    faults::record(&mut tx, fault).await?;
     tx.commit().await?;
     Ok(Applied::Done)
 }
@@ -236,10 +278,16 @@ struct Task {
 }
 
 impl Task {
-    /// Follows the log from `from` until `shutdown` flips or an event cannot be applied.
+    /// Follows the log from `from` until `shutdown` flips; stopped by a fault, it waits
+    /// for an operator's decision and goes on from the stored checkpoint.
     #[tracing::instrument(skip_all, fields(projection = self.projection.name()))]
     async fn run(self, from: Checkpoint, mut shutdown: watch::Receiver<bool>) {
+        let name = self.projection.name();
         let mut at = from;
+        // A fault recorded before this process started stands until someone decides.
+        if !self.wait_for_decision(&mut at, &mut shutdown).await {
+            return;
+        }
         let mut sub = subscribe(self.store.clone(), at, LogFilter::all());
         let mut backoff = Duration::from_millis(50);
         loop {
@@ -251,7 +299,7 @@ impl Task {
             let batch = match resync {
                 Err(batch) => batch,
                 Ok(()) => {
-                    match load_checkpoint(&self.db, self.projection.name()).await {
+                    match load_checkpoint(&self.db, name).await {
                         Ok(stored) if stored != at => {
                             at = stored;
                             sub = subscribe(self.store.clone(), at, LogFilter::all());
@@ -273,12 +321,34 @@ impl Task {
                 }
             };
             let Some(last) = batch.last().map(|e| e.checkpoint()) else { continue };
+            let mut faulted: Option<(usize, Fault)> = None;
             loop {
-                match apply_batch(&self.db, self.projection.as_ref(), at, &batch).await {
+                let applied = match &faulted {
+                    None => apply_batch(&self.db, self.projection.as_ref(), at, &batch).await,
+                    Some((i, fault)) => record_fault(&self.db, self.projection.as_ref(), at, &batch[..*i], fault).await,
+                };
+                match applied {
                     Ok(Applied::Done) => {
                         backoff = Duration::from_millis(50);
-                        at = last;
-                        self.moved_to(at);
+                        match faulted.take() {
+                            None => {
+                                at = last;
+                                self.moved_to(at);
+                            }
+                            Some((i, fault)) => {
+                                if let Some(before) = i.checked_sub(1).and_then(|j| batch.get(j)) {
+                                    at = before.checkpoint();
+                                    self.moved_to(at);
+                                }
+                                tracing::error!(stream = %fault.stream, version = fault.version, position = fault.position,
+                                    error = %fault.error, "projector stopped: an event cannot be applied; waiting for \
+                                    `gather projections retry|skip`");
+                                if !self.wait_for_decision(&mut at, &mut shutdown).await {
+                                    return;
+                                }
+                            }
+                        }
+                        sub = subscribe(self.store.clone(), at, LogFilter::all());
                         break;
                     }
                     Ok(Applied::Moved(stored)) => {
@@ -288,19 +358,79 @@ impl Task {
                         self.moved_to(at);
                         break;
                     }
-                    Err(ProjectionError::Store(e)) => {
-                        tracing::error!(error = %e, "projector stopped: an event cannot be applied");
-                        self.progress.send_modify(|p| p.state = RunState::Failed(error_chain(&e)));
-                        return;
+                    Ok(Applied::Faulted(i, e)) => {
+                        let event = &batch[i];
+                        let fault = Fault {
+                            name: name.to_owned(),
+                            stream: event.stream.clone(),
+                            version: event.version,
+                            commit_id: event.commit_id,
+                            position: event.position,
+                            error: error_chain(&e),
+                            failed_at: chrono::Utc::now(),
+                        };
+                        faulted = Some((i, fault));
                     }
-                    Err(ProjectionError::Database(e)) => {
-                        tracing::warn!(error = %e, "read model write failed; retrying");
+                    Err(e) => {
+                        tracing::warn!(error = %error_chain(&e), "read model write failed; retrying");
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(Duration::from_secs(5));
                     }
                 }
             }
         }
+    }
+
+    /// While a fault of this projection is recorded, publishes `Failed` and polls the
+    /// fault row about once a second (sooner when resynced). Once an operator decided,
+    /// re-reads the stored checkpoint into `at`. False when `shutdown` flipped.
+    async fn wait_for_decision(&self, at: &mut Checkpoint, shutdown: &mut watch::Receiver<bool>) -> bool {
+        let name = self.projection.name();
+        let mut waited = false;
+        loop {
+            match faults::fault(&self.db, name).await {
+                Ok(None) => break,
+                Ok(Some(fault)) => {
+                    let message = fault.message();
+                    self.progress.send_if_modified(|p| {
+                        let failed = RunState::Failed(message);
+                        let changed = p.state != failed;
+                        p.state = failed;
+                        changed
+                    });
+                }
+                Err(e) => tracing::warn!(error = %e, "could not read the projection's fault"),
+            }
+            waited = true;
+            tokio::select! {
+                _ = tokio::time::sleep(FAULT_POLL) => {}
+                _ = self.resync.notified() => {}
+                _ = shutdown.wait_for(|s| *s) => return false,
+            }
+        }
+        if waited {
+            let mut backoff = Duration::from_millis(50);
+            loop {
+                match load_checkpoint(&self.db, name).await {
+                    Ok(stored) => {
+                        *at = stored;
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not re-read the checkpoint; retrying");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+            tracing::info!(from = %at, "an operator decided on the fault; going on");
+            let state = if *at >= self.head { RunState::Live } else { RunState::CatchingUp };
+            self.progress.send_modify(|p| {
+                p.checkpoint = *at;
+                p.state = state;
+            });
+        }
+        true
     }
 
     /// Publishes that everything up to `cp` is applied.
@@ -314,6 +444,9 @@ impl Task {
         });
     }
 }
+
+/// How often a stopped projector reads its fault row for an operator's decision.
+pub const FAULT_POLL: Duration = Duration::from_secs(1);
 
 /// The error with its causes, on one line.
 pub fn error_chain(e: &dyn std::error::Error) -> String {

@@ -10,4 +10,5 @@ mod compose;
 mod idempotency;
 mod mail;
 mod members;
+mod operations;
 mod slice;

@@ -1,0 +1,212 @@
+//! Operator tooling behind `gather projections …` and `gather replay`: every function
+//! reads or writes the database only (no running server needed), so the commands work
+//! from any process, and the tests call them directly.
+
+use chrono::Utc;
+use gather_commands::store::Checkpoint;
+use gather_commands::{Db, EventStore};
+use gather_projections::faults::{self, Fault, FaultError};
+use gather_projections::rebuild::{Rebuild, RebuildError, RebuildStatus, statuses};
+use gather_projections::runtime::{lag, load_checkpoint};
+use gather_projections::verify::{VerifyError, VerifyReport, verify};
+use std::fmt::Write as _;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why an operator command was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OpsError {
+    /// No projection has this name: check `gather projections status`.
+    #[error("there is no projection named {0:?}")]
+    Unknown(String),
+    /// A retry or skip was refused (no fault, wrong position) or could not be written.
+    #[error(transparent)]
+    Fault(#[from] FaultError),
+    /// A replay could not start or finish.
+    #[error(transparent)]
+    Rebuild(#[from] RebuildError),
+    /// A verification could not finish.
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
+    /// The database failed: try again.
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+}
+
+/// Where a projection stands, as stored in the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProjectionState {
+    /// Its checkpoint is at the head of the log.
+    Live,
+    /// Events after its checkpoint are still to be applied.
+    Behind,
+    /// Stopped on an event it cannot apply, waiting for `retry` or `skip`.
+    Failed(Fault),
+}
+
+/// One projection's line in `gather projections status`.
+#[derive(Debug, Clone)]
+pub struct ProjectionStatus {
+    /// The projection.
+    pub name: &'static str,
+    /// Whether it owns tables (it can be replayed).
+    pub rebuildable: bool,
+    /// Its stored checkpoint.
+    pub checkpoint: Checkpoint,
+    /// Events after the checkpoint (capped at `runtime::LAG_COUNT_CAP`).
+    pub lag_events: i64,
+    /// How long ago the oldest of them was recorded, in ms (0 when none).
+    pub lag_ms: i64,
+    /// Live, behind, or failed.
+    pub state: ProjectionState,
+    /// A rebuild in progress (or stopped on an error).
+    pub rebuilding: Option<RebuildStatus>,
+}
+
+/// The status of every projection (in `gather_projections::all()` order), read from the
+/// database alone: stored checkpoints, lag, faults and rebuilds.
+pub async fn status(db: &Db) -> Result<Vec<ProjectionStatus>, OpsError> {
+    let rebuilds = statuses(db).await?;
+    let faults = faults::faults(db).await?;
+    let now = Utc::now();
+    let mut all = Vec::new();
+    for p in gather_projections::all() {
+        let name = p.name();
+        let checkpoint = load_checkpoint(db, name).await?;
+        let (lag_events, oldest) = lag(db, checkpoint).await?;
+        let lag_ms = oldest.map(|t| (now - t).num_milliseconds().max(0)).unwrap_or(0);
+        let state = match faults.iter().find(|f| f.name == name) {
+            Some(f) => ProjectionState::Failed(f.clone()),
+            None if lag_events == 0 => ProjectionState::Live,
+            None => ProjectionState::Behind,
+        };
+        all.push(ProjectionStatus {
+            name,
+            rebuildable: !p.tables().is_empty(),
+            checkpoint,
+            lag_events,
+            lag_ms,
+            state,
+            rebuilding: rebuilds.iter().find(|r| r.name == name).cloned(),
+        });
+    }
+    Ok(all)
+}
+
+/// The status as `gather projections status` prints it: one line per projection, then
+/// an indented line for a fault or a rebuild.
+pub fn render_status(all: &[ProjectionStatus]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{:<16} {:>10} {:>10} {:>10}  state", "projection", "position", "lag", "lag_ms");
+    for p in all {
+        let state = match &p.state {
+            ProjectionState::Live => "live".to_owned(),
+            ProjectionState::Behind => "behind".to_owned(),
+            ProjectionState::Failed(f) => {
+                format!("failed at {}@{} (position {}): {}", f.stream, f.version, f.position, f.error)
+            }
+        };
+        let _ = writeln!(
+            out,
+            "{:<16} {:>10} {:>10} {:>10}  {state}",
+            p.name, p.checkpoint.position, p.lag_events, p.lag_ms
+        );
+        if let ProjectionState::Failed(f) = &p.state {
+            let _ = writeln!(
+                out,
+                "  since {}; decide with: gather projections retry {} | gather projections skip {} --position {}",
+                f.failed_at.to_rfc3339(),
+                p.name,
+                p.name,
+                f.position
+            );
+        }
+        if let Some(r) = &p.rebuilding {
+            let how = match &r.error {
+                Some(e) => format!("stopped: {e}"),
+                None if r.stale(Utc::now()) => "stale (its process went quiet)".to_owned(),
+                None => "running".to_owned(),
+            };
+            let _ = writeln!(
+                out,
+                "  rebuilding: {:.1}% ({} events, at position {} of {}), {how}",
+                r.progress() * 100.0,
+                r.events,
+                r.position,
+                r.target_position
+            );
+        }
+    }
+    out
+}
+
+fn known(name: &str) -> Result<(), OpsError> {
+    if gather_projections::all().iter().any(|p| p.name() == name) {
+        Ok(())
+    } else {
+        Err(OpsError::Unknown(name.to_owned()))
+    }
+}
+
+/// `gather projections retry NAME`: the stopped projector tries its faulted event again.
+pub async fn retry(db: &Db, name: &str) -> Result<Fault, OpsError> {
+    known(name)?;
+    Ok(faults::retry(db, name).await?)
+}
+
+/// `gather projections skip NAME --position P`: the stopped projector goes on after its
+/// faulted event, which must be at `position`.
+pub async fn skip(db: &Db, name: &str, position: i64) -> Result<Fault, OpsError> {
+    known(name)?;
+    Ok(faults::skip(db, name, position).await?)
+}
+
+/// The projections `gather replay TARGET` replays: `all` is every one that owns tables,
+/// in order; otherwise the one named.
+pub fn replay_targets(target: &str) -> Result<Vec<&'static str>, OpsError> {
+    let all = gather_projections::all();
+    if target == "all" {
+        return Ok(all.iter().filter(|p| !p.tables().is_empty()).map(|p| p.name()).collect());
+    }
+    all.iter().find(|p| p.name() == target).map(|p| vec![p.name()]).ok_or_else(|| OpsError::Unknown(target.into()))
+}
+
+/// Replays projection `name` beside its live tables and swaps it in, calling `report`
+/// with the rebuild's progress about once a second. Returns where the live view stands.
+pub async fn replay(
+    db: &Db,
+    store: Arc<dyn EventStore>,
+    name: &str,
+    report: impl FnMut(&RebuildStatus),
+) -> Result<Checkpoint, OpsError> {
+    let job = Rebuild::claim(db, store, &gather_projections::all(), name).await?;
+    Ok(watching(db, name, job.run(), report).await?)
+}
+
+/// Rebuilds projection `name` into shadow tables and compares them with the live ones
+/// (nothing is swapped), calling `report` with the build's progress about once a second.
+pub async fn verify_projection(
+    db: &Db,
+    store: Arc<dyn EventStore>,
+    name: &str,
+    report: impl FnMut(&RebuildStatus),
+) -> Result<VerifyReport, OpsError> {
+    let all = gather_projections::all();
+    Ok(watching(db, name, verify(db, store, &all, name), report).await?)
+}
+
+/// Runs `work` while reporting the rebuild status of `name` about once a second.
+async fn watching<T>(db: &Db, name: &str, work: impl Future<Output = T>, mut report: impl FnMut(&RebuildStatus)) -> T {
+    let mut work = std::pin::pin!(work);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            done = &mut work => return done,
+            _ = tick.tick() => match statuses(db).await {
+                Ok(all) => all.iter().filter(|s| s.name == name).for_each(&mut report),
+                Err(e) => tracing::warn!(error = %e, "could not read the rebuild's progress"),
+            }
+        }
+    }
+}
