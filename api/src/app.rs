@@ -76,8 +76,16 @@ fn jwt_secret(settings: &Settings) -> anyhow::Result<SecretString> {
 
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
+    // A process without the api role serves health only (GATHER_ROLES).
+    if !state.settings.runs(ProcessRole::Api) {
+        return Router::new()
+            .merge(routes::health::router())
+            .fallback(|| async { crate::error::ApiError::NotFound("this process does not serve the API".into()) })
+            .with_state(state);
+    }
     Router::new()
         .merge(routes::auth::router())
+        .merge(routes::reads::router())
         .merge(routes::me::router())
         .merge(routes::activities::router())
         .merge(routes::bookings::router())
@@ -86,6 +94,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::health::router())
         .merge(routes::admin::router())
         .fallback(|| async { crate::error::ApiError::NotFound("no such route".into()) })
+        .method_not_allowed_fallback(|| async { crate::error::ApiError::MethodNotAllowed })
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::idempotency::layer))
         .layer(DefaultBodyLimit::max(crate::extract::MAX_BODY))
         .layer(TraceLayer::new_for_http())
@@ -149,7 +158,10 @@ impl App {
                 .with_clean_ups(gather_projections::clean_ups());
             tokio::spawn(scheduler.run(Duration::from_millis(250), shutdown_rx.clone()));
         }
-        let state = AppState { settings: Arc::new(settings.clone()), db, store, commands, projectors, jwt, bus };
+        let checkpoints =
+            gather_projections::checkpoints::Checkpoints::start(db.clone(), &projectors, shutdown_rx.clone());
+        let state =
+            AppState { settings: Arc::new(settings.clone()), db, store, commands, projectors, checkpoints, jwt, bus };
         if let Some(a) = &settings.bootstrap_moderator {
             bootstrap(&state, a, Role::Moderator).await.context("GATHER_BOOTSTRAP_MODERATOR")?;
         }

@@ -50,6 +50,9 @@ pub enum ApiError {
         /// Why.
         detail: String,
     },
+    /// 405: the path exists, the method does not.
+    #[error("this path does not answer this method")]
+    MethodNotAllowed,
     /// 412: `If-Match` names a stale version.
     #[error("the resource is at version {actual}")]
     PreconditionFailed {
@@ -112,6 +115,7 @@ impl ApiError {
             ApiError::Forbidden { code, .. } => (StatusCode::FORBIDDEN, code),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
+            ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::PreconditionFailed { .. } => (StatusCode::PRECONDITION_FAILED, "precondition_failed"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),

@@ -10,6 +10,7 @@ use gather_commands::ids::derived;
 use gather_commands::{CommandMeta, CommandOutcome};
 use gather_domain::Actor;
 use gather_domain::member::MemberState;
+use gather_projections::checkpoints::WaitError;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -68,40 +69,45 @@ pub fn position_headers(headers: &mut HeaderMap, position: i64, version: Option<
     }
 }
 
-/// Waits for `Gather-Min-Position` if the request carries it; returns the position the
-/// read models reflect afterwards (for the answer's `Gather-Position`).
-pub async fn consistent_read(state: &AppState, headers: &HeaderMap) -> Result<i64, ApiError> {
-    if let Some(v) = headers.get(GATHER_MIN_POSITION) {
-        let position: i64 = v
-            .to_str()
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .filter(|p| *p >= 0)
-            .ok_or_else(|| ApiError::field("Gather-Min-Position", "must be a non-negative integer"))?;
-        let deadline = Instant::now() + MAX_WAIT;
-        let mut wake = state.store.wake();
-        // The position may not be readable yet (its transaction is behind an older one).
-        let target = loop {
-            if position == 0 {
-                break None;
-            }
-            if let Some(cp) = state.store.checkpoint_of(position).await? {
-                break Some(cp);
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(ApiError::Unavailable(format!("position {position} is not readable yet")));
-            }
-            let _ = tokio::time::timeout(left.min(Duration::from_millis(100)), wake.changed()).await;
-        };
-        if let Some(cp) = target {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if !state.projectors.wait_for(cp, left).await {
-                return Err(ApiError::Unavailable(format!("read models have not reached position {position} yet")));
-            }
-        }
+/// Waits for `Gather-Min-Position` if the request carries it, until every projection in
+/// `reads` (the read models this endpoint queries) has stored that position, in any
+/// process; returns the position they all reflect (the lowest of their checkpoints),
+/// for the answer's `Gather-Position`. A projection that stays behind (or failed) makes
+/// only the endpoints that read it answer 503 with `Retry-After: 1` after [`MAX_WAIT`].
+pub async fn consistent_read(state: &AppState, headers: &HeaderMap, reads: &[&str]) -> Result<i64, ApiError> {
+    let Some(v) = headers.get(GATHER_MIN_POSITION) else {
+        return Ok(state.checkpoints.lowest(reads).await?.position);
+    };
+    let position: i64 = v
+        .to_str()
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .filter(|p| *p >= 0)
+        .ok_or_else(|| ApiError::field("Gather-Min-Position", "must be a non-negative integer"))?;
+    if position == 0 {
+        return Ok(state.checkpoints.lowest(reads).await?.position);
     }
-    Ok(state.projectors.checkpoint().position)
+    let deadline = Instant::now() + MAX_WAIT;
+    let mut wake = state.store.wake();
+    // The position may not be readable yet (its transaction is behind an older one).
+    let target = loop {
+        if let Some(cp) = state.store.checkpoint_of(position).await? {
+            break cp;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(ApiError::Unavailable(format!("position {position} is not readable yet")));
+        }
+        let _ = tokio::time::timeout(left.min(Duration::from_millis(100)), wake.changed()).await;
+    };
+    let left = deadline.saturating_duration_since(Instant::now());
+    match state.checkpoints.wait_for(reads, target, left).await {
+        Ok(cp) => Ok(cp.position),
+        Err(WaitError::Timeout) => {
+            Err(ApiError::Unavailable(format!("read models have not reached position {position} yet")))
+        }
+        Err(WaitError::Database(e)) => Err(e.into()),
+    }
 }
 
 /// A JSON answer with `Gather-Position` (and an `ETag` when a version is given).

@@ -17,8 +17,10 @@ pub struct AppState {
     pub store: Arc<dyn EventStore>,
     /// Load → decide → append.
     pub commands: CommandHandler,
-    /// The running projectors (read-your-writes waits on them).
+    /// The projectors running in this process (health, admin).
     pub projectors: Projectors,
+    /// Stored checkpoints of every process's projectors (read-your-writes waits on them).
+    pub checkpoints: gather_projections::checkpoints::Checkpoints,
     /// Token signing.
     pub jwt: Jwt,
     /// The message bus (None: in-process only).

@@ -26,6 +26,12 @@ impl Upcasters {
         Self::default()
     }
 
+    /// Gather's registry: every upcaster the command handler and the projections read
+    /// the log through (one list, so both sides see the same shapes).
+    pub fn standard() -> Self {
+        Self::new()
+    }
+
     /// Registers a step from `from` to `from + 1` for one event type.
     pub fn register(mut self, event_type: &str, from: i32, f: UpcastFn) -> Self {
         self.steps.insert((event_type.to_string(), from), (from + 1, f));

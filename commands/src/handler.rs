@@ -175,7 +175,7 @@ impl CommandHandler {
     pub fn new(store: Arc<dyn EventStore>) -> Self {
         CommandHandler {
             store,
-            upcasters: Arc::new(Upcasters::new()),
+            upcasters: Arc::new(Upcasters::standard()),
             clock: Arc::new(Utc::now),
             snapshot_every: 100,
             local: Arc::new(Local::default()),

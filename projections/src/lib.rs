@@ -7,7 +7,10 @@
 //!   retry or skip;
 //! - [`rebuild`]: rebuilding a projection into shadow tables, then swapping them in;
 //! - [`verify`]: comparing a fresh rebuild with the live tables at one checkpoint;
-//! - [`members`], [`activities`], [`invitations`]: the read models and their projections;
+//! - [`events`]: decoding the log through the shared upcasters, matched exhaustively;
+//! - [`members`], [`activities`] (with bookings), [`invitations`], [`favourites`],
+//!   [`chats`], [`search`]: the read models and their projections;
+//! - [`sql`]: dynamic statements over both backends;
 //! - [`queries`]: typed reads of the read models for the API;
 //! - [`process`]: the process manager (activity events → durable timers);
 //! - [`bus`]: RabbitMQ or in-process delivery of projection updates;
@@ -15,7 +18,11 @@
 
 pub mod activities;
 pub mod bus;
+pub mod chats;
+pub mod checkpoints;
+pub mod events;
 pub mod faults;
+pub mod favourites;
 pub mod invitations;
 pub mod mail;
 pub mod members;
@@ -23,6 +30,8 @@ pub mod process;
 pub mod queries;
 pub mod rebuild;
 pub mod runtime;
+pub mod search;
+pub mod sql;
 pub mod verify;
 
 pub use runtime::{Progress, Projection, ProjectionError, Projectors, Target};
@@ -56,6 +65,9 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(activities::ActivitiesProjection),
         Arc::new(mail::NotifierProjection),
         Arc::new(invitations::InvitationsProjection),
+        Arc::new(favourites::FavouritesProjection),
+        Arc::new(chats::ChatsProjection),
+        Arc::new(search::SearchProjection),
         Arc::new(process::ProcessManager),
     ]
 }

@@ -209,7 +209,7 @@ impl Rebuild {
             !resume
         };
         if fresh {
-            for table in projection.tables() {
+            for table in projection.backend_tables(db.is_postgres()) {
                 create_shadow(&mut tx, table).await?;
             }
             tracing::info!(projection = name, target = %target, "rebuild started");
@@ -224,8 +224,8 @@ impl Rebuild {
     }
 
     /// The live tables being rebuilt.
-    pub fn tables(&self) -> &'static [&'static str] {
-        self.projection.tables()
+    pub fn tables(&self) -> Vec<&'static str> {
+        self.projection.backend_tables(self.db.is_postgres())
     }
 
     /// Builds the shadow tables up to the head, then swaps them in. Returns the

@@ -66,6 +66,12 @@ pub trait Projection: Send + Sync + 'static {
     fn tables(&self) -> &'static [&'static str] {
         &[]
     }
+    /// The tables it owns on one backend: [`tables`](Projection::tables) plus any that
+    /// exist on one backend only (SQLite's FTS5 index of the search projection).
+    fn backend_tables(&self, postgres: bool) -> Vec<&'static str> {
+        let _ = postgres;
+        self.tables().to_vec()
+    }
     /// Applies one event inside the batch's transaction, to the tables of `at`.
     async fn apply(&self, tx: &mut Tx, at: Target, event: &RecordedEvent) -> Result<(), ProjectionError>;
 }
@@ -142,6 +148,11 @@ impl Projectors {
         self.progress.iter().map(|(n, rx)| (*n, rx.borrow().clone())).collect()
     }
 
+    /// A receiver of each local projector's progress (to be woken when one moves).
+    pub fn watchers(&self) -> Vec<watch::Receiver<Progress>> {
+        self.progress.values().cloned().collect()
+    }
+
     /// Whether every projector has caught up with the head it saw at start.
     pub fn ready(&self) -> bool {
         self.progress.values().all(|rx| rx.borrow().state == RunState::Live)
@@ -192,8 +203,15 @@ pub async fn save_checkpoint(tx: &mut Tx, name: &str, cp: Checkpoint) -> Result<
         "INSERT INTO projection_checkpoints (name, commit_id, position) VALUES ($1, $2, $3) \
          ON CONFLICT (name) DO UPDATE SET commit_id = excluded.commit_id, position = excluded.position",
     ).bind(name).bind(cp.commit_id).bind(cp.position).execute(&mut **c).await.map(|r| r.rows_affected()))?;
+    if let Tx::Postgres(c) = tx {
+        // Delivered at commit: read-your-writes waiters in every process re-read then.
+        sqlx::query("SELECT pg_notify($1, $2)").bind(CHECKPOINT_CHANNEL).bind(name).execute(&mut **c).await?;
+    }
     Ok(())
 }
+
+/// The Postgres NOTIFY channel on which every checkpoint change is announced.
+pub const CHECKPOINT_CHANNEL: &str = "gather_checkpoints";
 
 /// Applies `batch` to the `at` copy of the projection's tables, inside `tx`.
 pub async fn apply_events(

@@ -235,7 +235,7 @@ async fn invitations_are_accepted_only_by_the_invited_address(app: TestApp) {
     assert_eq!(bad.body["errors"][0]["field"], "emails[0]");
     // the invitation is found through the read model: wait for it
     let pos = a.position();
-    app.get("/v1/me", Some(&guest), Some(pos)).await;
+    app.get("/v1/me/invitations", Some(&guest), Some(pos)).await;
     let a = app.post(&format!("/v1/invitations/{inv}/accept"), Some(&stranger), json!({})).await;
     a.assert_problem(403, Some("not_the_invitee"));
     let a = app.post(&format!("/v1/invitations/{inv}/accept"), Some(&guest), json!({})).await;

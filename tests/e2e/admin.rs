@@ -206,7 +206,10 @@ async fn a_rebuild_restores_a_damaged_view_while_writes_go_on(app: TestApp) {
 
     let listed = projections(&app, &moderator).await;
     let names: Vec<&str> = listed.iter().map(|p| p["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["members", "activities", "notifier", "invitations", "process_manager"]);
+    assert_eq!(
+        names,
+        ["members", "activities", "notifier", "invitations", "favourites", "chats", "search", "process_manager"]
+    );
     for p in &listed {
         assert!(p["position"].as_i64().unwrap() > 0, "{p}");
         assert!(p["lag_events"].as_i64().unwrap() >= 0 && p["lag_ms"].as_i64().unwrap() >= 0, "{p}");
@@ -231,7 +234,7 @@ async fn only_moderators_rebuild_and_only_projections_that_own_tables(app: TestA
     let listed = projections(&app, &moderator).await;
     let rebuildable: Vec<&str> =
         listed.iter().filter(|p| p["rebuildable"] == json!(true)).map(|p| p["name"].as_str().unwrap()).collect();
-    assert_eq!(rebuildable, ["members", "activities", "invitations"]);
+    assert_eq!(rebuildable, ["members", "activities", "invitations", "favourites", "chats", "search"]);
     assert!(listed.iter().all(|p| p["rebuilding"].is_null()), "nothing was started: {listed:?}");
     assert_eq!(shadow_tables(&app).await, 0);
 }
@@ -298,7 +301,7 @@ async fn a_failed_rebuild_leaves_the_live_view_serving(app: TestApp) {
         .post(&format!("/v1/activities/{id}/invitations"), Some(&org), json!({"emails": ["someone@example.com"]}))
         .await;
     assert_eq!(a.status, 201, "{:?}", a.body);
-    app.get("/v1/me", Some(&org), Some(a.position())).await;
+    app.get("/v1/me/invitations", Some(&org), Some(a.position())).await;
     let live_before = invitation_rows(&app).await;
     assert_eq!(live_before.len(), 1);
     // An invitation the current code cannot read (as if written by a broken release).
@@ -369,11 +372,11 @@ async fn expired_invitations_and_old_emails_are_cleaned_up(app: TestApp) {
         )
         .await;
     assert_eq!(a.status, 201, "{:?}", a.body);
-    app.get("/v1/me", Some(&guest), Some(a.position())).await;
+    app.get("/v1/me/invitations", Some(&guest), Some(a.position())).await;
     let accepted = a.body["invitations"][0]["id"].as_str().unwrap().to_string();
     let a = app.post(&format!("/v1/invitations/{accepted}/accept"), Some(&guest), json!({})).await;
     assert_eq!(a.status, 202, "{:?}", a.body);
-    app.get("/v1/me", Some(&guest), Some(a.position())).await;
+    app.get("/v1/me/invitations", Some(&guest), Some(a.position())).await;
     assert_eq!(invitations_count(&app).await, (1, 1, true));
     let sent = || async {
         on_db_read!(&app.app_state.db, p => sqlx::query_scalar::<_, i64>(

@@ -11,4 +11,6 @@ mod idempotency;
 mod mail;
 mod members;
 mod operations;
+mod reads;
+mod search;
 mod slice;

@@ -132,7 +132,7 @@ async fn a_bad_event_stops_only_its_projection_until_an_operator_retries_or_skip
     assert!(refused.to_string().contains(&fault.position.to_string()), "{refused}");
     assert!(faults::fault(db, "members").await.unwrap().is_some(), "a refused skip changes nothing");
     assert!(matches!(ops::skip(db, "nope", 1).await, Err(OpsError::Unknown(_))));
-    assert!(matches!(ops::retry(db, "activities").await, Err(OpsError::Fault(FaultError::NoFault(_)))));
+    assert!(matches!(ops::retry(db, "invitations").await, Err(OpsError::Fault(FaultError::NoFault(_)))));
 
     ops::skip(db, "members", fault.position).await.unwrap();
     eventually("the projector goes on after the skipped event", || async { member_rows(&app, later).await == 1 }).await;

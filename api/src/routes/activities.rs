@@ -124,12 +124,19 @@ async fn show(
     headers: HeaderMap,
     Path(id): Path<Uuid>,
 ) -> Result<Response, ApiError> {
-    let position = consistent_read(&state, &headers).await?;
+    let position = consistent_read(&state, &headers, &["activities", "invitations", "members"]).await?;
     let not_found = || ApiError::NotFound(format!("no activity {id}"));
     let row = queries::activity(&state.db, id).await?.ok_or_else(not_found)?;
     let public = row.status == "published" || row.status == "completed" || row.status == "cancelled";
-    let visible = (public && row.visibility == "public")
+    let mut visible = (public && row.visibility == "public")
         || actor.as_ref().is_some_and(|a| a.id == row.organiser_id || a.has(Role::Moderator));
+    // An invitee sees the invite-only activity it was invited to, once published.
+    if !visible
+        && public
+        && let Some(a) = &actor
+    {
+        visible = crate::routes::reads::invited(&state, id, a.id).await?;
+    }
     if !visible {
         return Err(not_found());
     }
@@ -137,6 +144,8 @@ async fn show(
     body["status"] = json!(row.status);
     body["seats_left"] = json!(row.seats_left);
     body["favourites"] = json!(row.favourites);
+    body["confirmed_bookings"] = json!(row.confirmed);
+    body["popularity"] = json!(row.favourites + row.confirmed);
     body["version"] = json!(row.version);
     Ok(read_response(body, position, Some(row.version)))
 }

@@ -22,7 +22,7 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn me(State(state): State<AppState>, Authed(actor): Authed, headers: HeaderMap) -> Result<Response, ApiError> {
-    let position = consistent_read(&state, &headers).await?;
+    let position = consistent_read(&state, &headers, &["members"]).await?;
     let m = queries::member(&state.db, actor.id)
         .await?
         .ok_or_else(|| ApiError::NotFound("no profile for this member (yet)".into()))?;

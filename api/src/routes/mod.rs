@@ -8,3 +8,4 @@ pub mod chats;
 pub mod health;
 pub mod me;
 pub mod members;
+pub mod reads;
