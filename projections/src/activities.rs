@@ -3,14 +3,14 @@
 //! `bookings` of each activity (bookings live in the activity's stream, so one
 //! projection owns both tables and keeps the confirmed count exact).
 
-use crate::events::{GatherEvent, decode_event};
+use crate::events::decode_of;
 use crate::runtime::{Projection, ProjectionError, Target};
 use async_trait::async_trait;
 use gather_commands::db::Tx;
 use gather_commands::on_tx;
 use gather_commands::store::RecordedEvent;
-use gather_domain::activity::{ActivityDetails, ActivityEvent, BookingStatus};
-use gather_domain::member::MemberEvent;
+use gather_domain::activity::{Activity, ActivityDetails, ActivityEvent, BookingStatus};
+use gather_domain::member::{Member, MemberEvent};
 use serde_json::{Value, json};
 use sqlx::types::Json;
 use uuid::Uuid;
@@ -157,11 +157,10 @@ impl Projection for ActivitiesProjection {
     async fn apply(&self, tx: &mut Tx, at: Target, e: &RecordedEvent) -> Result<(), ProjectionError> {
         let t = &at.table("activities");
         let bt = &at.table("bookings");
-        let (id, event) = match decode_event(e)? {
-            GatherEvent::Activity(id, event) => (id, event),
-            GatherEvent::Member(_, event) => return favourites(tx, t, event).await,
-            GatherEvent::Chat(..) | GatherEvent::Other => return Ok(()),
-        };
+        if let Some((_, event)) = decode_of::<Member>(e)? {
+            return favourites(tx, t, event).await;
+        }
+        let Some((id, event)) = decode_of::<Activity>(e)? else { return Ok(()) };
         use ActivityEvent as E;
         let change = match event {
             E::ActivityDrafted { organiser_id, details, .. } => {

@@ -8,7 +8,7 @@ use chrono::Utc;
 use gather_commands::codec::decode;
 use gather_commands::db::{Db, Tx};
 use gather_commands::store::RecordedEvent;
-use gather_commands::{Upcasters, on_db, on_tx};
+use gather_commands::{on_db, on_tx};
 use gather_domain::member::MemberEvent;
 use lettre::message::{Mailbox, Message, header::ContentType};
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
@@ -89,7 +89,8 @@ impl Projection for NotifierProjection {
         if e.event_type != "MemberRegistered" {
             return Ok(());
         }
-        if let MemberEvent::MemberRegistered { email, display_name, .. } = decode::<MemberEvent>(e, &Upcasters::new())?
+        if let MemberEvent::MemberRegistered { email, display_name, .. } =
+            decode::<MemberEvent>(e, crate::events::upcasters())?
         {
             let body = format!(
                 "Hello {},\n\nwelcome to Gather. Find an activity, book a seat, or start organising your own.\n",

@@ -2,7 +2,6 @@
 
 use crate::runtime::{Projection, ProjectionError, Target};
 use async_trait::async_trait;
-use gather_commands::Upcasters;
 use gather_commands::codec::decode;
 use gather_commands::db::Tx;
 use gather_commands::on_tx;
@@ -50,7 +49,7 @@ impl Projection for MembersProjection {
         let Some(id) = member_id(event) else { return Ok(()) };
         let pos = event.position;
         let t = &at.table("members");
-        match decode::<MemberEvent>(event, &Upcasters::new())? {
+        match decode::<MemberEvent>(event, crate::events::upcasters())? {
             MemberEvent::MemberRegistered { email, display_name, .. } => {
                 let sql = format!(
                     "INSERT INTO {t} (member_id, email, display_name, roles, organiser, children, suspended, position) \

@@ -4,7 +4,6 @@
 
 use crate::runtime::{Projection, ProjectionError, Target};
 use async_trait::async_trait;
-use gather_commands::Upcasters;
 use gather_commands::codec::decode;
 use gather_commands::db::Tx;
 use gather_commands::scheduler::{cancel, schedule};
@@ -37,7 +36,7 @@ impl Projection for ProcessManager {
         let Some(activity) = e.stream.strip_prefix("activity-").and_then(|s| Uuid::parse_str(s).ok()) else {
             return Ok(());
         };
-        let event = decode::<ActivityEvent>(e, &Upcasters::new())?;
+        let event = decode::<ActivityEvent>(e, crate::events::upcasters())?;
         for reaction in react(activity, &event, e.recorded_at) {
             match reaction {
                 Reaction::Schedule { key, due_at, command } => {

@@ -16,15 +16,15 @@
 //! lat/lng by a box (indexed), then checks the exact great-circle distance as a dot
 //! product against cos(radius / R), which needs no trigonometry in SQL.
 
-use crate::events::{GatherEvent, decode_event};
+use crate::events::decode_of;
 use crate::runtime::{Projection, ProjectionError, Target};
 use crate::sql::{Arg, Args, execute, fetch_all, fetch_all_tx, fetch_optional_tx};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use gather_commands::db::{Db, Tx};
 use gather_commands::store::RecordedEvent;
-use gather_domain::activity::{ActivityDetails, ActivityEvent};
-use gather_domain::member::MemberEvent;
+use gather_domain::activity::{Activity, ActivityDetails, ActivityEvent};
+use gather_domain::member::{Member, MemberEvent};
 use gather_domain::values::Location;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -176,11 +176,10 @@ impl Projection for SearchProjection {
 
     async fn apply(&self, tx: &mut Tx, at: Target, e: &RecordedEvent) -> Result<(), ProjectionError> {
         let t = &at.table("activity_search");
-        let (id, event) = match decode_event(e)? {
-            GatherEvent::Activity(id, event) => (id, event),
-            GatherEvent::Member(member, event) => return self.member(tx, at, member, event).await,
-            GatherEvent::Chat(..) | GatherEvent::Other => return Ok(()),
-        };
+        if let Some((member, event)) = decode_of::<Member>(e)? {
+            return self.member(tx, at, member, event).await;
+        }
+        let Some((id, event)) = decode_of::<Activity>(e)? else { return Ok(()) };
         use ActivityEvent as E;
         let change = match event {
             E::ActivityDrafted { organiser_id, details, .. } => {

@@ -78,6 +78,13 @@ pub async fn spawn_beside(app: &TestApp) -> TestApp {
     start(app.app_state.settings.as_ref().clone()).await
 }
 
+/// A second Gather process on the same database as `app`, running only `roles`.
+pub async fn spawn_with_roles(app: &TestApp, roles: &[gather_api::settings::ProcessRole]) -> TestApp {
+    let mut settings = app.app_state.settings.as_ref().clone();
+    settings.roles = roles.to_vec();
+    start(settings).await
+}
+
 async fn start(settings: Settings) -> TestApp {
     let app = App::build(settings).await.expect("gather starts");
     let addr = app.local_addr();

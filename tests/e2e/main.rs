@@ -7,6 +7,7 @@ mod activities_flow;
 mod admin;
 mod chats;
 mod compose;
+mod consistency;
 mod idempotency;
 mod mail;
 mod members;

@@ -25,7 +25,9 @@ async fn ready(State(state): State<AppState>) -> Response {
         Some(bus) => bus.is_connected(),
         None => true,
     };
-    let projections: serde_json::Map<String, serde_json::Value> = state
+    // Faults are read from the database: any process's projector may have stopped.
+    let faults = gather_projections::faults::faults(&state.db).await.unwrap_or_default();
+    let mut projections: serde_json::Map<String, serde_json::Value> = state
         .projectors
         .progress()
         .into_iter()
@@ -33,7 +35,13 @@ async fn ready(State(state): State<AppState>) -> Response {
             (name.to_string(), json!({"position": p.checkpoint.position, "state": format!("{:?}", p.state)}))
         })
         .collect();
-    let caught_up = state.projectors.ready();
+    for f in &faults {
+        let entry = projections.entry(f.name.clone()).or_insert_with(|| json!({"state": "Failed"}));
+        entry["fault"] = json!({
+            "stream": f.stream, "version": f.version, "position": f.position, "error": f.error, "failed_at": f.failed_at,
+        });
+    }
+    let caught_up = state.projectors.ready() && faults.is_empty();
     let ok = database && broker && caught_up;
     let body = Json(json!({
         "status": if ok { "ready" } else { "not_ready" },
