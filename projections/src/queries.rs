@@ -2,7 +2,6 @@
 
 use crate::sql::{Arg, Args, fetch_all, fetch_optional};
 use gather_commands::Db;
-use gather_commands::on_db_read;
 use serde_json::Value;
 use sqlx::FromRow;
 use sqlx::types::Json;
@@ -29,9 +28,8 @@ pub struct MemberRow {
 
 /// One member's profile.
 pub async fn member(db: &Db, id: Uuid) -> Result<Option<MemberRow>, sqlx::Error> {
-    on_db_read!(db, pool => sqlx::query_as::<_, MemberRow>(
-        "SELECT member_id, email, display_name, roles, organiser, children, suspended FROM members WHERE member_id = $1",
-    ).bind(id).fetch_optional(pool).await)
+    let sql = "SELECT member_id, email, display_name, roles, organiser, children, suspended FROM members WHERE member_id = $1";
+    fetch_optional(db, sql.into(), Args(vec![Arg::Uuid(Some(id))])).await
 }
 
 /// An activity as the `activities` read model holds it.
@@ -59,16 +57,16 @@ pub struct ActivityRow {
 
 /// One activity.
 pub async fn activity(db: &Db, id: Uuid) -> Result<Option<ActivityRow>, sqlx::Error> {
-    on_db_read!(db, pool => sqlx::query_as::<_, ActivityRow>(
-        "SELECT activity_id, organiser_id, status, visibility, seats_left, favourites, confirmed, details, version \
-         FROM activities WHERE activity_id = $1",
-    ).bind(id).fetch_optional(pool).await)
+    let sql = "SELECT activity_id, organiser_id, status, visibility, seats_left, favourites, confirmed, details, version \
+               FROM activities WHERE activity_id = $1";
+    fetch_optional(db, sql.into(), Args(vec![Arg::Uuid(Some(id))])).await
 }
 
 /// The activity an invitation belongs to.
 pub async fn invitation_activity(db: &Db, invitation_id: Uuid) -> Result<Option<Uuid>, sqlx::Error> {
-    on_db_read!(db, pool => sqlx::query_scalar::<_, Uuid>("SELECT activity_id FROM invitations WHERE invitation_id = $1")
-        .bind(invitation_id).fetch_optional(pool).await)
+    let sql = "SELECT activity_id FROM invitations WHERE invitation_id = $1";
+    let row: Option<(Uuid,)> = fetch_optional(db, sql.into(), Args(vec![Arg::Uuid(Some(invitation_id))])).await?;
+    Ok(row.map(|(id,)| id))
 }
 
 /// Where a keyset page ended: the sort key and id of its last item (opaque to clients:

@@ -65,12 +65,41 @@ pub async fn execute(tx: &mut Tx, sql: String, args: Args) -> Result<u64, sqlx::
         .execute(&mut **c).await.map(|r| r.rows_affected()))
 }
 
+/// Whether a read failed because a rebuild swapped the tables it was reading (Postgres:
+/// a query that queued behind the swap's lock finds the old table gone, or a join that
+/// holds one table while the swap holds the other is chosen as a deadlock victim). Such
+/// a read is simply run again: the new tables are in place by then.
+pub fn swapped_under(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => {
+            let code = d.code();
+            code.as_deref() == Some("42P01")
+                || code.as_deref() == Some("40P01")
+                // SQLite: SQLITE_SCHEMA (the FTS5 table was swapped while a reader opened it).
+                || code.as_deref() == Some("17")
+                || (code.as_deref() == Some("XX000") && d.message().contains("could not open relation"))
+        }
+        _ => false,
+    }
+}
+
+/// How often a read is run again after a swap under it.
+const SWAP_RETRIES: usize = 3;
+
 /// Runs a query on the read pool.
 pub async fn fetch_all<T>(db: &Db, sql: String, args: Args) -> Result<Vec<T>, sqlx::Error>
 where
     T: Send + Unpin + for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow>,
 {
-    on_db_read!(db, p => bind_args!(sqlx::query_as::<_, T>(sqlx::AssertSqlSafe(sql)), args.0).fetch_all(p).await)
+    let mut tries = 0;
+    loop {
+        let a = args.0.clone();
+        match on_db_read!(db, p => bind_args!(sqlx::query_as::<_, T>(sqlx::AssertSqlSafe(sql.clone())), a).fetch_all(p).await)
+        {
+            Err(e) if swapped_under(&e) && tries < SWAP_RETRIES => tries += 1,
+            other => return other,
+        }
+    }
 }
 
 /// Runs a query on the read pool; at most one row.
@@ -78,7 +107,15 @@ pub async fn fetch_optional<T>(db: &Db, sql: String, args: Args) -> Result<Optio
 where
     T: Send + Unpin + for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow>,
 {
-    on_db_read!(db, p => bind_args!(sqlx::query_as::<_, T>(sqlx::AssertSqlSafe(sql)), args.0).fetch_optional(p).await)
+    let mut tries = 0;
+    loop {
+        let a = args.0.clone();
+        match on_db_read!(db, p => bind_args!(sqlx::query_as::<_, T>(sqlx::AssertSqlSafe(sql.clone())), a).fetch_optional(p).await)
+        {
+            Err(e) if swapped_under(&e) && tries < SWAP_RETRIES => tries += 1,
+            other => return other,
+        }
+    }
 }
 
 /// Runs a query inside `tx`; at most one row.

@@ -53,8 +53,21 @@ impl Drop for TestApp {
     }
 }
 
+/// Logs go to the test's output when TEST_LOG is set (quiet otherwise).
+fn init_test_log() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+            let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+        }
+    });
+}
+
 pub async fn spawn_app(profile: Profile) -> TestApp {
     gather_api::install_crypto();
+    init_test_log();
     let data_dir = std::env::temp_dir().join(format!("gather-test-{}", Uuid::new_v4().simple()));
     let mut env: HashMap<&str, String> = HashMap::new();
     env.insert("GATHER_BIND", "127.0.0.1:0".into());
