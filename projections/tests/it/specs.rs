@@ -1,0 +1,442 @@
+//! One spec per behaviour of the read models.
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use gather_commands::codec::encode;
+use gather_commands::db::Db;
+use gather_commands::store::postgres::PostgresStore;
+use gather_commands::store::sqlite::SqliteStore;
+use gather_commands::store::{AppendMeta, Checkpoint, EventStore, ExpectedVersion, LogFilter, StreamAppend};
+use gather_domain::DomainEvent;
+use gather_domain::activity::BookingStatus;
+use gather_domain::activity::{
+    ActivityDetails, ActivityEvent as A, InvitationRequest, RawActivityDetails, RawLocation, ReleasedBooking,
+    Visibility,
+};
+use gather_domain::chat::{ChatEvent as C, ChatKind};
+use gather_domain::member::MemberEvent as M;
+use gather_domain::values::{DisplayName, Email, MessageText, OrganisationName, Reason};
+use gather_projections::queries;
+use gather_projections::runtime::{Target, apply_events};
+use gather_projections::search::{SearchQuery, Sort, search};
+use serde_json::json;
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// Where a spec runs.
+#[derive(Clone, Copy)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The log a spec is given, applied to every projection that owns tables.
+struct Given {
+    db: Db,
+    store: Arc<dyn EventStore>,
+    applied: Checkpoint,
+}
+
+async fn open(backend: Backend) -> (Db, Arc<dyn EventStore>) {
+    let url = match backend {
+        Backend::Sqlite => {
+            let dir = std::env::temp_dir().join(format!("gather-spec-{}", Uuid::new_v4().simple()));
+            std::fs::create_dir_all(&dir).unwrap();
+            format!("sqlite://{}", dir.join("spec.db").display())
+        }
+        Backend::Postgres => {
+            let base = std::env::var("GATHER_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+            let name = format!("gather_it_{}", Uuid::new_v4().simple());
+            let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(&format!("{base}/postgres"))
+                .await
+                .expect("Postgres must run on 127.0.0.1:5432 (scripts/test starts it)");
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut c).await.unwrap();
+            format!("{base}/{name}")
+        }
+    };
+    let db = Db::connect(&url).await.unwrap();
+    db.migrate().await.unwrap();
+    let store: Arc<dyn EventStore> = match &db {
+        Db::Postgres(p) => Arc::new(PostgresStore::new(p.clone())),
+        Db::Sqlite { writer, reader } => Arc::new(SqliteStore::new(writer.clone(), reader.clone())),
+    };
+    (db, store)
+}
+
+impl Given {
+    async fn new(backend: Backend) -> Given {
+        let (db, store) = open(backend).await;
+        Given { db, store, applied: Checkpoint::START }
+    }
+
+    /// Appends events to a stream (one command each) and applies them.
+    async fn events<E: DomainEvent>(&mut self, stream: String, events: &[E]) -> &mut Self {
+        for e in events {
+            let meta = AppendMeta::new(Uuid::now_v7(), None);
+            let append = StreamAppend {
+                stream: stream.clone(),
+                expected: ExpectedVersion::Any,
+                events: vec![encode(e).unwrap()],
+            };
+            self.store.append(&meta, vec![append]).await.unwrap();
+        }
+        self.apply().await;
+        self
+    }
+
+    /// Applies the new part of the log to every projection that owns tables.
+    async fn apply(&mut self) {
+        loop {
+            let page = self.store.read_log_page(self.applied, &LogFilter::all(), 500).await.unwrap();
+            let Some(last) = page.last().map(|e| e.checkpoint()) else { return };
+            for p in gather_projections::all().iter().filter(|p| !p.tables().is_empty()) {
+                let mut tx = self.db.begin().await.unwrap();
+                apply_events(&mut tx, p.as_ref(), Target::Live, &page).await.unwrap();
+                tx.commit().await.unwrap();
+            }
+            self.applied = last;
+        }
+    }
+}
+
+fn at(h: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2031, 3, 1, 10, 0, 0).unwrap() + Duration::hours(h)
+}
+
+fn details(title: &str, capacity: i64, visibility: Visibility) -> ActivityDetails {
+    ActivityDetails::parse(RawActivityDetails {
+        title: title.into(),
+        description: "An afternoon of it.".into(),
+        category: "workshop".into(),
+        tags: vec!["kids".into()],
+        starts_at: at(0),
+        ends_at: at(2),
+        capacity,
+        price_amount: 0,
+        price_currency: "EUR".into(),
+        visibility,
+        location: RawLocation::Venue { name: "Hall".into(), address: "1 Main St".into(), lat: 52.0, lng: 4.0 },
+        age_min: None,
+        age_max: None,
+        waitlist: true,
+    })
+    .unwrap()
+}
+
+fn activity_stream(id: Uuid) -> String {
+    format!("activity-{id}")
+}
+
+/// An activity drafted and published (public, capacity 2 unless said otherwise).
+fn published(id: Uuid, organiser: Uuid, title: &str, capacity: i64) -> Vec<A> {
+    let d = details(title, capacity, Visibility::Public);
+    vec![
+        A::ActivityDrafted { activity_id: id, organiser_id: organiser, details: d.clone() },
+        A::ActivitySubmitted {},
+        A::ActivityPublished {
+            organiser_id: organiser,
+            time: d.time,
+            visibility: Visibility::Public,
+            approved_by: None,
+        },
+    ]
+}
+
+fn confirmed(booking: Uuid, member: Uuid, seats_left: u32) -> A {
+    A::BookingConfirmed {
+        booking_id: booking,
+        member_id: member,
+        seats: 1,
+        children: vec![],
+        seats_left,
+        payment_ref: None,
+        invitation_id: None,
+    }
+}
+
+fn query(q: Option<&str>, sort: Sort) -> SearchQuery {
+    SearchQuery {
+        q: q.map(str::to_owned),
+        category: None,
+        from: None,
+        to: None,
+        age: None,
+        free: None,
+        online: None,
+        near: None,
+        seats: None,
+        sort,
+        after: None,
+        limit: 100,
+    }
+}
+
+async fn search_ids(g: &Given, q: Option<&str>, sort: Sort) -> Vec<String> {
+    let page = search(&g.db, &query(q, sort)).await.unwrap();
+    page.items.iter().map(|i| i["id"].as_str().unwrap().to_owned()).collect()
+}
+
+macro_rules! specs {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn on_sqlite() {
+                    super::$name(super::Backend::Sqlite).await;
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn on_postgres() {
+                    super::$name(super::Backend::Postgres).await;
+                }
+            }
+        )*
+    };
+}
+
+specs!(
+    seats_left_after_a_cancellation_is_the_one_the_event_carries,
+    a_promoted_waitlist_entry_moves_to_the_attendees,
+    a_deleted_message_shows_as_deleted_and_an_edited_one_as_edited,
+    a_cancelled_activity_leaves_the_search_index,
+    popularity_counts_confirmed_bookings_and_favourites_only,
+    a_resubmitted_activity_goes_to_the_back_of_the_moderation_queue,
+    an_answered_invitation_shows_its_answer_to_the_invited_address,
+    the_organisers_name_is_searchable_until_the_organiser_is_forgotten,
+    unfavouriting_removes_the_activity_from_the_members_list,
+);
+
+async fn seats_left_after_a_cancellation_is_the_one_the_event_carries(b: Backend) {
+    let (id, org, m1, b1) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let mut g = Given::new(b).await;
+    g.events(activity_stream(id), &published(id, org, "Clay", 2)).await;
+    g.events(
+        activity_stream(id),
+        &[
+            confirmed(b1, m1, 1),
+            A::BookingCancelled { booking_id: b1, member_id: m1, seats: 1, released_seats: 1, seats_left: 2 },
+        ],
+    )
+    .await;
+    let row = queries::activity(&g.db, id).await.unwrap().unwrap();
+    assert_eq!(row.seats_left, 2);
+    assert_eq!(row.confirmed, 0);
+    assert_eq!(queries::booking(&g.db, id, b1).await.unwrap().unwrap().status, "cancelled");
+}
+
+async fn a_promoted_waitlist_entry_moves_to_the_attendees(b: Backend) {
+    let (id, org) = (Uuid::now_v7(), Uuid::now_v7());
+    let (m1, m2, m3) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let (b1, b2, b3) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let mut g = Given::new(b).await;
+    g.events(activity_stream(id), &published(id, org, "Clay", 1)).await;
+    let waiting = |booking, member, position| A::WaitlistJoined {
+        booking_id: booking,
+        member_id: member,
+        seats: 1,
+        children: vec![],
+        position,
+    };
+    g.events(activity_stream(id), &[confirmed(b1, m1, 0), waiting(b2, m2, 1), waiting(b3, m3, 2)]).await;
+    let (att, wait) = queries::attendees(&g.db, id).await.unwrap();
+    assert_eq!((att.len(), wait.len()), (1, 2));
+    assert_eq!(wait[0]["member_id"], json!(m2), "the waitlist keeps its order");
+    g.events(
+        activity_stream(id),
+        &[
+            A::BookingCancelled { booking_id: b1, member_id: m1, seats: 1, released_seats: 1, seats_left: 1 },
+            A::WaitlistPromoted { booking_id: b2, member_id: m2, seats: 1 },
+            confirmed(b2, m2, 0),
+        ],
+    )
+    .await;
+    let (att, wait) = queries::attendees(&g.db, id).await.unwrap();
+    assert_eq!(att.iter().map(|a| a["member_id"].clone()).collect::<Vec<_>>(), vec![json!(m2)]);
+    assert_eq!(wait.iter().map(|a| a["member_id"].clone()).collect::<Vec<_>>(), vec![json!(m3)]);
+    assert_eq!(queries::activity(&g.db, id).await.unwrap().unwrap().seats_left, 0);
+}
+
+async fn a_deleted_message_shows_as_deleted_and_an_edited_one_as_edited(b: Backend) {
+    let (chat, a, bm) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let (m1, m2) = (Uuid::now_v7(), Uuid::now_v7());
+    let text = |t: &str| MessageText::parse(t).unwrap();
+    let mut g = Given::new(b).await;
+    g.events(
+        format!("chat-{chat}"),
+        &[
+            C::ChatStarted {
+                chat_id: chat,
+                kind: ChatKind::Group,
+                title: None,
+                started_by: a,
+                member_ids: vec![a, bm],
+            },
+            C::MessagePosted {
+                message_id: m1,
+                sender_id: a,
+                text: text("first"),
+                posted_at: at(0),
+                as_organiser: false,
+            },
+            C::MessagePosted {
+                message_id: m2,
+                sender_id: bm,
+                text: text("second"),
+                posted_at: at(1),
+                as_organiser: false,
+            },
+            C::MessageEdited { message_id: m1, sender_id: a, text: text("first, edited"), edited_at: at(2) },
+            C::MessageDeleted { message_id: m2, deleted_by: bm },
+        ],
+    )
+    .await;
+    let page = queries::chat_messages(&g.db, chat, None, 10).await.unwrap();
+    assert_eq!(page.items.len(), 2, "a deleted message keeps its place");
+    assert_eq!(page.items[0]["id"], json!(m2));
+    assert_eq!((page.items[0]["deleted"].clone(), page.items[0]["text"].clone()), (json!(true), json!(null)));
+    assert_eq!((page.items[1]["edited"].clone(), page.items[1]["text"].clone()), (json!(true), json!("first, edited")));
+}
+
+async fn a_cancelled_activity_leaves_the_search_index(b: Backend) {
+    let (id, other, org) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let mut g = Given::new(b).await;
+    g.events(activity_stream(id), &published(id, org, "Pottery morning", 5)).await;
+    g.events(activity_stream(other), &published(other, org, "Pottery evening", 5)).await;
+    assert_eq!(search_ids(&g, Some("pottery"), Sort::Relevance).await.len(), 2);
+    let reason = Reason::parse("the kiln broke").unwrap();
+    g.events(activity_stream(id), &[A::ActivityCancelled { reason, cancelled_by: org, released: vec![] }]).await;
+    assert_eq!(search_ids(&g, Some("pottery"), Sort::Relevance).await, vec![other.to_string()]);
+    assert_eq!(search_ids(&g, None, Sort::Soonest).await, vec![other.to_string()]);
+}
+
+async fn popularity_counts_confirmed_bookings_and_favourites_only(b: Backend) {
+    let (id, org) = (Uuid::now_v7(), Uuid::now_v7());
+    let (m1, m2, m3) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let (b1, b2, b3) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let mut g = Given::new(b).await;
+    g.events(activity_stream(id), &published(id, org, "Clay", 10)).await;
+    let reserved = A::BookingReserved {
+        booking_id: b3,
+        member_id: m3,
+        seats: 1,
+        children: vec![],
+        amount_due: gather_domain::values::Money::parse(0, "EUR").unwrap(),
+        expires_at: at(-1),
+        seats_left: 7,
+    };
+    g.events(
+        activity_stream(id),
+        &[
+            confirmed(b1, m1, 9),
+            confirmed(b2, m2, 8),
+            reserved,
+            A::ReservationExpired { booking_id: b3, member_id: m3, seats: 1, seats_left: 8 },
+        ],
+    )
+    .await;
+    g.events(format!("member-{m1}"), &[M::ActivityFavourited { activity_id: id }]).await;
+    let row = queries::activity(&g.db, id).await.unwrap().unwrap();
+    assert_eq!((row.confirmed, row.favourites), (2, 1), "a lapsed reservation never counted");
+    let page = search(&g.db, &query(None, Sort::Popular)).await.unwrap();
+    assert_eq!(page.items[0]["popularity"], json!(3));
+    // The activity is cancelled: its released bookings stop counting.
+    let released = vec![
+        ReleasedBooking { booking_id: b1, member_id: m1, seats: 1, status: BookingStatus::Confirmed },
+        ReleasedBooking { booking_id: b2, member_id: m2, seats: 1, status: BookingStatus::Confirmed },
+    ];
+    g.events(
+        activity_stream(id),
+        &[A::ActivityCancelled { reason: Reason::parse("rain").unwrap(), cancelled_by: org, released }],
+    )
+    .await;
+    let row = queries::activity(&g.db, id).await.unwrap().unwrap();
+    assert_eq!((row.status.as_str(), row.confirmed), ("cancelled", 0));
+    assert_eq!(queries::booking(&g.db, id, b1).await.unwrap().unwrap().status, "released");
+}
+
+async fn a_resubmitted_activity_goes_to_the_back_of_the_moderation_queue(b: Backend) {
+    let (x, y, org) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let mut g = Given::new(b).await;
+    let d = details("Clay", 5, Visibility::Public);
+    g.events(
+        activity_stream(x),
+        &[A::ActivityDrafted { activity_id: x, organiser_id: org, details: d.clone() }, A::ActivitySubmitted {}],
+    )
+    .await;
+    g.events(
+        activity_stream(y),
+        &[A::ActivityDrafted { activity_id: y, organiser_id: org, details: d }, A::ActivitySubmitted {}],
+    )
+    .await;
+    let ids = |p: queries::Page| p.items.iter().map(|i| i["id"].clone()).collect::<Vec<_>>();
+    assert_eq!(ids(queries::moderation_queue(&g.db, None, 10).await.unwrap()), vec![json!(x), json!(y)]);
+    let reason = Reason::parse("add a photo").unwrap();
+    g.events(activity_stream(x), &[A::ActivityRejected { organiser_id: org, reason }, A::ActivitySubmitted {}]).await;
+    assert_eq!(ids(queries::moderation_queue(&g.db, None, 10).await.unwrap()), vec![json!(y), json!(x)]);
+}
+
+async fn an_answered_invitation_shows_its_answer_to_the_invited_address(b: Backend) {
+    let (id, org, member, inv) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let mut g = Given::new(b).await;
+    let d = details("VIP evening", 5, Visibility::InviteOnly);
+    let email = Email::parse("Guest@Example.com").unwrap();
+    g.events(
+        activity_stream(id),
+        &[
+            A::ActivityDrafted { activity_id: id, organiser_id: org, details: d.clone() },
+            A::ActivityPublished {
+                organiser_id: org,
+                time: d.time,
+                visibility: Visibility::InviteOnly,
+                approved_by: None,
+            },
+            A::GuestsInvited { invitations: vec![InvitationRequest { invitation_id: inv, email: email.clone() }] },
+            A::InvitationDeclined { invitation_id: inv, member_id: member },
+        ],
+    )
+    .await;
+    let page = queries::invitations_to(&g.db, &email.normalized(), None, 10).await.unwrap();
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(page.items[0]["status"], json!("declined"));
+    assert_eq!(page.items[0]["activity"]["title"], json!("VIP evening"));
+    assert!(queries::is_invited(&g.db, id, &email.normalized()).await.unwrap());
+    assert!(search_ids(&g, None, Sort::Soonest).await.is_empty(), "invite-only is never listed");
+}
+
+async fn the_organisers_name_is_searchable_until_the_organiser_is_forgotten(b: Backend) {
+    let (id, org) = (Uuid::now_v7(), Uuid::now_v7());
+    let mut g = Given::new(b).await;
+    g.events(
+        format!("member-{org}"),
+        &[
+            M::MemberRegistered {
+                member_id: org,
+                email: Email::parse("studio@example.com").unwrap(),
+                display_name: DisplayName::parse("Studio").unwrap(),
+            },
+            M::OrganiserProfileCreated { organisation_name: OrganisationName::parse("Kilnworks").unwrap() },
+        ],
+    )
+    .await;
+    g.events(activity_stream(id), &published(id, org, "Open studio", 5)).await;
+    assert_eq!(search_ids(&g, Some("kilnworks"), Sort::Relevance).await, vec![id.to_string()]);
+    g.events(format!("member-{org}"), &[M::MemberForgotten { member_id: org }]).await;
+    assert!(search_ids(&g, Some("kilnworks"), Sort::Relevance).await.is_empty());
+}
+
+async fn unfavouriting_removes_the_activity_from_the_members_list(b: Backend) {
+    let (x, y, org, m) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let mut g = Given::new(b).await;
+    g.events(activity_stream(x), &published(x, org, "Clay", 5)).await;
+    g.events(activity_stream(y), &published(y, org, "Jazz", 5)).await;
+    g.events(
+        format!("member-{m}"),
+        &[
+            M::ActivityFavourited { activity_id: x },
+            M::ActivityFavourited { activity_id: y },
+            M::ActivityUnfavourited { activity_id: x },
+        ],
+    )
+    .await;
+    let page = queries::member_favourites(&g.db, m, None, 10).await.unwrap();
+    assert_eq!(page.items.iter().map(|i| i["id"].clone()).collect::<Vec<_>>(), vec![json!(y)]);
+    assert_eq!(queries::activity(&g.db, x).await.unwrap().unwrap().favourites, 0);
+}
