@@ -70,6 +70,7 @@ impl Given {
 
     /// Appends events to a stream (one command each) and applies them.
     async fn events<E: DomainEvent>(&mut self, stream: String, events: &[E]) -> &mut Self {
+        let mut last = 0;
         for e in events {
             let meta = AppendMeta::new(Uuid::now_v7(), None);
             let append = StreamAppend {
@@ -77,23 +78,35 @@ impl Given {
                 expected: ExpectedVersion::Any,
                 events: vec![encode(e).unwrap()],
             };
-            self.store.append(&meta, vec![append]).await.unwrap();
+            last = self.store.append(&meta, vec![append]).await.unwrap().streams[0].last_position;
         }
-        self.apply().await;
+        self.apply(last).await;
         self
     }
 
-    /// Applies the new part of the log to every projection that owns tables.
-    async fn apply(&mut self) {
+    /// Applies the log up to `position` to every projection that owns tables. On
+    /// Postgres an event becomes readable only once every older transaction of the
+    /// cluster has ended (ADR 01): wait for it rather than apply half the given log.
+    async fn apply(&mut self, position: i64) {
+        let mut wake = self.store.wake();
         loop {
             let page = self.store.read_log_page(self.applied, &LogFilter::all(), 500).await.unwrap();
-            let Some(last) = page.last().map(|e| e.checkpoint()) else { return };
+            let Some(last) = page.last().map(|e| e.checkpoint()) else {
+                if self.applied.position >= position {
+                    return;
+                }
+                let _ = tokio::time::timeout(std::time::Duration::from_millis(50), wake.changed()).await;
+                continue;
+            };
             for p in gather_projections::all().iter().filter(|p| !p.tables().is_empty()) {
                 let mut tx = self.db.begin().await.unwrap();
                 apply_events(&mut tx, p.as_ref(), Target::Live, &page).await.unwrap();
                 tx.commit().await.unwrap();
             }
             self.applied = last;
+            if last.position >= position {
+                return;
+            }
         }
     }
 }
