@@ -72,6 +72,11 @@ async fn a_failed_projection_delays_only_the_queries_that_read_it(app: TestApp) 
     let health = app.get("/health/ready", None, None).await;
     assert_eq!(health.status, 503, "{:?}", health.body);
     assert!(health.body["projections"]["chats"]["fault"]["stream"].as_str().is_some_and(|s| s.starts_with("chat-")));
+    let moderator = app.login(crate::harness::MODERATOR.0, crate::harness::MODERATOR.1).await;
+    let listed = app.get("/v1/admin/projections", moderator.body["token"].as_str(), None).await;
+    let chats_row = listed.body["items"].as_array().unwrap().iter().find(|p| p["name"] == "chats").unwrap().clone();
+    assert_eq!(chats_row["state"], json!("failed"), "{chats_row}");
+    assert_eq!(chats_row["fault"]["position"], json!(position), "{chats_row}");
     // The operator skips it: chats catch up and answer.
     gather_api::ops::skip(&app.app_state.db, "chats", position).await.expect("skip");
     let chats = app.get("/v1/me/chats", Some(&member), Some(position)).await;

@@ -47,6 +47,8 @@ async fn list(State(state): State<AppState>, auth: Authed) -> Result<Response, A
     moderator(&state, &auth).await?;
     let rebuilds = statuses(&state.db).await.map_err(ApiError::internal)?;
     let running = state.projectors.progress();
+    // Faults are stored: a projector of any process may have stopped.
+    let faults = gather_projections::faults::faults(&state.db).await.map_err(ApiError::internal)?;
     let now = Utc::now();
     let mut items = Vec::new();
     for p in gather_projections::all() {
@@ -54,7 +56,9 @@ async fn list(State(state): State<AppState>, auth: Authed) -> Result<Response, A
         let checkpoint = load_checkpoint(&state.db, name).await.map_err(ApiError::internal)?;
         let (lag_events, oldest) = lag(&state.db, checkpoint).await.map_err(ApiError::internal)?;
         let lag_ms = oldest.map(|t| (now - t).num_milliseconds().max(0)).unwrap_or(0);
+        let fault = faults.iter().find(|f| f.name == name);
         let run_state = match running.get(name).map(|p| &p.state) {
+            _ if fault.is_some() => "failed".to_owned(),
             Some(RunState::Live) => "live".to_owned(),
             Some(RunState::CatchingUp) => "catching_up".to_owned(),
             Some(RunState::Failed(why)) => format!("failed: {why}"),
@@ -68,6 +72,10 @@ async fn list(State(state): State<AppState>, auth: Authed) -> Result<Response, A
             "state": run_state,
             "rebuildable": !p.tables().is_empty(),
             "rebuilding": rebuilds.iter().find(|r| r.name == name).map(rebuilding_view),
+            "fault": fault.map(|f| json!({
+                "stream": f.stream, "version": f.version, "position": f.position, "error": f.error,
+                "failed_at": f.failed_at,
+            })),
         }));
     }
     let head = state.store.head().await?.position;
