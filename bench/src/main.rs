@@ -1,9 +1,13 @@
 //! `gather-bench`: the event store on this machine's Postgres, side by side with raw
-//! INSERTs into a table of the same shape (the physical limit).
+//! INSERTs into a table of the same shape (the physical limit), and the read side
+//! (issue 9) against its floors.
 //!
-//! Run: `cargo run --release -p gather-bench -- [--seconds 3] [--writers 1,4,16,64]`
-//! (`GATHER_BENCH_PG` overrides `postgres://postgres@127.0.0.1:5432`). It creates and
-//! drops its own database and prints one table and the ratios.
+//! Run: `cargo run --release -p gather-bench -- [--seconds 3] [--writers 1,4,16,64]
+//! [--only SECTION,…] [--scale 0.1] [--rate 200]` (`GATHER_BENCH_PG` overrides
+//! `postgres://postgres@127.0.0.1:5432`). Sections: `appends`, `read`, `bookings`,
+//! `snapshot`, `catchup` (the write side, on one log), `rebuild`, `ryw`, `search` (the
+//! read side, each on databases of its own); all by default. It creates and drops its
+//! own databases and prints Markdown tables with the ratios.
 
 use anyhow::Context as _;
 use futures::TryStreamExt;
@@ -21,9 +25,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
+mod app;
 mod bookings;
 mod postgres_es;
+mod read_rebuild;
 mod rebuild;
+mod ryw;
+mod search;
+mod seed;
+
+/// Every section, in the order they run.
+const SECTIONS: &[&str] = &["appends", "read", "bookings", "snapshot", "catchup", "rebuild", "ryw", "search"];
 
 /// One measured cell.
 pub struct Cell {
@@ -136,29 +148,66 @@ async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
     let secs: f64 = arg("--seconds").map(|s| s.parse()).transpose()?.unwrap_or(3.0);
+    let scale: f64 = arg("--scale").map(|s| s.parse()).transpose()?.unwrap_or(0.1);
+    let rate: f64 = arg("--rate").map(|s| s.parse()).transpose()?.unwrap_or(200.0);
+    anyhow::ensure!(scale > 0.0 && rate > 0.0 && secs > 0.0, "--seconds, --scale and --rate must be positive");
     let writer_counts: Vec<usize> = arg("--writers")
         .unwrap_or_else(|| "1,4,16,64".into())
         .split(',')
         .map(|s| s.parse())
         .collect::<Result<_, _>>()?;
+    let only: Vec<String> = match arg("--only") {
+        Some(list) => list.split(',').map(|s| s.trim().to_owned()).collect(),
+        None => SECTIONS.iter().map(|s| s.to_string()).collect(),
+    };
+    if let Some(bad) = only.iter().find(|s| !SECTIONS.contains(&s.as_str())) {
+        anyhow::bail!("unknown section {bad:?} (expected some of {})", SECTIONS.join(","));
+    }
+    let on = |s: &str| only.iter().any(|o| o == s);
     let base = std::env::var("GATHER_BENCH_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
-    let name = format!("gather_bench_{}", Uuid::new_v4().simple());
     let admin = PgPoolOptions::new()
         .max_connections(1)
         .connect(&format!("{base}/postgres"))
         .await
         .context("connect to Postgres")?;
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin).await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}_es"))).execute(&admin).await?;
-    let url = format!("{base}/{name}");
-    let result = bench(&url, &format!("{url}_es"), secs, &writer_counts).await;
-    for db in [name.clone(), format!("{name}_es")] {
+    let name = format!("gather_bench_{}", Uuid::new_v4().simple());
+    let mut dbs = Vec::new();
+    let mut create = async |suffix: &str| -> anyhow::Result<String> {
+        let db = format!("{name}{suffix}");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}"))).execute(&admin).await?;
+        dbs.push(db.clone());
+        Ok(format!("{base}/{db}"))
+    };
+    let result = async {
+        if ["appends", "read", "bookings", "snapshot", "catchup"].iter().any(|s| on(s)) {
+            let (url, es_url) = (create("").await?, create("_es").await?);
+            bench(&url, &es_url, secs, &writer_counts, &on).await?;
+        }
+        if on("rebuild") {
+            read_rebuild::run(&create("_rebuild").await?, scale).await?;
+        }
+        if on("ryw") {
+            ryw::run(&create("_ryw").await?, secs, rate).await?;
+        }
+        if on("search") {
+            search::run(&create("_search").await?, scale, secs).await?;
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    for db in dbs {
         let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {db} WITH (FORCE)"))).execute(&admin).await;
     }
     result
 }
 
-async fn bench(url: &str, es_url: &str, secs: f64, writer_counts: &[usize]) -> anyhow::Result<()> {
+async fn bench(
+    url: &str,
+    es_url: &str,
+    secs: f64,
+    writer_counts: &[usize],
+    on: &dyn Fn(&str) -> bool,
+) -> anyhow::Result<()> {
     Db::connect(url).await?.migrate().await?;
     let max = writer_counts.iter().copied().max().unwrap_or(1) as u32 + 4;
     let pool = PgPoolOptions::new().max_connections(max).connect(url).await?;
@@ -166,6 +215,35 @@ async fn bench(url: &str, es_url: &str, secs: f64, writer_counts: &[usize]) -> a
     sqlx::query("ALTER TABLE raw_events ADD PRIMARY KEY (position)").execute(&pool).await?;
     let store: Arc<dyn EventStore> = Arc::new(PostgresStore::new(pool.clone()));
 
+    if on("appends") {
+        appends(&store, &pool, es_url, secs, writer_counts).await?;
+    }
+    if on("read") {
+        global_read(&store, &pool).await?;
+    }
+    // Loaded before the bookings, printed after them (as in earlier runs).
+    let snapshot = if on("snapshot") { Some(snapshot_load(&store).await?) } else { None };
+    if on("bookings") {
+        booking_commands(&store, secs).await?;
+    }
+    if let Some((without, with)) = snapshot {
+        println!("\n## Loading a 10,000-event stream\n");
+        println!("| without snapshot | with snapshot | speed-up |\n|---:|---:|---:|");
+        println!("| {:.2} ms | {:.2} ms | {:.1}× |", without * 1000.0, with * 1000.0, without / with);
+    }
+    if on("catchup") {
+        rebuild::run(url, store.clone()).await?;
+    }
+    Ok(())
+}
+
+async fn appends(
+    store: &Arc<dyn EventStore>,
+    pool: &PgPool,
+    es_url: &str,
+    secs: f64,
+    writer_counts: &[usize],
+) -> anyhow::Result<()> {
     println!("\n## Appends (events/s, p50 / p99 ms per append call), {secs} s per cell\n");
     println!(
         "| writers | ours 1-event (group commit) | raw 1-row INSERT | ratio | postgres-es 1-event command | ours / postgres-es | ours 10-event | raw 10-row INSERT | ratio |"
@@ -190,7 +268,10 @@ async fn bench(url: &str, es_url: &str, secs: f64, writer_counts: &[usize]) -> a
             o10.events_per_s / r10.events_per_s
         );
     }
+    Ok(())
+}
 
+async fn global_read(store: &Arc<dyn EventStore>, pool: &PgPool) -> anyhow::Result<()> {
     // Global read from the start against a raw ordered scan of the same rows.
     let t = Instant::now();
     let n =
@@ -201,7 +282,7 @@ async fn bench(url: &str, es_url: &str, secs: f64, writer_counts: &[usize]) -> a
         "SELECT position, commit_id, stream, version, event_id, event_type, schema_version, data, command_id, \
          correlation_id, causation_id, actor, recorded_at FROM events ORDER BY position",
     )
-    .fetch(&pool)
+    .fetch(pool)
     .try_fold(0usize, |n, row| async move {
         // decode every column, as any client that uses the rows must
         use sqlx::Row;
@@ -229,7 +310,11 @@ async fn bench(url: &str, es_url: &str, secs: f64, writer_counts: &[usize]) -> a
     println!("\n## Global read from the start ({n} events)\n");
     println!("| ours (paged, gap-free, decoded) | raw SELECT … ORDER BY (decoded) | ratio |\n|---:|---:|---:|");
     println!("| {ours_read:.0} ev/s | {raw_read:.0} ev/s | {:.2}× |", ours_read / raw_read);
+    Ok(())
+}
 
+/// Loading a 10,000-event stream without and with a snapshot (seconds per load).
+async fn snapshot_load(store: &Arc<dyn EventStore>) -> anyhow::Result<(f64, f64)> {
     // Loading a 10,000-event stream with and without a snapshot.
     let handler = CommandHandler::new(store.clone()).with_snapshot_every(0);
     let id = Uuid::now_v7();
@@ -274,6 +359,10 @@ async fn bench(url: &str, es_url: &str, secs: f64, writer_counts: &[usize]) -> a
         handler.load::<Member>(id).await?;
     }
     let with = t.elapsed().as_secs_f64() / runs as f64;
+    Ok((without, with))
+}
+
+async fn booking_commands(store: &Arc<dyn EventStore>, secs: f64) -> anyhow::Result<()> {
     println!("\n## Booking commands through the handler, 16 clients\n");
     println!("| | bookings/s | p50 ms | p99 ms | conflicts retried |\n|---|---:|---:|---:|---:|");
     let booking_handler = CommandHandler::new(store.clone());
@@ -288,11 +377,5 @@ async fn bench(url: &str, es_url: &str, secs: f64, writer_counts: &[usize]) -> a
         spread.events_per_s, spread.p50_ms, spread.p99_ms
     );
     println!("| hot / spread | {:.2}× | | | |", hot.events_per_s / spread.events_per_s);
-
-    println!("\n## Loading a 10,000-event stream\n");
-    println!("| without snapshot | with snapshot | speed-up |\n|---:|---:|---:|");
-    println!("| {:.2} ms | {:.2} ms | {:.1}× |", without * 1000.0, with * 1000.0, without / with);
-
-    rebuild::run(url, store.clone()).await?;
     Ok(())
 }
