@@ -131,6 +131,7 @@ pub(crate) async fn run(url: &str, secs: f64, rate: f64) -> anyhow::Result<()> {
     }
     let sent = n as f64 / start.elapsed().as_secs_f64();
     app.stop().await;
+    let _ = std::fs::remove_dir_all(&app.data_dir);
 
     // The floor: a committed NOTIFY to a listener, at the same rate, one at a time.
     let pool = PgPoolOptions::new().max_connections(2).connect(url).await?;
