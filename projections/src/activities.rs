@@ -2,17 +2,24 @@
 //! favourites, confirmed bookings and the details as the API shows them; and the
 //! `bookings` of each activity (bookings live in the activity's stream, so one
 //! projection owns both tables and keeps the confirmed count exact).
+//!
+//! A batch is folded in memory: the rows its events touch are read once, every event
+//! is applied to them in order, and each changed row is written once (a multi-row
+//! upsert), so a rebuild costs a few statements per batch rather than per event.
 
 use crate::events::decode_of;
-use crate::runtime::{Projection, ProjectionError, Target};
+use crate::runtime::{BatchError, Projection, ProjectionError, Target};
+use crate::sql::{Arg, rows_by_id, upsert};
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use gather_commands::db::Tx;
-use gather_commands::on_tx;
 use gather_commands::store::RecordedEvent;
 use gather_domain::activity::{Activity, ActivityDetails, ActivityEvent, BookingStatus};
 use gather_domain::member::{Member, MemberEvent};
 use serde_json::{Value, json};
+use sqlx::FromRow;
 use sqlx::types::Json;
+use std::collections::HashMap;
 use uuid::Uuid;
 
 /// Projects activity streams into `activities` and `bookings`, and favourites (member
@@ -41,96 +48,172 @@ pub fn details_view(id: Uuid, organiser_id: Uuid, d: &ActivityDetails) -> Value 
     })
 }
 
-async fn details(tx: &mut Tx, t: &str, id: Uuid) -> Result<Option<Value>, sqlx::Error> {
-    let sql = format!("SELECT details FROM {t} WHERE activity_id = $1");
-    let row: Option<(Json<Value>,)> = on_tx!(tx, c =>
-        sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&mut **c).await)?;
-    Ok(row.map(|(Json(v),)| v))
-}
-
-/// What an event changes on the activity row besides its version and position.
-#[derive(Default)]
-struct Change {
-    status: Option<&'static str>,
-    seats_left: Option<u32>,
-    details: Option<Value>,
+#[derive(Debug, Clone, FromRow)]
+struct ActivityRec {
+    activity_id: Uuid,
+    organiser_id: Uuid,
+    status: String,
+    visibility: String,
+    title: String,
+    starts_at: DateTime<Utc>,
+    capacity: i64,
+    seats_left: i64,
+    favourites: i64,
     confirmed: i64,
-    submitted: bool,
+    details: Json<Value>,
+    version: i64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    position: i64,
+    submitted_at: Option<DateTime<Utc>>,
 }
 
-/// Updates the columns every event touches, plus the ones `change` gives.
-async fn touch(tx: &mut Tx, t: &str, e: &RecordedEvent, id: Uuid, change: Change) -> Result<(), sqlx::Error> {
-    let sql = format!(
-        "UPDATE {t} SET status = COALESCE($2, status), seats_left = COALESCE($3, seats_left), \
-         details = COALESCE($4, details), confirmed = confirmed + $8, \
-         submitted_at = CASE WHEN $9 THEN $7 ELSE submitted_at END, \
-         version = $5, position = $6, updated_at = $7 WHERE activity_id = $1 AND version < $5"
-    );
-    on_tx!(tx, c => sqlx::query(sqlx::AssertSqlSafe(sql))
-    .bind(id).bind(change.status).bind(change.seats_left.map(i64::from)).bind(change.details.map(Json))
-    .bind(e.version).bind(e.position).bind(e.recorded_at).bind(change.confirmed).bind(change.submitted)
-    .execute(&mut **c).await.map(|r| r.rows_affected()))?;
-    Ok(())
+const ACTIVITY_COLUMNS: [&str; 16] = [
+    "activity_id",
+    "organiser_id",
+    "status",
+    "visibility",
+    "title",
+    "starts_at",
+    "capacity",
+    "seats_left",
+    "favourites",
+    "confirmed",
+    "details",
+    "version",
+    "created_at",
+    "updated_at",
+    "position",
+    "submitted_at",
+];
+
+impl ActivityRec {
+    fn args(self) -> Vec<Arg> {
+        vec![
+            Arg::Uuid(Some(self.activity_id)),
+            Arg::Uuid(Some(self.organiser_id)),
+            Arg::Text(Some(self.status)),
+            Arg::Text(Some(self.visibility)),
+            Arg::Text(Some(self.title)),
+            Arg::Time(Some(self.starts_at)),
+            Arg::Int(Some(self.capacity)),
+            Arg::Int(Some(self.seats_left)),
+            Arg::Int(Some(self.favourites)),
+            Arg::Int(Some(self.confirmed)),
+            Arg::Json(Some(self.details.0)),
+            Arg::Int(Some(self.version)),
+            Arg::Time(Some(self.created_at)),
+            Arg::Time(Some(self.updated_at)),
+            Arg::Int(Some(self.position)),
+            Arg::Time(self.submitted_at),
+        ]
+    }
 }
 
-/// A booking row as an event describes it.
-struct BookingRow<'a> {
+#[derive(Debug, Clone, FromRow)]
+struct BookingRec {
     booking_id: Uuid,
+    activity_id: Uuid,
     member_id: Uuid,
-    seats: u32,
-    children: Option<&'a [Uuid]>,
-    status: BookingStatus,
+    seats: i64,
+    children: Json<Vec<Uuid>>,
+    status: String,
     payment_ref: Option<String>,
     invitation_id: Option<Uuid>,
+    waitlist_seq: Option<i64>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    position: i64,
 }
 
-/// Writes a booking's new state; returns its status before (None: new booking).
-async fn put_booking(
-    tx: &mut Tx,
-    t: &str,
-    e: &RecordedEvent,
-    activity: Uuid,
-    b: BookingRow<'_>,
-) -> Result<Option<String>, sqlx::Error> {
-    let select = format!("SELECT status FROM {t} WHERE booking_id = $1");
-    let before: Option<String> = on_tx!(tx, c =>
-        sqlx::query_scalar(sqlx::AssertSqlSafe(select)).bind(b.booking_id).fetch_optional(&mut **c).await)?;
-    let waitlist_seq = (b.status == BookingStatus::Waitlisted).then_some(e.version);
-    let children = b.children.map(|c| Json(json!(c)));
-    let sql = format!(
-        "INSERT INTO {t} (booking_id, activity_id, member_id, seats, children, status, payment_ref, invitation_id, \
-         waitlist_seq, created_at, updated_at, position) \
-         VALUES ($1, $2, $3, $4, COALESCE($5, '[]'), $6, $7, $8, $9, $10, $10, $11) \
-         ON CONFLICT (booking_id) DO UPDATE SET seats = excluded.seats, status = excluded.status, \
-         children = COALESCE($5, {t}.children), payment_ref = COALESCE(excluded.payment_ref, {t}.payment_ref), \
-         invitation_id = COALESCE(excluded.invitation_id, {t}.invitation_id), \
-         waitlist_seq = COALESCE({t}.waitlist_seq, excluded.waitlist_seq), \
-         updated_at = excluded.updated_at, position = excluded.position"
-    );
-    on_tx!(tx, c => sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(b.booking_id).bind(activity).bind(b.member_id).bind(i64::from(b.seats)).bind(children)
-        .bind(b.status.as_str()).bind(b.payment_ref).bind(b.invitation_id).bind(waitlist_seq)
-        .bind(e.recorded_at).bind(e.position)
-        .execute(&mut **c).await.map(|r| r.rows_affected()))?;
-    Ok(before)
+const BOOKING_COLUMNS: [&str; 12] = [
+    "booking_id",
+    "activity_id",
+    "member_id",
+    "seats",
+    "children",
+    "status",
+    "payment_ref",
+    "invitation_id",
+    "waitlist_seq",
+    "created_at",
+    "updated_at",
+    "position",
+];
+
+impl BookingRec {
+    fn args(self) -> Vec<Arg> {
+        vec![
+            Arg::Uuid(Some(self.booking_id)),
+            Arg::Uuid(Some(self.activity_id)),
+            Arg::Uuid(Some(self.member_id)),
+            Arg::Int(Some(self.seats)),
+            Arg::Json(Some(json!(self.children.0))),
+            Arg::Text(Some(self.status)),
+            Arg::Text(self.payment_ref),
+            Arg::Uuid(self.invitation_id),
+            Arg::Int(self.waitlist_seq),
+            Arg::Time(Some(self.created_at)),
+            Arg::Time(Some(self.updated_at)),
+            Arg::Int(Some(self.position)),
+        ]
+    }
 }
 
-/// Sets only the status of a booking; returns the status before.
-async fn set_booking_status(
-    tx: &mut Tx,
-    t: &str,
-    e: &RecordedEvent,
-    booking_id: Uuid,
-    status: BookingStatus,
-) -> Result<Option<String>, sqlx::Error> {
-    let select = format!("SELECT status FROM {t} WHERE booking_id = $1");
-    let before: Option<String> = on_tx!(tx, c =>
-        sqlx::query_scalar(sqlx::AssertSqlSafe(select)).bind(booking_id).fetch_optional(&mut **c).await)?;
-    let sql = format!("UPDATE {t} SET status = $2, updated_at = $3, position = $4 WHERE booking_id = $1");
-    on_tx!(tx, c => sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(booking_id).bind(status.as_str()).bind(e.recorded_at).bind(e.position)
-        .execute(&mut **c).await.map(|r| r.rows_affected()))?;
-    Ok(before)
+/// A batch's events, decoded, with what they concern.
+enum Decoded {
+    Activity(Uuid, Box<ActivityEvent>),
+    Favourite(Uuid, i64),
+    Other,
+}
+
+fn decode_batch(events: &[RecordedEvent]) -> Result<Vec<Decoded>, BatchError> {
+    events
+        .iter()
+        .enumerate()
+        .map(|(index, e)| {
+            let fail = |err| BatchError { index, error: ProjectionError::Store(err) };
+            if let Some((_, m)) = decode_of::<Member>(e).map_err(fail)? {
+                return Ok(favourite(m).map_or(Decoded::Other, |(a, d)| Decoded::Favourite(a, d)));
+            }
+            Ok(match decode_of::<Activity>(e).map_err(fail)? {
+                Some((id, event)) => Decoded::Activity(id, Box::new(event)),
+                None => Decoded::Other,
+            })
+        })
+        .collect()
+}
+
+/// Favourites live in member streams; the count is kept on the activity row.
+fn favourite(event: MemberEvent) -> Option<(Uuid, i64)> {
+    use MemberEvent as M;
+    match event {
+        M::ActivityFavourited { activity_id } => Some((activity_id, 1)),
+        M::ActivityUnfavourited { activity_id } => Some((activity_id, -1)),
+        M::MemberRegistered { .. }
+        | M::PasswordSet { .. }
+        | M::ProfileUpdated { .. }
+        | M::ChildAdded { .. }
+        | M::ChildRemoved { .. }
+        | M::OrganiserProfileCreated { .. }
+        | M::MemberSuspended { .. }
+        | M::MemberForgotten { .. }
+        | M::RoleGranted { .. } => None,
+    }
+}
+
+/// The booking ids an event concerns.
+fn bookings_of(e: &ActivityEvent) -> Vec<Uuid> {
+    use ActivityEvent as E;
+    match e {
+        E::BookingReserved { booking_id, .. }
+        | E::BookingConfirmed { booking_id, .. }
+        | E::WaitlistJoined { booking_id, .. }
+        | E::BookingCancelled { booking_id, .. }
+        | E::ReservationExpired { booking_id, .. } => vec![*booking_id],
+        E::ActivityCancelled { released, .. } => released.iter().map(|r| r.booking_id).collect(),
+        _ => vec![],
+    }
 }
 
 const CONFIRMED: &str = "confirmed";
@@ -144,86 +227,164 @@ fn confirmed_delta(before: Option<&str>, after: BookingStatus) -> i64 {
     }
 }
 
-#[async_trait]
-impl Projection for ActivitiesProjection {
-    fn name(&self) -> &'static str {
-        "activities"
-    }
+/// The rows a batch works on.
+#[derive(Default)]
+struct Fold {
+    activities: HashMap<Uuid, ActivityRec>,
+    bookings: HashMap<Uuid, BookingRec>,
+    dirty_activities: Vec<Uuid>,
+    dirty_bookings: Vec<Uuid>,
+}
 
-    fn tables(&self) -> &'static [&'static str] {
-        &["activities", "bookings"]
-    }
-
-    async fn apply(&self, tx: &mut Tx, at: Target, e: &RecordedEvent) -> Result<(), ProjectionError> {
-        let t = &at.table("activities");
-        let bt = &at.table("bookings");
-        if let Some((_, event)) = decode_of::<Member>(e)? {
-            return favourites(tx, t, event).await;
+impl Fold {
+    fn touch_activity(&mut self, id: Uuid) {
+        if !self.dirty_activities.contains(&id) {
+            self.dirty_activities.push(id);
         }
-        let Some((id, event)) = decode_of::<Activity>(e)? else { return Ok(()) };
+    }
+
+    /// A booking's new status (and fields); returns its status before.
+    fn put_booking(&mut self, e: &RecordedEvent, activity: Uuid, b: BookingRow<'_>) -> Option<String> {
+        let before = self.bookings.get(&b.booking_id).map(|r| r.status.clone());
+        let rec = self.bookings.entry(b.booking_id).or_insert_with(|| BookingRec {
+            booking_id: b.booking_id,
+            activity_id: activity,
+            member_id: b.member_id,
+            seats: i64::from(b.seats),
+            children: Json(b.children.map(<[Uuid]>::to_vec).unwrap_or_default()),
+            status: b.status.as_str().to_owned(),
+            payment_ref: None,
+            invitation_id: None,
+            waitlist_seq: None,
+            created_at: e.recorded_at,
+            updated_at: e.recorded_at,
+            position: e.position,
+        });
+        rec.seats = i64::from(b.seats);
+        rec.status = b.status.as_str().to_owned();
+        if let Some(c) = b.children {
+            rec.children = Json(c.to_vec());
+        }
+        if b.payment_ref.is_some() {
+            rec.payment_ref = b.payment_ref;
+        }
+        if b.invitation_id.is_some() {
+            rec.invitation_id = b.invitation_id;
+        }
+        if rec.waitlist_seq.is_none() && b.status == BookingStatus::Waitlisted {
+            rec.waitlist_seq = Some(e.version);
+        }
+        rec.updated_at = e.recorded_at;
+        rec.position = e.position;
+        if !self.dirty_bookings.contains(&b.booking_id) {
+            self.dirty_bookings.push(b.booking_id);
+        }
+        before
+    }
+
+    /// Sets only a booking's status (if the booking is known); returns the status before.
+    fn set_booking_status(&mut self, e: &RecordedEvent, booking: Uuid, status: BookingStatus) -> Option<String> {
+        let rec = self.bookings.get_mut(&booking)?;
+        let before = std::mem::replace(&mut rec.status, status.as_str().to_owned());
+        rec.updated_at = e.recorded_at;
+        rec.position = e.position;
+        if !self.dirty_bookings.contains(&booking) {
+            self.dirty_bookings.push(booking);
+        }
+        Some(before)
+    }
+
+    /// Applies one activity event to the rows in memory.
+    fn apply(&mut self, e: &RecordedEvent, id: Uuid, event: ActivityEvent) {
         use ActivityEvent as E;
-        let change = match event {
-            E::ActivityDrafted { organiser_id, details, .. } => {
-                let view = details_view(id, organiser_id, &details);
+        if let E::ActivityDrafted { organiser_id, details, .. } = &event {
+            if !self.activities.contains_key(&id) {
                 let cap = i64::from(details.capacity.get());
-                let sql = format!(
-                    "INSERT INTO {t} (activity_id, organiser_id, status, visibility, title, starts_at, capacity, \
-                     seats_left, favourites, details, version, created_at, updated_at, position) \
-                     VALUES ($1, $2, 'draft', $3, $4, $5, $6, $6, 0, $7, $8, $9, $9, $10) \
-                     ON CONFLICT (activity_id) DO NOTHING"
+                self.activities.insert(
+                    id,
+                    ActivityRec {
+                        activity_id: id,
+                        organiser_id: *organiser_id,
+                        status: "draft".into(),
+                        visibility: details.visibility.as_str().into(),
+                        title: details.title.as_str().into(),
+                        starts_at: details.time.starts_at(),
+                        capacity: cap,
+                        seats_left: cap,
+                        favourites: 0,
+                        confirmed: 0,
+                        details: Json(details_view(id, *organiser_id, details)),
+                        version: e.version,
+                        created_at: e.recorded_at,
+                        updated_at: e.recorded_at,
+                        position: e.position,
+                        submitted_at: None,
+                    },
                 );
-                on_tx!(tx, c => sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(id).bind(organiser_id).bind(details.visibility.as_str()).bind(details.title.as_str())
-                .bind(details.time.starts_at()).bind(cap).bind(Json(view)).bind(e.version)
-                .bind(e.recorded_at).bind(e.position)
-                .execute(&mut **c).await.map(|r| r.rows_affected()))?;
-                return Ok(());
+                self.touch_activity(id);
             }
-            E::ActivityDetailsUpdated { details: d, seats_left, .. } => {
-                let mut view = details(tx, t, id).await?.unwrap_or_default();
-                let organiser = view.get("organiser_id").and_then(|v| v.as_str()).and_then(|s| s.parse().ok());
-                let media = view.get("media").cloned().unwrap_or_else(|| json!([]));
-                view = details_view(id, organiser.unwrap_or_default(), &d);
-                view["media"] = media;
-                let sql = format!(
-                    "UPDATE {t} SET title = $2, starts_at = $3, capacity = $4, visibility = $5 WHERE activity_id = $1"
-                );
-                on_tx!(tx, c => sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).bind(d.title.as_str()).bind(d.time.starts_at()).bind(i64::from(d.capacity.get()))
-                 .bind(d.visibility.as_str()).execute(&mut **c).await.map(|r| r.rows_affected()))?;
-                Change { seats_left: Some(seats_left), details: Some(view), ..Change::default() }
+            return;
+        }
+        // Events of an activity this read model never saw drafted, or saw already.
+        match self.activities.get(&id) {
+            Some(a) if a.version < e.version => {}
+            _ => return,
+        }
+        let mut confirmed = 0;
+        let mut seats_left = None;
+        let mut status = None;
+        match event {
+            E::ActivityDrafted { .. } => {}
+            E::ActivityDetailsUpdated { details: d, seats_left: left, .. } => {
+                if let Some(a) = self.activities.get_mut(&id) {
+                    let media = a.details.0.get("media").cloned().unwrap_or_else(|| json!([]));
+                    let mut view = details_view(id, a.organiser_id, &d);
+                    view["media"] = media;
+                    a.details = Json(view);
+                    a.title = d.title.as_str().into();
+                    a.starts_at = d.time.starts_at();
+                    a.capacity = i64::from(d.capacity.get());
+                    a.visibility = d.visibility.as_str().into();
+                }
+                seats_left = Some(left);
             }
-            E::ActivitySubmitted {} => Change { status: Some("pending"), submitted: true, ..Change::default() },
-            E::ActivityPublished { .. } => Change { status: Some("published"), ..Change::default() },
-            E::ActivityRejected { .. } => Change { status: Some("rejected"), ..Change::default() },
-            E::ActivityCompleted { .. } => Change { status: Some("completed"), ..Change::default() },
+            E::ActivitySubmitted {} => {
+                status = Some("pending");
+                if let Some(a) = self.activities.get_mut(&id) {
+                    a.submitted_at = Some(e.recorded_at);
+                }
+            }
+            E::ActivityPublished { .. } => status = Some("published"),
+            E::ActivityRejected { .. } => status = Some("rejected"),
+            E::ActivityCompleted { .. } => status = Some("completed"),
             E::ActivityCancelled { released, .. } => {
-                let mut confirmed = 0;
                 for r in &released {
-                    let before = set_booking_status(tx, bt, e, r.booking_id, BookingStatus::Released).await?;
+                    let before = self.set_booking_status(e, r.booking_id, BookingStatus::Released);
                     confirmed += confirmed_delta(before.as_deref(), BookingStatus::Released);
                 }
-                Change { status: Some("cancelled"), confirmed, ..Change::default() }
+                status = Some("cancelled");
             }
             E::ActivityRescheduled { time, .. } => {
-                let mut view = details(tx, t, id).await?.unwrap_or_default();
-                view["starts_at"] = json!(time.starts_at());
-                view["ends_at"] = json!(time.ends_at());
-                let sql = format!("UPDATE {t} SET starts_at = $2 WHERE activity_id = $1");
-                on_tx!(tx, c => sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(id).bind(time.starts_at()).execute(&mut **c).await.map(|r| r.rows_affected()))?;
-                Change { details: Some(view), ..Change::default() }
+                if let Some(a) = self.activities.get_mut(&id) {
+                    a.details.0["starts_at"] = json!(time.starts_at());
+                    a.details.0["ends_at"] = json!(time.ends_at());
+                    a.starts_at = time.starts_at();
+                }
             }
             E::MediaAttached { media_id, file } => {
-                let mut view = details(tx, t, id).await?.unwrap_or_default();
-                if let Some(list) = view.get_mut("media").and_then(|m| m.as_array_mut()) {
+                if let Some(list) = self
+                    .activities
+                    .get_mut(&id)
+                    .and_then(|a| a.details.0.get_mut("media"))
+                    .and_then(|m| m.as_array_mut())
+                {
                     list.push(json!({
                         "id": media_id, "kind": file.kind().as_str(), "content_type": file.content_type(),
                         "bytes": file.bytes(), "url": format!("/v1/media/{media_id}"),
                     }));
                 }
-                Change { details: Some(view), ..Change::default() }
             }
-            E::BookingReserved { booking_id, member_id, seats, children, seats_left, .. } => {
+            E::BookingReserved { booking_id, member_id, seats, children, seats_left: left, .. } => {
                 let row = BookingRow {
                     booking_id,
                     member_id,
@@ -233,11 +394,19 @@ impl Projection for ActivitiesProjection {
                     payment_ref: None,
                     invitation_id: None,
                 };
-                let before = put_booking(tx, bt, e, id, row).await?;
-                let confirmed = confirmed_delta(before.as_deref(), BookingStatus::Reserved);
-                Change { seats_left: Some(seats_left), confirmed, ..Change::default() }
+                let before = self.put_booking(e, id, row);
+                confirmed += confirmed_delta(before.as_deref(), BookingStatus::Reserved);
+                seats_left = Some(left);
             }
-            E::BookingConfirmed { booking_id, member_id, seats, children, seats_left, payment_ref, invitation_id } => {
+            E::BookingConfirmed {
+                booking_id,
+                member_id,
+                seats,
+                children,
+                seats_left: left,
+                payment_ref,
+                invitation_id,
+            } => {
                 let row = BookingRow {
                     booking_id,
                     member_id,
@@ -247,9 +416,9 @@ impl Projection for ActivitiesProjection {
                     payment_ref: payment_ref.map(|p| p.as_str().to_owned()),
                     invitation_id,
                 };
-                let before = put_booking(tx, bt, e, id, row).await?;
-                let confirmed = confirmed_delta(before.as_deref(), BookingStatus::Confirmed);
-                Change { seats_left: Some(seats_left), confirmed, ..Change::default() }
+                let before = self.put_booking(e, id, row);
+                confirmed += confirmed_delta(before.as_deref(), BookingStatus::Confirmed);
+                seats_left = Some(left);
             }
             E::WaitlistJoined { booking_id, member_id, seats, children, .. } => {
                 let row = BookingRow {
@@ -261,50 +430,115 @@ impl Projection for ActivitiesProjection {
                     payment_ref: None,
                     invitation_id: None,
                 };
-                put_booking(tx, bt, e, id, row).await?;
-                Change::default()
+                self.put_booking(e, id, row);
             }
             // The confirmation (or reservation) that follows carries the new status.
-            E::WaitlistPromoted { .. } => Change::default(),
-            E::BookingCancelled { booking_id, seats_left, .. } => {
-                let before = set_booking_status(tx, bt, e, booking_id, BookingStatus::Cancelled).await?;
-                let confirmed = confirmed_delta(before.as_deref(), BookingStatus::Cancelled);
-                Change { seats_left: Some(seats_left), confirmed, ..Change::default() }
+            E::WaitlistPromoted { .. } => {}
+            E::BookingCancelled { booking_id, seats_left: left, .. } => {
+                let before = self.set_booking_status(e, booking_id, BookingStatus::Cancelled);
+                confirmed += confirmed_delta(before.as_deref(), BookingStatus::Cancelled);
+                seats_left = Some(left);
             }
-            E::ReservationExpired { booking_id, seats_left, .. } => {
-                let before = set_booking_status(tx, bt, e, booking_id, BookingStatus::Expired).await?;
-                let confirmed = confirmed_delta(before.as_deref(), BookingStatus::Expired);
-                Change { seats_left: Some(seats_left), confirmed, ..Change::default() }
+            E::ReservationExpired { booking_id, seats_left: left, .. } => {
+                let before = self.set_booking_status(e, booking_id, BookingStatus::Expired);
+                confirmed += confirmed_delta(before.as_deref(), BookingStatus::Expired);
+                seats_left = Some(left);
             }
             E::GuestsInvited { .. }
             | E::InvitationAccepted { .. }
             | E::InvitationDeclined { .. }
-            | E::AttendeeListSent { .. } => Change::default(),
-        };
-        touch(tx, t, e, id, change).await?;
-        Ok(())
+            | E::AttendeeListSent { .. } => {}
+        }
+        if let Some(a) = self.activities.get_mut(&id) {
+            if let Some(st) = status {
+                a.status = st.into();
+            }
+            if let Some(left) = seats_left {
+                a.seats_left = i64::from(left);
+            }
+            a.confirmed += confirmed;
+            a.version = e.version;
+            a.position = e.position;
+            a.updated_at = e.recorded_at;
+        }
+        self.touch_activity(id);
     }
 }
 
-/// Favourites live in member streams; the count is kept on the activity row.
-async fn favourites(tx: &mut Tx, t: &str, event: MemberEvent) -> Result<(), ProjectionError> {
-    use MemberEvent as M;
-    let (activity, delta) = match event {
-        M::ActivityFavourited { activity_id } => (activity_id, 1i64),
-        M::ActivityUnfavourited { activity_id } => (activity_id, -1),
-        M::MemberRegistered { .. }
-        | M::PasswordSet { .. }
-        | M::ProfileUpdated { .. }
-        | M::ChildAdded { .. }
-        | M::ChildRemoved { .. }
-        | M::OrganiserProfileCreated { .. }
-        | M::MemberSuspended { .. }
-        | M::MemberForgotten { .. }
-        | M::RoleGranted { .. } => return Ok(()),
-    };
-    let sql = format!(
-        "UPDATE {t} SET favourites = CASE WHEN favourites + $2 < 0 THEN 0 ELSE favourites + $2 END WHERE activity_id = $1"
-    );
-    on_tx!(tx, c => sqlx::query(sqlx::AssertSqlSafe(sql)).bind(activity).bind(delta).execute(&mut **c).await.map(|r| r.rows_affected()))?;
-    Ok(())
+/// A booking row as an event describes it.
+struct BookingRow<'a> {
+    booking_id: Uuid,
+    member_id: Uuid,
+    seats: u32,
+    children: Option<&'a [Uuid]>,
+    status: BookingStatus,
+    payment_ref: Option<String>,
+    invitation_id: Option<Uuid>,
+}
+
+#[async_trait]
+impl Projection for ActivitiesProjection {
+    fn name(&self) -> &'static str {
+        "activities"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["activities", "bookings"]
+    }
+
+    async fn apply(&self, tx: &mut Tx, at: Target, e: &RecordedEvent) -> Result<(), ProjectionError> {
+        self.apply_all(tx, at, std::slice::from_ref(e)).await.map_err(|b| b.error)
+    }
+
+    async fn apply_all(&self, tx: &mut Tx, at: Target, events: &[RecordedEvent]) -> Result<(), BatchError> {
+        let decoded = decode_batch(events)?;
+        let (t, bt) = (at.table("activities"), at.table("bookings"));
+        let mut activity_ids: Vec<Uuid> = Vec::new();
+        let mut booking_ids: Vec<Uuid> = Vec::new();
+        for d in &decoded {
+            match d {
+                Decoded::Activity(id, e) => {
+                    activity_ids.push(*id);
+                    booking_ids.extend(bookings_of(e));
+                }
+                Decoded::Favourite(id, _) => activity_ids.push(*id),
+                Decoded::Other => {}
+            }
+        }
+        if activity_ids.is_empty() {
+            return Ok(());
+        }
+        activity_ids.sort_unstable();
+        activity_ids.dedup();
+        booking_ids.sort_unstable();
+        booking_ids.dedup();
+        let mut fold = Fold::default();
+        let select = format!("SELECT {} FROM {t}", ACTIVITY_COLUMNS.join(", "));
+        for a in rows_by_id::<ActivityRec>(tx, &select, "activity_id", &activity_ids).await? {
+            fold.activities.insert(a.activity_id, a);
+        }
+        let select = format!("SELECT {} FROM {bt}", BOOKING_COLUMNS.join(", "));
+        for b in rows_by_id::<BookingRec>(tx, &select, "booking_id", &booking_ids).await? {
+            fold.bookings.insert(b.booking_id, b);
+        }
+        for (e, d) in events.iter().zip(decoded) {
+            match d {
+                Decoded::Activity(id, event) => fold.apply(e, id, *event),
+                Decoded::Favourite(id, delta) => {
+                    if let Some(a) = fold.activities.get_mut(&id) {
+                        a.favourites = (a.favourites + delta).max(0);
+                        fold.touch_activity(id);
+                    }
+                }
+                Decoded::Other => {}
+            }
+        }
+        let rows: Vec<Vec<Arg>> =
+            fold.dirty_activities.iter().filter_map(|id| fold.activities.remove(id)).map(ActivityRec::args).collect();
+        upsert(tx, &t, &["activity_id"], &ACTIVITY_COLUMNS, rows).await?;
+        let rows: Vec<Vec<Arg>> =
+            fold.dirty_bookings.iter().filter_map(|id| fold.bookings.remove(id)).map(BookingRec::args).collect();
+        upsert(tx, &bt, &["booking_id"], &BOOKING_COLUMNS, rows).await?;
+        Ok(())
+    }
 }

@@ -271,7 +271,7 @@ impl Rebuild {
         if (page.len() as i64) < BATCH {
             return self.swap(page).await;
         }
-        let mut tx = self.db.begin().await?;
+        let mut tx = crate::runtime::begin(&self.db).await?;
         let at = self.apply(&mut tx, &page).await?;
         tx.commit().await?;
         self.at = at;
@@ -286,7 +286,7 @@ impl Rebuild {
         let full = page.len() as i64 == BATCH;
         page.retain(|e| e.checkpoint() <= limit);
         let reached = !full || (page.len() as i64) < BATCH;
-        let mut tx = self.db.begin().await?;
+        let mut tx = crate::runtime::begin(&self.db).await?;
         let at = self.apply(&mut tx, &page).await?;
         tx.commit().await?;
         self.at = at;

@@ -74,6 +74,33 @@ pub trait Projection: Send + Sync + 'static {
     }
     /// Applies one event inside the batch's transaction, to the tables of `at`.
     async fn apply(&self, tx: &mut Tx, at: Target, event: &RecordedEvent) -> Result<(), ProjectionError>;
+    /// Applies a batch in order. The default applies one event at a time; a projection
+    /// with many writes per event folds the batch in memory and writes each changed row
+    /// once. An event that cannot be decoded is reported with its index.
+    async fn apply_all(&self, tx: &mut Tx, at: Target, events: &[RecordedEvent]) -> Result<(), BatchError> {
+        for (index, event) in events.iter().enumerate() {
+            self.apply(tx, at, event).await.map_err(|error| BatchError { index, error })?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a batch could not be applied, and at which event.
+#[derive(Debug, thiserror::Error)]
+#[error("event {index} of the batch: {error}")]
+pub struct BatchError {
+    /// The index in the batch of the event that failed (0 when the batch's own writes
+    /// failed).
+    pub index: usize,
+    /// What failed.
+    #[source]
+    pub error: ProjectionError,
+}
+
+impl From<sqlx::Error> for BatchError {
+    fn from(e: sqlx::Error) -> Self {
+        BatchError { index: 0, error: ProjectionError::Database(e) }
+    }
 }
 
 /// A projector's state, for readiness and the admin API.
@@ -220,10 +247,20 @@ pub async fn apply_events(
     at: Target,
     batch: &[RecordedEvent],
 ) -> Result<(), ProjectionError> {
-    for event in batch {
-        projection.apply(tx, at, event).await?;
+    projection.apply_all(tx, at, batch).await.map_err(|b| b.error)
+}
+
+/// Begins a projector transaction. On Postgres it commits asynchronously
+/// (`synchronous_commit = off`): a read model and its checkpoint commit together and
+/// are derived from the durable log, so a crash that loses the last commits only makes
+/// the projector apply those events again; the saved fsync per batch is most of a
+/// write's path to being visible.
+pub async fn begin(db: &Db) -> Result<Tx, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    if let Tx::Postgres(c) = &mut tx {
+        sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut **c).await?;
     }
-    Ok(())
+    Ok(tx)
 }
 
 /// What became of a batch.
@@ -242,18 +279,16 @@ async fn apply_batch(
     after: Checkpoint,
     batch: &[RecordedEvent],
 ) -> Result<Applied, ProjectionError> {
-    let mut tx = db.begin().await?;
+    let mut tx = begin(db).await?;
     let stored = lock_checkpoint(&mut tx, projection.name()).await?;
     if stored != after {
         return Ok(Applied::Moved(stored));
     }
-    for (i, event) in batch.iter().enumerate() {
-        match projection.apply(&mut tx, Target::Live, event).await {
-            Ok(()) => {}
-            // The transaction rolls back: the caller applies the events before it alone.
-            Err(ProjectionError::Store(e)) => return Ok(Applied::Faulted(i, e)),
-            Err(e) => return Err(e),
-        }
+    match projection.apply_all(&mut tx, Target::Live, batch).await {
+        Ok(()) => {}
+        // The transaction rolls back: the caller applies the events before it alone.
+        Err(BatchError { index, error: ProjectionError::Store(e) }) => return Ok(Applied::Faulted(index, e)),
+        Err(BatchError { error, .. }) => return Err(error),
     }
     if let Some(last) = batch.last() {
         save_checkpoint(&mut tx, projection.name(), last.checkpoint()).await?;
@@ -271,7 +306,7 @@ async fn record_fault(
     before: &[RecordedEvent],
     fault: &Fault,
 ) -> Result<Applied, ProjectionError> {
-    let mut tx = db.begin().await?;
+    let mut tx = begin(db).await?;
     let stored = lock_checkpoint(&mut tx, projection.name()).await?;
     if stored != after {
         return Ok(Applied::Moved(stored));

@@ -133,3 +133,56 @@ where
 {
     on_tx!(tx, c => bind_args!(sqlx::query_as::<_, T>(sqlx::AssertSqlSafe(sql)), args.0).fetch_all(&mut **c).await)
 }
+
+/// The most bound values one statement carries (SQLite allows 32,766, Postgres 65,535).
+const MAX_ARGS: usize = 30_000;
+
+/// Writes `rows` (each a value per column of `columns`) into `table` with one multi-row
+/// `INSERT … ON CONFLICT (key) DO UPDATE` per chunk: a batch's changed rows in a few
+/// statements instead of one statement per event.
+pub async fn upsert(
+    tx: &mut Tx,
+    table: &str,
+    key: &[&str],
+    columns: &[&str],
+    rows: Vec<Vec<Arg>>,
+) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let per = (MAX_ARGS / columns.len()).max(1);
+    let updates: Vec<String> =
+        columns.iter().filter(|c| !key.contains(c)).map(|c| format!("{c} = excluded.{c}")).collect();
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let mut args = Args::default();
+        let mut tuples = Vec::new();
+        for row in rows.by_ref().take(per) {
+            let marks: Vec<String> = row.into_iter().map(|a| args.push(a)).collect();
+            tuples.push(format!("({})", marks.join(", ")));
+        }
+        let sql = format!(
+            "INSERT INTO {table} ({}) VALUES {} ON CONFLICT ({}) DO UPDATE SET {}",
+            columns.join(", "),
+            tuples.join(", "),
+            key.join(", "),
+            updates.join(", ")
+        );
+        execute(tx, sql, args).await?;
+    }
+    Ok(())
+}
+
+/// Reads the rows of `table` whose `key` column is one of `ids` (chunked), inside `tx`.
+pub async fn rows_by_id<T>(tx: &mut Tx, select: &str, key: &str, ids: &[uuid::Uuid]) -> Result<Vec<T>, sqlx::Error>
+where
+    T: Send + Unpin + for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow>,
+{
+    let mut out = Vec::new();
+    for chunk in ids.chunks(MAX_ARGS.min(5_000)) {
+        let mut args = Args::default();
+        let marks: Vec<String> = chunk.iter().map(|id| args.push(Arg::Uuid(Some(*id)))).collect();
+        out.extend(fetch_all_tx::<T>(tx, format!("{select} WHERE {key} IN ({})", marks.join(", ")), args).await?);
+    }
+    Ok(out)
+}
