@@ -298,29 +298,26 @@ impl Fold {
     fn apply(&mut self, e: &RecordedEvent, id: Uuid, event: ActivityEvent) {
         use ActivityEvent as E;
         if let E::ActivityDrafted { organiser_id, details, .. } = &event {
-            if !self.activities.contains_key(&id) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = self.activities.entry(id) {
                 let cap = i64::from(details.capacity.get());
-                self.activities.insert(
-                    id,
-                    ActivityRec {
-                        activity_id: id,
-                        organiser_id: *organiser_id,
-                        status: "draft".into(),
-                        visibility: details.visibility.as_str().into(),
-                        title: details.title.as_str().into(),
-                        starts_at: details.time.starts_at(),
-                        capacity: cap,
-                        seats_left: cap,
-                        favourites: 0,
-                        confirmed: 0,
-                        details: Json(details_view(id, *organiser_id, details)),
-                        version: e.version,
-                        created_at: e.recorded_at,
-                        updated_at: e.recorded_at,
-                        position: e.position,
-                        submitted_at: None,
-                    },
-                );
+                slot.insert(ActivityRec {
+                    activity_id: id,
+                    organiser_id: *organiser_id,
+                    status: "draft".into(),
+                    visibility: details.visibility.as_str().into(),
+                    title: details.title.as_str().into(),
+                    starts_at: details.time.starts_at(),
+                    capacity: cap,
+                    seats_left: cap,
+                    favourites: 0,
+                    confirmed: 0,
+                    details: Json(details_view(id, *organiser_id, details)),
+                    version: e.version,
+                    created_at: e.recorded_at,
+                    updated_at: e.recorded_at,
+                    position: e.position,
+                    submitted_at: None,
+                });
                 self.touch_activity(id);
             }
             return;
