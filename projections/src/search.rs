@@ -17,8 +17,8 @@
 //! product against cos(radius / R), which needs no trigonometry in SQL.
 
 use crate::events::decode_of;
-use crate::runtime::{Projection, ProjectionError, Target};
-use crate::sql::{Arg, Args, execute, fetch_all, fetch_all_tx, fetch_optional_tx};
+use crate::runtime::{BatchError, Projection, ProjectionError, Target};
+use crate::sql::{Arg, Args, execute, fetch_all, fetch_all_tx, rows_by_id, upsert};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use gather_commands::db::{Db, Tx};
@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sqlx::FromRow;
 use sqlx::types::Json;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use uuid::Uuid;
 
 /// Earth's mean radius in km.
@@ -44,37 +44,48 @@ fn unit_vector(lat: f64, lng: f64) -> (f64, f64, f64) {
     (la.cos() * ln.cos(), la.cos() * ln.sin(), la.sin())
 }
 
-/// The columns an activity's details fill.
-fn detail_args(args: &mut Args, d: &ActivityDetails) -> Vec<String> {
-    let (lat, lng, g) = match &d.location {
-        Location::Venue(v) => (Some(v.lat()), Some(v.lng()), Some(unit_vector(v.lat(), v.lng()))),
-        Location::Online(_) => (None, None, None),
-    };
-    vec![
-        args.push(Arg::Text(Some(d.visibility.as_str().to_owned()))),
-        args.push(Arg::Text(Some(d.title.as_str().to_owned()))),
-        args.push(Arg::Text(Some(d.description.as_str().to_owned()))),
-        args.push(Arg::Text(Some(d.tags.as_slice().join(" ")))),
-        args.push(Arg::Text(Some(d.category.as_str().to_owned()))),
-        args.push(Arg::Time(Some(d.time.starts_at()))),
-        args.push(Arg::Time(Some(d.time.ends_at()))),
-        args.push(Arg::Int(d.age_range.map(|a| i64::from(a.min())))),
-        args.push(Arg::Int(d.age_range.map(|a| i64::from(a.max())))),
-        args.push(Arg::Bool(Some(d.price.is_zero()))),
-        args.push(Arg::Bool(Some(d.location.is_online()))),
-        args.push(Arg::Float(lat)),
-        args.push(Arg::Float(lng)),
-        args.push(Arg::Float(g.map(|g| g.0))),
-        args.push(Arg::Float(g.map(|g| g.1))),
-        args.push(Arg::Float(g.map(|g| g.2))),
-    ]
+#[derive(Debug, Clone, FromRow)]
+struct SearchRec {
+    activity_id: Uuid,
+    organiser_id: Uuid,
+    listed: bool,
+    status: String,
+    visibility: String,
+    title: String,
+    description: String,
+    tags: String,
+    organiser: String,
+    category: String,
+    starts_at: DateTime<Utc>,
+    ends_at: DateTime<Utc>,
+    age_min: Option<i64>,
+    age_max: Option<i64>,
+    free: bool,
+    online: bool,
+    lat: Option<f64>,
+    lng: Option<f64>,
+    gx: Option<f64>,
+    gy: Option<f64>,
+    gz: Option<f64>,
+    seats_left: i64,
+    favourites: i64,
+    confirmed: i64,
+    popularity: i64,
+    published_at: Option<DateTime<Utc>>,
+    details: Json<Value>,
+    position: i64,
 }
 
-const DETAIL_COLUMNS: [&str; 16] = [
+const COLUMNS: [&str; 28] = [
+    "activity_id",
+    "organiser_id",
+    "listed",
+    "status",
     "visibility",
     "title",
     "description",
     "tags",
+    "organiser",
     "category",
     "starts_at",
     "ends_at",
@@ -87,45 +98,291 @@ const DETAIL_COLUMNS: [&str; 16] = [
     "gx",
     "gy",
     "gz",
+    "seats_left",
+    "favourites",
+    "confirmed",
+    "popularity",
+    "published_at",
+    "details",
+    "position",
 ];
 
-/// What an event changes on a search row.
+impl SearchRec {
+    fn args(self) -> Vec<Arg> {
+        vec![
+            Arg::Uuid(Some(self.activity_id)),
+            Arg::Uuid(Some(self.organiser_id)),
+            Arg::Bool(Some(self.listed)),
+            Arg::Text(Some(self.status)),
+            Arg::Text(Some(self.visibility)),
+            Arg::Text(Some(self.title)),
+            Arg::Text(Some(self.description)),
+            Arg::Text(Some(self.tags)),
+            Arg::Text(Some(self.organiser)),
+            Arg::Text(Some(self.category)),
+            Arg::Time(Some(self.starts_at)),
+            Arg::Time(Some(self.ends_at)),
+            Arg::Int(self.age_min),
+            Arg::Int(self.age_max),
+            Arg::Bool(Some(self.free)),
+            Arg::Bool(Some(self.online)),
+            Arg::Float(self.lat),
+            Arg::Float(self.lng),
+            Arg::Float(self.gx),
+            Arg::Float(self.gy),
+            Arg::Float(self.gz),
+            Arg::Int(Some(self.seats_left)),
+            Arg::Int(Some(self.favourites)),
+            Arg::Int(Some(self.confirmed)),
+            Arg::Int(Some(self.popularity)),
+            Arg::Time(self.published_at),
+            Arg::Json(Some(self.details.0)),
+            Arg::Int(Some(self.position)),
+        ]
+    }
+
+    /// Copies the searchable and filterable fields of `d`.
+    fn set_details(&mut self, d: &ActivityDetails) {
+        let (lat, lng, g) = match &d.location {
+            Location::Venue(v) => (Some(v.lat()), Some(v.lng()), Some(unit_vector(v.lat(), v.lng()))),
+            Location::Online(_) => (None, None, None),
+        };
+        self.visibility = d.visibility.as_str().into();
+        self.title = d.title.as_str().into();
+        self.description = d.description.as_str().into();
+        self.tags = d.tags.as_slice().join(" ");
+        self.category = d.category.as_str().into();
+        self.starts_at = d.time.starts_at();
+        self.ends_at = d.time.ends_at();
+        self.age_min = d.age_range.map(|a| i64::from(a.min()));
+        self.age_max = d.age_range.map(|a| i64::from(a.max()));
+        self.free = d.price.is_zero();
+        self.online = d.location.is_online();
+        (self.lat, self.lng) = (lat, lng);
+        (self.gx, self.gy, self.gz) = (g.map(|g| g.0), g.map(|g| g.1), g.map(|g| g.2));
+    }
+
+    /// Listed while published and public.
+    fn relist(&mut self) {
+        self.listed = self.status == "published" && self.visibility == "public";
+    }
+}
+
+/// A batch's events, decoded, with what they concern.
+enum Decoded {
+    Activity(Uuid, Box<ActivityEvent>),
+    Organiser(Uuid, Option<String>),
+    Favourite(Uuid, i64),
+    Other,
+}
+
+fn decode_batch(events: &[RecordedEvent]) -> Result<Vec<Decoded>, BatchError> {
+    use MemberEvent as M;
+    events
+        .iter()
+        .enumerate()
+        .map(|(index, e)| {
+            let fail = |err| BatchError { index, error: ProjectionError::Store(err) };
+            if let Some((member, m)) = decode_of::<Member>(e).map_err(fail)? {
+                return Ok(match m {
+                    M::OrganiserProfileCreated { organisation_name } => {
+                        Decoded::Organiser(member, Some(organisation_name.as_str().to_owned()))
+                    }
+                    M::MemberForgotten { .. } => Decoded::Organiser(member, None),
+                    M::ActivityFavourited { activity_id } => Decoded::Favourite(activity_id, 1),
+                    M::ActivityUnfavourited { activity_id } => Decoded::Favourite(activity_id, -1),
+                    M::MemberRegistered { .. }
+                    | M::PasswordSet { .. }
+                    | M::ProfileUpdated { .. }
+                    | M::ChildAdded { .. }
+                    | M::ChildRemoved { .. }
+                    | M::MemberSuspended { .. }
+                    | M::RoleGranted { .. } => Decoded::Other,
+                });
+            }
+            Ok(match decode_of::<Activity>(e).map_err(fail)? {
+                Some((id, event)) => Decoded::Activity(id, Box::new(event)),
+                None => Decoded::Other,
+            })
+        })
+        .collect()
+}
+
+/// The rows a batch works on.
 #[derive(Default)]
-struct Change {
-    status: Option<&'static str>,
-    listed: Option<bool>,
-    published: bool,
-    seats_left: Option<u32>,
-    confirmed: i64,
-    details: Option<Value>,
-    reindex: bool,
+struct Fold {
+    rows: HashMap<Uuid, SearchRec>,
+    dirty: Vec<Uuid>,
+    reindex: Vec<Uuid>,
+    /// Organiser names known (loaded, or set in this batch).
+    names: HashMap<Uuid, String>,
+    /// Renames in order: (organiser, new name; empty once forgotten).
+    renames: Vec<(Uuid, Option<String>)>,
+    /// Confirmed bookings: loaded membership and this batch's changes.
+    confirmed: HashMap<Uuid, (Uuid, bool)>,
+    confirmed_changed: Vec<Uuid>,
 }
 
-#[derive(FromRow)]
-struct DetailsRow {
-    organiser_id: Uuid,
-    visibility: String,
-    details: Json<Value>,
+fn mark(list: &mut Vec<Uuid>, id: Uuid) {
+    if !list.contains(&id) {
+        list.push(id);
+    }
 }
 
-async fn current(tx: &mut Tx, t: &str, id: Uuid) -> Result<Option<DetailsRow>, sqlx::Error> {
-    let mut args = Args::default();
-    let p = args.push(Arg::Uuid(Some(id)));
-    fetch_optional_tx(tx, format!("SELECT organiser_id, visibility, details FROM {t} WHERE activity_id = {p}"), args)
-        .await
-}
+impl Fold {
+    /// Adds or removes a confirmed booking; ±1 when it changed.
+    fn confirm(&mut self, activity: Uuid, booking: Uuid, add: bool) -> i64 {
+        let was = self.confirmed.get(&booking).is_some_and(|(_, c)| *c);
+        if was == add {
+            return 0;
+        }
+        self.confirmed.insert(booking, (activity, add));
+        mark(&mut self.confirmed_changed, booking);
+        if add { 1 } else { -1 }
+    }
 
-/// Adds a booking to (or removes it from) the confirmed set; ±1 when it changed.
-async fn confirmed(tx: &mut Tx, at: Target, activity: Uuid, booking: Uuid, add: bool) -> Result<i64, sqlx::Error> {
-    let t = at.table("search_confirmed");
-    let args = Args(vec![Arg::Uuid(Some(booking)), Arg::Uuid(Some(activity))]);
-    if add {
-        let sql =
-            format!("INSERT INTO {t} (booking_id, activity_id) VALUES ($1, $2) ON CONFLICT (booking_id) DO NOTHING");
-        Ok(execute(tx, sql, args).await? as i64)
-    } else {
-        let sql = format!("DELETE FROM {t} WHERE booking_id = $1 AND activity_id = $2");
-        Ok(-(execute(tx, sql, args).await? as i64))
+    fn apply(&mut self, e: &RecordedEvent, id: Uuid, event: ActivityEvent) {
+        use ActivityEvent as E;
+        if let E::ActivityDrafted { organiser_id, details, .. } = &event {
+            if let std::collections::hash_map::Entry::Vacant(slot) = self.rows.entry(id) {
+                let mut rec = SearchRec {
+                    activity_id: id,
+                    organiser_id: *organiser_id,
+                    listed: false,
+                    status: "draft".into(),
+                    visibility: String::new(),
+                    title: String::new(),
+                    description: String::new(),
+                    tags: String::new(),
+                    organiser: self.names.get(organiser_id).cloned().unwrap_or_default(),
+                    category: String::new(),
+                    starts_at: details.time.starts_at(),
+                    ends_at: details.time.ends_at(),
+                    age_min: None,
+                    age_max: None,
+                    free: false,
+                    online: false,
+                    lat: None,
+                    lng: None,
+                    gx: None,
+                    gy: None,
+                    gz: None,
+                    seats_left: i64::from(details.capacity.get()),
+                    favourites: 0,
+                    confirmed: 0,
+                    popularity: 0,
+                    published_at: None,
+                    details: Json(crate::activities::details_view(id, *organiser_id, details)),
+                    position: e.position,
+                };
+                rec.set_details(details);
+                slot.insert(rec);
+                mark(&mut self.dirty, id);
+            }
+            return;
+        }
+        if !self.rows.contains_key(&id) {
+            return;
+        }
+        let mut delta = 0;
+        let mut seats_left = None;
+        let mut reindex = false;
+        match event {
+            E::ActivityDrafted { .. } => {}
+            E::ActivityDetailsUpdated { details, seats_left: left, .. } => {
+                if let Some(r) = self.rows.get_mut(&id) {
+                    let mut view = crate::activities::details_view(id, r.organiser_id, &details);
+                    view["media"] = r.details.0.get("media").cloned().unwrap_or_else(|| json!([]));
+                    r.details = Json(view);
+                    r.set_details(&details);
+                }
+                seats_left = Some(left);
+                reindex = true;
+            }
+            E::ActivitySubmitted {} => self.status(id, "pending"),
+            E::ActivityRejected { .. } => self.status(id, "rejected"),
+            E::ActivityPublished { .. } => {
+                self.status(id, "published");
+                if let Some(r) = self.rows.get_mut(&id) {
+                    r.published_at = r.published_at.or(Some(e.recorded_at));
+                }
+                reindex = true;
+            }
+            E::ActivityCompleted { .. } => {
+                self.status(id, "completed");
+                reindex = true;
+            }
+            E::ActivityCancelled { .. } => {
+                self.status(id, "cancelled");
+                reindex = true;
+            }
+            E::ActivityRescheduled { time, .. } => {
+                if let Some(r) = self.rows.get_mut(&id) {
+                    r.details.0["starts_at"] = json!(time.starts_at());
+                    r.details.0["ends_at"] = json!(time.ends_at());
+                    (r.starts_at, r.ends_at) = (time.starts_at(), time.ends_at());
+                }
+            }
+            E::MediaAttached { media_id, file } => {
+                if let Some(list) =
+                    self.rows.get_mut(&id).and_then(|r| r.details.0.get_mut("media")).and_then(|m| m.as_array_mut())
+                {
+                    list.push(json!({
+                        "id": media_id, "kind": file.kind().as_str(), "content_type": file.content_type(),
+                        "bytes": file.bytes(), "url": format!("/v1/media/{media_id}"),
+                    }));
+                }
+            }
+            E::BookingConfirmed { booking_id, seats_left: left, .. } => {
+                delta = self.confirm(id, booking_id, true);
+                seats_left = Some(left);
+            }
+            E::BookingCancelled { booking_id, seats_left: left, .. }
+            | E::ReservationExpired { booking_id, seats_left: left, .. } => {
+                delta = self.confirm(id, booking_id, false);
+                seats_left = Some(left);
+            }
+            E::BookingReserved { seats_left: left, .. } => seats_left = Some(left),
+            E::WaitlistJoined { .. }
+            | E::WaitlistPromoted { .. }
+            | E::GuestsInvited { .. }
+            | E::InvitationAccepted { .. }
+            | E::InvitationDeclined { .. }
+            | E::AttendeeListSent { .. } => return,
+        }
+        if let Some(r) = self.rows.get_mut(&id) {
+            if let Some(left) = seats_left {
+                r.seats_left = i64::from(left);
+            }
+            r.confirmed += delta;
+            r.popularity = r.favourites + r.confirmed;
+            r.position = e.position;
+        }
+        mark(&mut self.dirty, id);
+        if reindex {
+            mark(&mut self.reindex, id);
+        }
+    }
+
+    fn status(&mut self, id: Uuid, status: &str) {
+        if let Some(r) = self.rows.get_mut(&id) {
+            r.status = status.into();
+            r.relist();
+        }
+    }
+
+    fn organiser(&mut self, member: Uuid, name: Option<String>) {
+        let shown = name.clone().unwrap_or_default();
+        match &name {
+            Some(n) => self.names.insert(member, n.clone()),
+            None => self.names.remove(&member),
+        };
+        for r in self.rows.values_mut().filter(|r| r.organiser_id == member) {
+            r.organiser = shown.clone();
+            mark(&mut self.dirty, r.activity_id);
+            mark(&mut self.reindex, r.activity_id);
+        }
+        self.renames.push((member, name));
     }
 }
 
@@ -175,171 +432,107 @@ impl Projection for SearchProjection {
     }
 
     async fn apply(&self, tx: &mut Tx, at: Target, e: &RecordedEvent) -> Result<(), ProjectionError> {
-        let t = &at.table("activity_search");
-        if let Some((member, event)) = decode_of::<Member>(e)? {
-            return self.member(tx, at, member, event).await;
-        }
-        let Some((id, event)) = decode_of::<Activity>(e)? else { return Ok(()) };
-        use ActivityEvent as E;
-        let change = match event {
-            E::ActivityDrafted { organiser_id, details, .. } => {
-                let orgs = at.table("search_organisers");
-                let mut args = Args::default();
-                let cols = detail_args(&mut args, &details);
-                let id_p = args.push(Arg::Uuid(Some(id)));
-                let org_p = args.push(Arg::Uuid(Some(organiser_id)));
-                let seats_p = args.push(Arg::Int(Some(i64::from(details.capacity.get()))));
-                let details_p = args.push(Arg::Json(Some(crate::activities::details_view(id, organiser_id, &details))));
-                let pos_p = args.push(Arg::Int(Some(e.position)));
-                let sql = format!(
-                    "INSERT INTO {t} (activity_id, organiser_id, status, seats_left, details, position, organiser, {}) \
-                     VALUES ({id_p}, {org_p}, 'draft', {seats_p}, {details_p}, {pos_p}, \
-                     COALESCE((SELECT name FROM {orgs} WHERE member_id = {org_p}), ''), {}) \
-                     ON CONFLICT (activity_id) DO NOTHING",
-                    DETAIL_COLUMNS.join(", "),
-                    cols.join(", ")
-                );
-                execute(tx, sql, args).await?;
-                return Ok(());
-            }
-            E::ActivityDetailsUpdated { details, seats_left, .. } => {
-                let Some(row) = current(tx, t, id).await? else { return Ok(()) };
-                let mut args = Args::default();
-                let cols = detail_args(&mut args, &details);
-                let sets: Vec<String> = DETAIL_COLUMNS.iter().zip(&cols).map(|(c, p)| format!("{c} = {p}")).collect();
-                let id_p = args.push(Arg::Uuid(Some(id)));
-                execute(tx, format!("UPDATE {t} SET {} WHERE activity_id = {id_p}", sets.join(", ")), args).await?;
-                let mut view = crate::activities::details_view(id, row.organiser_id, &details);
-                view["media"] = row.details.0.get("media").cloned().unwrap_or_else(|| json!([]));
-                // A published activity stays listed only while it is public.
-                let listed =
-                    (row.visibility != details.visibility.as_str()).then(|| details.visibility.as_str() == "public");
-                Change { seats_left: Some(seats_left), details: Some(view), reindex: true, listed, ..Change::default() }
-            }
-            E::ActivitySubmitted {} => Change { status: Some("pending"), ..Change::default() },
-            E::ActivityPublished { visibility, .. } => Change {
-                status: Some("published"),
-                listed: Some(visibility.as_str() == "public"),
-                published: true,
-                reindex: true,
-                ..Change::default()
-            },
-            E::ActivityRejected { .. } => Change { status: Some("rejected"), ..Change::default() },
-            E::ActivityCompleted { .. } => {
-                Change { status: Some("completed"), listed: Some(false), reindex: true, ..Change::default() }
-            }
-            E::ActivityCancelled { .. } => {
-                Change { status: Some("cancelled"), listed: Some(false), reindex: true, ..Change::default() }
-            }
-            E::ActivityRescheduled { time, .. } => {
-                let Some(row) = current(tx, t, id).await? else { return Ok(()) };
-                let mut view = row.details.0;
-                view["starts_at"] = json!(time.starts_at());
-                view["ends_at"] = json!(time.ends_at());
-                let args =
-                    Args(vec![Arg::Uuid(Some(id)), Arg::Time(Some(time.starts_at())), Arg::Time(Some(time.ends_at()))]);
-                execute(tx, format!("UPDATE {t} SET starts_at = $2, ends_at = $3 WHERE activity_id = $1"), args)
-                    .await?;
-                Change { details: Some(view), ..Change::default() }
-            }
-            E::MediaAttached { media_id, file } => {
-                let Some(row) = current(tx, t, id).await? else { return Ok(()) };
-                let mut view = row.details.0;
-                if let Some(list) = view.get_mut("media").and_then(|m| m.as_array_mut()) {
-                    list.push(json!({
-                        "id": media_id, "kind": file.kind().as_str(), "content_type": file.content_type(),
-                        "bytes": file.bytes(), "url": format!("/v1/media/{media_id}"),
-                    }));
+        self.apply_all(tx, at, std::slice::from_ref(e)).await.map_err(|b| b.error)
+    }
+
+    async fn apply_all(&self, tx: &mut Tx, at: Target, events: &[RecordedEvent]) -> Result<(), BatchError> {
+        let decoded = decode_batch(events)?;
+        let (t, conf, orgs) =
+            (at.table("activity_search"), at.table("search_confirmed"), at.table("search_organisers"));
+        let (mut ids, mut bookings, mut organisers) = (Vec::new(), Vec::new(), Vec::new());
+        for d in &decoded {
+            match d {
+                Decoded::Activity(id, e) => {
+                    ids.push(*id);
+                    match e.as_ref() {
+                        ActivityEvent::ActivityDrafted { organiser_id, .. } => organisers.push(*organiser_id),
+                        ActivityEvent::BookingConfirmed { booking_id, .. }
+                        | ActivityEvent::BookingCancelled { booking_id, .. }
+                        | ActivityEvent::ReservationExpired { booking_id, .. } => bookings.push(*booking_id),
+                        _ => {}
+                    }
                 }
-                Change { details: Some(view), ..Change::default() }
+                Decoded::Organiser(m, _) => organisers.push(*m),
+                Decoded::Favourite(a, _) => ids.push(*a),
+                Decoded::Other => {}
             }
-            E::BookingConfirmed { booking_id, seats_left, .. } => Change {
-                seats_left: Some(seats_left),
-                confirmed: confirmed(tx, at, id, booking_id, true).await?,
-                ..Change::default()
-            },
-            E::BookingCancelled { booking_id, seats_left, .. }
-            | E::ReservationExpired { booking_id, seats_left, .. } => Change {
-                seats_left: Some(seats_left),
-                confirmed: confirmed(tx, at, id, booking_id, false).await?,
-                ..Change::default()
-            },
-            E::BookingReserved { seats_left, .. } => Change { seats_left: Some(seats_left), ..Change::default() },
-            E::WaitlistJoined { .. }
-            | E::WaitlistPromoted { .. }
-            | E::GuestsInvited { .. }
-            | E::InvitationAccepted { .. }
-            | E::InvitationDeclined { .. }
-            | E::AttendeeListSent { .. } => return Ok(()),
-        };
-        let mut args = Args::default();
-        let id_p = args.push(Arg::Uuid(Some(id)));
-        let status_p = args.push(Arg::Text(change.status.map(str::to_owned)));
-        let listed_p = args.push(Arg::Bool(change.listed));
-        let seats_p = args.push(Arg::Int(change.seats_left.map(i64::from)));
-        let conf_p = args.push(Arg::Int(Some(change.confirmed)));
-        let details_p = args.push(Arg::Json(change.details));
-        let pos_p = args.push(Arg::Int(Some(e.position)));
-        let published_p = args.push(Arg::Time(change.published.then_some(e.recorded_at)));
-        let sql = format!(
-            "UPDATE {t} SET status = COALESCE({status_p}, status), listed = COALESCE({listed_p}, listed), \
-             seats_left = COALESCE({seats_p}, seats_left), confirmed = confirmed + {conf_p}, \
-             popularity = favourites + confirmed + {conf_p}, details = COALESCE({details_p}, details), \
-             published_at = COALESCE(published_at, {published_p}), position = {pos_p} WHERE activity_id = {id_p}"
-        );
-        execute(tx, sql, args).await?;
-        if change.reindex {
-            reindex(tx, at, id).await?;
         }
-        Ok(())
-    }
-}
-
-impl SearchProjection {
-    /// Organiser names and favourites come from member streams.
-    async fn member(&self, tx: &mut Tx, at: Target, member: Uuid, event: MemberEvent) -> Result<(), ProjectionError> {
-        let (t, orgs) = (at.table("activity_search"), at.table("search_organisers"));
-        use MemberEvent as M;
-        match event {
-            M::OrganiserProfileCreated { organisation_name } => {
-                let name = organisation_name.as_str().to_owned();
-                let args = Args(vec![Arg::Uuid(Some(member)), Arg::Text(Some(name))]);
-                let sql = format!(
-                    "INSERT INTO {orgs} (member_id, name) VALUES ($1, $2) ON CONFLICT (member_id) DO UPDATE SET name = excluded.name"
-                );
-                execute(tx, sql, args.clone()).await?;
-                self.rename(tx, at, &t, args).await?;
+        if ids.is_empty() && organisers.is_empty() {
+            return Ok(());
+        }
+        for v in [&mut ids, &mut bookings, &mut organisers] {
+            v.sort_unstable();
+            v.dedup();
+        }
+        let mut fold = Fold::default();
+        let select = format!("SELECT {} FROM {t}", COLUMNS.join(", "));
+        for r in rows_by_id::<SearchRec>(tx, &select, "activity_id", &ids).await? {
+            fold.rows.insert(r.activity_id, r);
+        }
+        let select = format!("SELECT booking_id, activity_id FROM {conf}");
+        for (b, a) in rows_by_id::<(Uuid, Uuid)>(tx, &select, "booking_id", &bookings).await? {
+            fold.confirmed.insert(b, (a, true));
+        }
+        let select = format!("SELECT member_id, name FROM {orgs}");
+        for (m, n) in rows_by_id::<(Uuid, String)>(tx, &select, "member_id", &organisers).await? {
+            fold.names.insert(m, n);
+        }
+        for (e, d) in events.iter().zip(decoded) {
+            match d {
+                Decoded::Activity(id, event) => fold.apply(e, id, *event),
+                Decoded::Organiser(member, name) => fold.organiser(member, name),
+                Decoded::Favourite(id, delta) => {
+                    if let Some(r) = fold.rows.get_mut(&id) {
+                        r.favourites = (r.favourites + delta).max(0);
+                        r.popularity = r.favourites + r.confirmed;
+                        mark(&mut fold.dirty, id);
+                    }
+                }
+                Decoded::Other => {}
             }
-            M::MemberForgotten { .. } => {
-                let args = Args(vec![Arg::Uuid(Some(member)), Arg::Text(Some(String::new()))]);
-                execute(tx, format!("DELETE FROM {orgs} WHERE member_id = $1"), Args(vec![Arg::Uuid(Some(member))]))
+        }
+        // Organiser names: the table, then every row of theirs not in this batch.
+        for (member, name) in std::mem::take(&mut fold.renames) {
+            let args = Args(vec![Arg::Uuid(Some(member)), Arg::Text(Some(name.clone().unwrap_or_default()))]);
+            match &name {
+                Some(_) => {
+                    let sql = format!(
+                        "INSERT INTO {orgs} (member_id, name) VALUES ($1, $2) \
+                         ON CONFLICT (member_id) DO UPDATE SET name = excluded.name"
+                    );
+                    execute(tx, sql, args.clone()).await?;
+                }
+                None => {
+                    execute(
+                        tx,
+                        format!("DELETE FROM {orgs} WHERE member_id = $1"),
+                        Args(vec![Arg::Uuid(Some(member))]),
+                    )
                     .await?;
-                self.rename(tx, at, &t, args).await?;
+                }
             }
-            M::ActivityFavourited { activity_id } | M::ActivityUnfavourited { activity_id } => {
-                let delta = if matches!(event, M::ActivityFavourited { .. }) { 1 } else { -1 };
-                let args = Args(vec![Arg::Uuid(Some(activity_id)), Arg::Int(Some(delta))]);
-                let sql = format!(
-                    "UPDATE {t} SET favourites = favourites + $2, popularity = popularity + $2 WHERE activity_id = $1"
-                );
-                execute(tx, sql, args).await?;
+            let sql = format!("UPDATE {t} SET organiser = $2 WHERE organiser_id = $1 RETURNING activity_id");
+            for (id,) in fetch_all_tx::<(Uuid,)>(tx, sql, args).await? {
+                mark(&mut fold.reindex, id);
             }
-            M::MemberRegistered { .. }
-            | M::PasswordSet { .. }
-            | M::ProfileUpdated { .. }
-            | M::ChildAdded { .. }
-            | M::ChildRemoved { .. }
-            | M::MemberSuspended { .. }
-            | M::RoleGranted { .. } => {}
         }
-        Ok(())
-    }
-
-    /// Sets the organiser name ($2) on every activity of organiser $1 (and re-indexes them).
-    async fn rename(&self, tx: &mut Tx, at: Target, t: &str, args: Args) -> Result<(), sqlx::Error> {
-        let sql = format!("UPDATE {t} SET organiser = $2 WHERE organiser_id = $1 RETURNING activity_id");
-        let ids: Vec<(Uuid,)> = fetch_all_tx(tx, sql, args).await?;
-        for (id,) in ids {
+        // Confirmed bookings that changed.
+        let (added, removed): (Vec<_>, Vec<_>) = fold
+            .confirmed_changed
+            .iter()
+            .filter_map(|b| fold.confirmed.get(b).map(|(a, c)| (*b, *a, *c)))
+            .partition(|(_, _, c)| *c);
+        let rows = added.iter().map(|(b, a, _)| vec![Arg::Uuid(Some(*b)), Arg::Uuid(Some(*a))]).collect();
+        upsert(tx, &conf, &["booking_id"], &["booking_id", "activity_id"], rows).await?;
+        for chunk in removed.chunks(1_000) {
+            let mut args = Args::default();
+            let marks: Vec<String> = chunk.iter().map(|(b, _, _)| args.push(Arg::Uuid(Some(*b)))).collect();
+            execute(tx, format!("DELETE FROM {conf} WHERE booking_id IN ({})", marks.join(", ")), args).await?;
+        }
+        let rows: Vec<Vec<Arg>> =
+            fold.dirty.iter().filter_map(|id| fold.rows.remove(id)).map(SearchRec::args).collect();
+        upsert(tx, &t, &["activity_id"], &COLUMNS, rows).await?;
+        for id in fold.reindex {
             reindex(tx, at, id).await?;
         }
         Ok(())
