@@ -32,8 +32,10 @@ use uuid::Uuid;
 /// A rebuild whose owner has not beaten for this long may be taken over.
 pub const STALE: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 
-/// Events per build batch (and per page of the swap's final catch-up).
-const BATCH: i64 = 500;
+/// Events per build batch (and per page of the swap's final catch-up): big enough that
+/// a batch's statements (a read of the touched rows, one upsert per table) cost little
+/// per event, small enough to keep a batch's transaction short.
+pub const BATCH: i64 = 2000;
 
 /// Database failures in a row after which a rebuild stops and records the last one
 /// (about 20 s of backoff: long enough for a database restart, short of a stale claim).
@@ -147,7 +149,14 @@ pub struct Rebuild {
     projection: Arc<dyn Projection>,
     owner: Uuid,
     at: Checkpoint,
+    /// The next page, read while the current one is applied (and the checkpoint it
+    /// follows: it is used only if the build is still there).
+    prefetch: Option<(Checkpoint, Prefetch)>,
+    /// Events per batch.
+    batch: i64,
 }
+
+type Prefetch = tokio::task::JoinHandle<Result<Vec<RecordedEvent>, StoreError>>;
 
 impl std::fmt::Debug for Rebuild {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -215,7 +224,13 @@ impl Rebuild {
             tracing::info!(projection = name, target = %target, "rebuild started");
         }
         tx.commit().await?;
-        Ok(Rebuild { db: db.clone(), store, projection, owner, at })
+        Ok(Rebuild { db: db.clone(), store, projection, owner, at, prefetch: None, batch: BATCH })
+    }
+
+    /// Uses batches of `events` events (default [`BATCH`]).
+    pub fn with_batch(mut self, events: i64) -> Self {
+        self.batch = events.max(1);
+        self
     }
 
     /// The projection being rebuilt.
@@ -267,9 +282,31 @@ impl Rebuild {
     /// One batch of the build, or the swap once the build has caught up (then the
     /// checkpoint the live projection continues from). [`run`](Rebuild::run) loops on it.
     pub async fn step(&mut self) -> Result<Option<Checkpoint>, RebuildError> {
-        let page = self.store.read_log_page(self.at, &LogFilter::all(), BATCH).await?;
-        if (page.len() as i64) < BATCH {
+        let batch = self.batch;
+        let page = match self.prefetch.take() {
+            Some((after, next)) if after == self.at => match next.await {
+                Ok(page) => page?,
+                Err(e) => {
+                    return Err(RebuildError::Projection(ProjectionError::Database(sqlx::Error::Io(
+                        std::io::Error::other(e.to_string()),
+                    ))));
+                }
+            },
+            other => {
+                if let Some((_, next)) = other {
+                    next.abort();
+                }
+                self.store.read_log_page(self.at, &LogFilter::all(), batch).await?
+            }
+        };
+        if (page.len() as i64) < batch {
             return self.swap(page).await;
+        }
+        // Read the next page while this one is applied (the log only grows).
+        if let Some(last) = page.last().map(|e| e.checkpoint()) {
+            let store = self.store.clone();
+            let next = tokio::spawn(async move { store.read_log_page(last, &LogFilter::all(), batch).await });
+            self.prefetch = Some((last, next));
         }
         let mut tx = crate::runtime::begin(&self.db).await?;
         let at = self.apply(&mut tx, &page).await?;
@@ -282,10 +319,11 @@ impl Rebuild {
     /// `verify`, which compares the copy with the live tables instead). True once the
     /// shadow tables have reached `limit` or the head of the log.
     pub async fn build_step(&mut self, limit: Checkpoint) -> Result<bool, RebuildError> {
-        let mut page = self.store.read_log_page(self.at, &LogFilter::all(), BATCH).await?;
-        let full = page.len() as i64 == BATCH;
+        let batch = self.batch;
+        let mut page = self.store.read_log_page(self.at, &LogFilter::all(), batch).await?;
+        let full = page.len() as i64 == batch;
         page.retain(|e| e.checkpoint() <= limit);
-        let reached = !full || (page.len() as i64) < BATCH;
+        let reached = !full || (page.len() as i64) < batch;
         let mut tx = crate::runtime::begin(&self.db).await?;
         let at = self.apply(&mut tx, &page).await?;
         tx.commit().await?;
@@ -299,15 +337,16 @@ impl Rebuild {
     /// checkpoint they reach in `tx` (`live` itself, or where they stood if they were
     /// already there).
     pub(crate) async fn align(&self, tx: &mut Tx, live: Checkpoint) -> Result<Option<Checkpoint>, RebuildError> {
+        let batch = self.batch;
         if self.at > live {
             return Ok(None);
         }
         let mut at = self.at;
         loop {
-            let mut page = self.store.read_log_page(at, &LogFilter::all(), BATCH).await?;
-            let full = page.len() as i64 == BATCH;
+            let mut page = self.store.read_log_page(at, &LogFilter::all(), batch).await?;
+            let full = page.len() as i64 == batch;
             page.retain(|e| e.checkpoint() <= live);
-            let done = !full || (page.len() as i64) < BATCH;
+            let done = !full || (page.len() as i64) < batch;
             if !page.is_empty() {
                 at = self.apply(tx, &page).await?;
             }
@@ -351,6 +390,7 @@ impl Rebuild {
     /// Applies the last events and swaps the shadow tables in, in one transaction;
     /// `None` when writes outran it (the applied pages are kept and it tries again).
     async fn swap(&mut self, first: Vec<RecordedEvent>) -> Result<Option<Checkpoint>, RebuildError> {
+        let batch = self.batch;
         let mut tx = self.db.begin().await?;
         if let Tx::Postgres(c) = &mut tx {
             // Never queue behind a long reader while holding the checkpoint (and, with
@@ -365,10 +405,10 @@ impl Rebuild {
             Err(e) => return Err(e.into()),
         };
         let mut at = self.apply(&mut tx, &first).await?;
-        let mut caught_up = (first.len() as i64) < BATCH;
+        let mut caught_up = (first.len() as i64) < batch;
         for _ in 1..SWAP_PAGES {
-            let page = self.store.read_log_page(at, &LogFilter::all(), BATCH).await?;
-            caught_up = (page.len() as i64) < BATCH;
+            let page = self.store.read_log_page(at, &LogFilter::all(), batch).await?;
+            caught_up = (page.len() as i64) < batch;
             if !page.is_empty() {
                 at = self.apply(&mut tx, &page).await?;
             }

@@ -137,9 +137,11 @@ where
 /// The most bound values one statement carries (SQLite allows 32,766, Postgres 65,535).
 const MAX_ARGS: usize = 30_000;
 
-/// Writes `rows` (each a value per column of `columns`) into `table` with one multi-row
-/// `INSERT … ON CONFLICT (key) DO UPDATE` per chunk: a batch's changed rows in a few
-/// statements instead of one statement per event.
+/// Writes `rows` (each a value per column of `columns`, all rows with the same kinds of
+/// values) into `table`, inserting or updating by `key`: a batch's changed rows in one
+/// statement instead of one per event. On Postgres the rows travel as one array per
+/// column (`INSERT … SELECT * FROM UNNEST(…)`), so the statement text is the same for
+/// any number of rows and stays prepared; on SQLite as multi-row `VALUES` chunks.
 pub async fn upsert(
     tx: &mut Tx,
     table: &str,
@@ -150,27 +152,103 @@ pub async fn upsert(
     if rows.is_empty() {
         return Ok(());
     }
-    let per = (MAX_ARGS / columns.len()).max(1);
     let updates: Vec<String> =
         columns.iter().filter(|c| !key.contains(c)).map(|c| format!("{c} = excluded.{c}")).collect();
-    let mut rows = rows.into_iter().peekable();
-    while rows.peek().is_some() {
-        let mut args = Args::default();
-        let mut tuples = Vec::new();
-        for row in rows.by_ref().take(per) {
-            let marks: Vec<String> = row.into_iter().map(|a| args.push(a)).collect();
-            tuples.push(format!("({})", marks.join(", ")));
+    let conflict = format!("ON CONFLICT ({}) DO UPDATE SET {}", key.join(", "), updates.join(", "));
+    match tx {
+        Tx::Postgres(c) => {
+            let mut cols: Vec<Vec<Arg>> = (0..columns.len()).map(|_| Vec::with_capacity(rows.len())).collect();
+            for row in rows {
+                for (i, v) in row.into_iter().enumerate() {
+                    cols[i].push(v);
+                }
+            }
+            let mut q_types = Vec::new();
+            let mut arrays = Vec::new();
+            for (i, col) in cols.into_iter().enumerate() {
+                let (ty, array) = PgArray::of(col);
+                q_types.push(format!("${}::{ty}[]", i + 1));
+                arrays.push(array);
+            }
+            let sql = format!(
+                "INSERT INTO {table} ({}) SELECT * FROM UNNEST({}) {conflict}",
+                columns.join(", "),
+                q_types.join(", ")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for a in arrays {
+                q = match a {
+                    PgArray::Uuid(v) => q.bind(v),
+                    PgArray::Text(v) => q.bind(v),
+                    PgArray::Time(v) => q.bind(v),
+                    PgArray::Int(v) => q.bind(v),
+                    PgArray::Float(v) => q.bind(v),
+                    PgArray::Bool(v) => q.bind(v),
+                    PgArray::Json(v) => q.bind(v),
+                };
+            }
+            q.execute(&mut **c).await?;
         }
-        let sql = format!(
-            "INSERT INTO {table} ({}) VALUES {} ON CONFLICT ({}) DO UPDATE SET {}",
-            columns.join(", "),
-            tuples.join(", "),
-            key.join(", "),
-            updates.join(", ")
-        );
-        execute(tx, sql, args).await?;
+        Tx::Sqlite(_) => {
+            let per = (MAX_ARGS / columns.len()).max(1);
+            let mut rows = rows.into_iter().peekable();
+            while rows.peek().is_some() {
+                let mut args = Args::default();
+                let mut tuples = Vec::new();
+                for row in rows.by_ref().take(per) {
+                    let marks: Vec<String> = row.into_iter().map(|a| args.push(a)).collect();
+                    tuples.push(format!("({})", marks.join(", ")));
+                }
+                let sql =
+                    format!("INSERT INTO {table} ({}) VALUES {} {conflict}", columns.join(", "), tuples.join(", "));
+                execute(tx, sql, args).await?;
+            }
+        }
     }
     Ok(())
+}
+
+/// One column of rows as a Postgres array.
+enum PgArray {
+    Uuid(Vec<Option<Uuid>>),
+    Text(Vec<Option<String>>),
+    Time(Vec<Option<chrono::DateTime<chrono::Utc>>>),
+    Int(Vec<Option<i64>>),
+    Float(Vec<Option<f64>>),
+    Bool(Vec<Option<bool>>),
+    Json(Vec<Option<Json<serde_json::Value>>>),
+}
+
+impl PgArray {
+    /// The column's values as one array, with its element type (from the first value).
+    fn of(col: Vec<Arg>) -> (&'static str, PgArray) {
+        match col.first() {
+            Some(Arg::Uuid(_)) | None => {
+                ("uuid", PgArray::Uuid(col.into_iter().map(|a| if let Arg::Uuid(v) = a { v } else { None }).collect()))
+            }
+            Some(Arg::Text(_)) => {
+                ("text", PgArray::Text(col.into_iter().map(|a| if let Arg::Text(v) = a { v } else { None }).collect()))
+            }
+            Some(Arg::Time(_)) => (
+                "timestamptz",
+                PgArray::Time(col.into_iter().map(|a| if let Arg::Time(v) = a { v } else { None }).collect()),
+            ),
+            Some(Arg::Int(_)) => {
+                ("int8", PgArray::Int(col.into_iter().map(|a| if let Arg::Int(v) = a { v } else { None }).collect()))
+            }
+            Some(Arg::Float(_)) => (
+                "float8",
+                PgArray::Float(col.into_iter().map(|a| if let Arg::Float(v) = a { v } else { None }).collect()),
+            ),
+            Some(Arg::Bool(_)) => {
+                ("bool", PgArray::Bool(col.into_iter().map(|a| if let Arg::Bool(v) = a { v } else { None }).collect()))
+            }
+            Some(Arg::Json(_)) => (
+                "jsonb",
+                PgArray::Json(col.into_iter().map(|a| if let Arg::Json(v) = a { v.map(Json) } else { None }).collect()),
+            ),
+        }
+    }
 }
 
 /// Reads the rows of `table` whose `key` column is one of `ids` (chunked), inside `tx`.

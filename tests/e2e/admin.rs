@@ -247,7 +247,7 @@ async fn a_running_rebuild_is_refused_and_a_stale_one_taken_over(app: TestApp) {
     let state = &app.app_state;
     // Another process claimed the rebuild, built one batch, and is alive.
     let all = gather_projections::all();
-    let mut other = Rebuild::claim(&state.db, state.store.clone(), &all, "members").await.unwrap();
+    let mut other = Rebuild::claim(&state.db, state.store.clone(), &all, "members").await.unwrap().with_batch(500);
     assert_eq!(other.step().await.unwrap(), None, "one batch, not caught up yet");
     let built = other.position();
     assert!(built.position > 0);
