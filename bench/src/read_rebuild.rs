@@ -21,7 +21,7 @@ use gather_projections::events::decode_of;
 use gather_projections::rebuild::Rebuild;
 use gather_projections::search::SearchProjection;
 use serde_json::{Value, json};
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -199,21 +199,7 @@ async fn scan(pool: &PgPool) -> anyhow::Result<(Fold, usize)> {
     )
     .fetch(pool);
     while let Some(row) = rows.try_next().await? {
-        let e = RecordedEvent {
-            position: row.try_get("position")?,
-            commit_id: row.try_get("commit_id")?,
-            stream: row.try_get("stream")?,
-            version: row.try_get("version")?,
-            event_id: row.try_get("event_id")?,
-            event_type: row.try_get("event_type")?,
-            schema_version: row.try_get("schema_version")?,
-            data: row.try_get("data")?,
-            command_id: row.try_get("command_id")?,
-            correlation_id: row.try_get("correlation_id")?,
-            causation_id: row.try_get("causation_id")?,
-            actor: row.try_get("actor")?,
-            recorded_at: row.try_get("recorded_at")?,
-        };
+        let e = gather_commands::store::postgres::row_to_event(row)?;
         fold.apply(&e)?;
         n += 1;
     }

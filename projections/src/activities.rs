@@ -8,7 +8,7 @@
 //! upsert), so a rebuild costs a few statements per batch rather than per event.
 
 use crate::events::decode_of;
-use crate::runtime::{BatchError, Projection, ProjectionError, Target};
+use crate::runtime::{BatchError, Projection, ProjectionError, Target, Touched};
 use crate::sql::{Arg, rows_by_id, upsert};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -232,15 +232,13 @@ fn confirmed_delta(before: Option<&str>, after: BookingStatus) -> i64 {
 struct Fold {
     activities: HashMap<Uuid, ActivityRec>,
     bookings: HashMap<Uuid, BookingRec>,
-    dirty_activities: Vec<Uuid>,
-    dirty_bookings: Vec<Uuid>,
+    dirty_activities: Touched,
+    dirty_bookings: Touched,
 }
 
 impl Fold {
     fn touch_activity(&mut self, id: Uuid) {
-        if !self.dirty_activities.contains(&id) {
-            self.dirty_activities.push(id);
-        }
+        self.dirty_activities.mark(id);
     }
 
     /// A booking's new status (and fields); returns its status before.
@@ -276,9 +274,7 @@ impl Fold {
         }
         rec.updated_at = e.recorded_at;
         rec.position = e.position;
-        if !self.dirty_bookings.contains(&b.booking_id) {
-            self.dirty_bookings.push(b.booking_id);
-        }
+        self.dirty_bookings.mark(b.booking_id);
         before
     }
 
@@ -288,9 +284,7 @@ impl Fold {
         let before = std::mem::replace(&mut rec.status, status.as_str().to_owned());
         rec.updated_at = e.recorded_at;
         rec.position = e.position;
-        if !self.dirty_bookings.contains(&booking) {
-            self.dirty_bookings.push(booking);
-        }
+        self.dirty_bookings.mark(booking);
         Some(before)
     }
 

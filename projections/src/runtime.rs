@@ -85,6 +85,28 @@ pub trait Projection: Send + Sync + 'static {
     }
 }
 
+/// The ids a batch fold changed, each once, in the order first changed (the rows to
+/// write back at the end of the batch).
+#[derive(Debug, Default)]
+pub(crate) struct Touched {
+    order: Vec<uuid::Uuid>,
+    seen: std::collections::HashSet<uuid::Uuid>,
+}
+
+impl Touched {
+    /// Records that `id` changed.
+    pub(crate) fn mark(&mut self, id: uuid::Uuid) {
+        if self.seen.insert(id) {
+            self.order.push(id);
+        }
+    }
+
+    /// The changed ids, in order.
+    pub(crate) fn iter(&self) -> std::slice::Iter<'_, uuid::Uuid> {
+        self.order.iter()
+    }
+}
+
 /// Why a batch could not be applied, and at which event.
 #[derive(Debug, thiserror::Error)]
 #[error("event {index} of the batch: {error}")]

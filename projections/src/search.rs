@@ -17,7 +17,7 @@
 //! product against cos(radius / R), which needs no trigonometry in SQL.
 
 use crate::events::decode_of;
-use crate::runtime::{BatchError, Projection, ProjectionError, Target};
+use crate::runtime::{BatchError, Projection, ProjectionError, Target, Touched};
 use crate::sql::{Arg, Args, execute, fetch_all, fetch_all_tx, rows_by_id, upsert};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -212,21 +212,15 @@ fn decode_batch(events: &[RecordedEvent]) -> Result<Vec<Decoded>, BatchError> {
 #[derive(Default)]
 struct Fold {
     rows: HashMap<Uuid, SearchRec>,
-    dirty: Vec<Uuid>,
-    reindex: Vec<Uuid>,
+    dirty: Touched,
+    reindex: Touched,
     /// Organiser names known (loaded, or set in this batch).
     names: HashMap<Uuid, String>,
     /// Renames in order: (organiser, new name; empty once forgotten).
     renames: Vec<(Uuid, Option<String>)>,
     /// Confirmed bookings: loaded membership and this batch's changes.
     confirmed: HashMap<Uuid, (Uuid, bool)>,
-    confirmed_changed: Vec<Uuid>,
-}
-
-fn mark(list: &mut Vec<Uuid>, id: Uuid) {
-    if !list.contains(&id) {
-        list.push(id);
-    }
+    confirmed_changed: Touched,
 }
 
 impl Fold {
@@ -237,7 +231,7 @@ impl Fold {
             return 0;
         }
         self.confirmed.insert(booking, (activity, add));
-        mark(&mut self.confirmed_changed, booking);
+        self.confirmed_changed.mark(booking);
         if add { 1 } else { -1 }
     }
 
@@ -277,7 +271,7 @@ impl Fold {
                 };
                 rec.set_details(details);
                 slot.insert(rec);
-                mark(&mut self.dirty, id);
+                self.dirty.mark(id);
             }
             return;
         }
@@ -358,9 +352,9 @@ impl Fold {
             r.popularity = r.favourites + r.confirmed;
             r.position = e.position;
         }
-        mark(&mut self.dirty, id);
+        self.dirty.mark(id);
         if reindex {
-            mark(&mut self.reindex, id);
+            self.reindex.mark(id);
         }
     }
 
@@ -379,8 +373,8 @@ impl Fold {
         };
         for r in self.rows.values_mut().filter(|r| r.organiser_id == member) {
             r.organiser = shown.clone();
-            mark(&mut self.dirty, r.activity_id);
-            mark(&mut self.reindex, r.activity_id);
+            self.dirty.mark(r.activity_id);
+            self.reindex.mark(r.activity_id);
         }
         self.renames.push((member, name));
     }
@@ -485,7 +479,7 @@ impl Projection for SearchProjection {
                     if let Some(r) = fold.rows.get_mut(&id) {
                         r.favourites = (r.favourites + delta).max(0);
                         r.popularity = r.favourites + r.confirmed;
-                        mark(&mut fold.dirty, id);
+                        fold.dirty.mark(id);
                     }
                 }
                 Decoded::Other => {}
@@ -513,7 +507,7 @@ impl Projection for SearchProjection {
             }
             let sql = format!("UPDATE {t} SET organiser = $2 WHERE organiser_id = $1 RETURNING activity_id");
             for (id,) in fetch_all_tx::<(Uuid,)>(tx, sql, args).await? {
-                mark(&mut fold.reindex, id);
+                fold.reindex.mark(id);
             }
         }
         // Confirmed bookings that changed.
@@ -532,8 +526,8 @@ impl Projection for SearchProjection {
         let rows: Vec<Vec<Arg>> =
             fold.dirty.iter().filter_map(|id| fold.rows.remove(id)).map(SearchRec::args).collect();
         upsert(tx, &t, &["activity_id"], &COLUMNS, rows).await?;
-        for id in fold.reindex {
-            reindex(tx, at, id).await?;
+        for id in fold.reindex.iter() {
+            reindex(tx, at, *id).await?;
         }
         Ok(())
     }

@@ -140,7 +140,8 @@ impl PostgresStore {
     }
 }
 
-fn row_to_event(row: PgRow) -> Result<RecordedEvent, sqlx::Error> {
+/// Reads one `events` row (every column) into a recorded event.
+pub fn row_to_event(row: PgRow) -> Result<RecordedEvent, sqlx::Error> {
     Ok(RecordedEvent {
         position: row.try_get("position")?,
         commit_id: row.try_get("commit_id")?,
