@@ -43,16 +43,6 @@ pub enum ExpectedVersion {
 }
 
 impl ExpectedVersion {
-    /// Parts for the backends: the kind name and the version for `Exact`.
-    pub(crate) fn parts(self) -> (&'static str, i64) {
-        match self {
-            ExpectedVersion::Any => ("any", -1),
-            ExpectedVersion::NoStream => ("no_stream", -1),
-            ExpectedVersion::StreamExists => ("exists", -1),
-            ExpectedVersion::Exact(v) => ("exact", v),
-        }
-    }
-
     /// Whether a stream at `actual` (None = no stream) satisfies this expectation.
     pub fn accepts(self, actual: Option<i64>) -> bool {
         match self {
@@ -264,6 +254,17 @@ pub enum StoreError {
     /// The request itself is malformed (empty append, bad stream name): fix the caller.
     #[error("invalid append: {0}")]
     Invalid(String),
+    /// The store is shutting down and takes no more appends: retry on another process.
+    #[error("the event store is shut down")]
+    Shutdown,
+    /// The append was handed over but its answer was lost (the committer stopped): its
+    /// outcome is unknown; retry with the same command id, which is answered once.
+    #[error("the append's answer was lost; retry with the same command id")]
+    LostReply,
+    /// The backend answered something the store cannot read (a bug or a schema
+    /// mismatch): report it.
+    #[error("the event store's answer is unreadable: {0}")]
+    Unreadable(String),
     /// A stored event cannot be read into the current shape: stop and report; never skip it.
     #[error("cannot decode event {stream}@{version} ({event_type})")]
     Decode {

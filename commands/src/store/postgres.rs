@@ -1,14 +1,22 @@
-//! The Postgres backend: one function call per append, gap-free global reads.
+//! The Postgres backend: set-based group commit, gap-free global reads.
 //!
 //! Appends are group-committed: concurrent `append` calls queue to a few committer
 //! tasks, each of which sends up to [`MAX_BATCH`] of them in one call to
-//! `gather_append_batch` (migrations/postgres/0004_group_commit.sql): one round trip and
-//! one WAL flush for the batch, each append in its own subtransaction with its own
-//! result. A batch that fails as a whole (a deadlock between two batches, a lost
-//! connection) is retried append by append with `gather_append`.
-//! Global reads order by `(commit_id, position)` and read only rows whose transaction
-//! id is below `pg_snapshot_xmin(pg_current_snapshot())`: every transaction below it
-//! has finished, so no row can still appear before the returned ones.
+//! `gather_append_set` (migrations/postgres/0013_store_ownership.sql): one round trip,
+//! one statement for all the batch's events and one WAL flush. The function first takes
+//! a transaction-level advisory lock on every stream and command id of the batch, in one
+//! global order, before it writes anything: batches never deadlock, and the transaction
+//! id the batch takes at its first write is younger than every earlier writer of its
+//! streams, so each stream reads in version order in the global log. Each member's
+//! expectations are checked against the versions left by the members before it; a
+//! refused member writes nothing and the others commit. A batch that fails as a whole (a
+//! reused event id, a lost connection) is retried member by member.
+//!
+//! Global reads order by `(commit_id, position)` and read only rows below
+//! `gather_readable_below()` (the oldest running transaction's id plus the store's clock
+//! offset): every transaction below it has finished, so no row can still appear before
+//! the returned ones. `commit_id` belongs to the store: an explicit value is refused, and
+//! [`rebase`] moves the clock after a move to another cluster.
 
 use super::*;
 use sqlx::postgres::{PgListener, PgRow};
@@ -27,15 +35,13 @@ pub const COMMITTERS: usize = 4;
 
 /// One queued append and where its answer goes.
 struct Pending {
-    meta: AppendMeta,
-    appends: Vec<StreamAppend>,
-    payload: Value,
+    member: BatchMember,
     reply: oneshot::Sender<Result<AppendResult, StoreError>>,
 }
 
 impl Pending {
     fn event_count(&self) -> usize {
-        self.appends.iter().map(|a| a.events.len()).sum()
+        self.member.appends.iter().map(|a| a.events.len()).sum()
     }
 }
 
@@ -159,33 +165,14 @@ pub fn row_to_event(row: PgRow) -> Result<RecordedEvent, sqlx::Error> {
     })
 }
 
-/// Maps the function's errors to store errors.
-fn map_append_error(e: sqlx::Error, appends: &[StreamAppend]) -> StoreError {
-    if let sqlx::Error::Database(db) = &e {
-        match db.code().as_deref() {
-            Some("GA409") => return conflict_from_message(db.message(), appends),
-            Some("GA208") => return StoreError::DuplicateCommand,
-            Some("23505") if db.constraint() == Some("events_event_id_key") => return StoreError::DuplicateEvent,
-            _ => {}
-        }
+/// Maps a failed group commit's error: a reused event id is the caller's bug.
+fn map_append_error(e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &e
+        && db.constraint() == Some("events_event_id_key")
+    {
+        return StoreError::DuplicateEvent;
     }
     StoreError::Database(e)
-}
-
-/// The JSON `gather_append` takes for one call's streams.
-fn append_payload(appends: &[StreamAppend]) -> Value {
-    Value::Array(
-        appends
-            .iter()
-            .map(|a| {
-                let (kind, version) = a.expected.parts();
-                serde_json::json!({
-                    "stream": a.stream, "category": category_of(&a.stream),
-                    "expected": kind, "version": version, "events": a.events,
-                })
-            })
-            .collect(),
-    )
 }
 
 /// Takes queued appends in batches and group-commits them until the store is dropped.
@@ -211,95 +198,179 @@ async fn committer(pool: PgPool, queue: Arc<Mutex<mpsc::Receiver<Pending>>>) {
         }
         if batch.len() == 1 {
             let p = batch.pop().expect("one pending append");
-            let r = append_one(&pool, &p).await;
+            let r = append_one(&pool, p.member).await;
             let _ = p.reply.send(r);
             continue;
         }
-        let body: Vec<Value> = batch
-            .iter()
-            .map(|p| {
-                serde_json::json!({
-                    "command_id": p.meta.command_id, "correlation_id": p.meta.correlation_id,
-                    "causation_id": p.meta.causation_id, "actor": p.meta.actor, "appends": p.payload,
-                })
-            })
-            .collect();
-        let answer = sqlx::query_scalar::<_, Value>("SELECT gather_append_batch($1)")
-            .bind(Value::Array(body))
-            .fetch_one(&pool)
-            .await;
+        let (members, replies): (Vec<BatchMember>, Vec<_>) = batch.into_iter().map(|p| (p.member, p.reply)).unzip();
+        let answer = match pool.acquire().await {
+            Ok(mut conn) => append_batch(&mut conn, &members).await,
+            Err(e) => Err(StoreError::Database(e)),
+        };
         match answer {
-            Ok(Value::Array(results)) if results.len() == batch.len() => {
-                for (p, r) in batch.into_iter().zip(results) {
-                    let r = batch_result(r, &p.appends);
-                    let _ = p.reply.send(r);
+            Ok(results) => {
+                for (reply, r) in replies.into_iter().zip(results) {
+                    let _ = reply.send(r);
                 }
             }
-            other => {
-                if let Err(e) = &other {
-                    tracing::debug!(error = %e, size = batch.len(), "group commit failed; appending one by one");
-                }
-                for p in batch {
-                    let r = append_one(&pool, &p).await;
-                    let _ = p.reply.send(r);
+            Err(e) => {
+                tracing::debug!(error = %e, size = members.len(), "group commit failed; appending one by one");
+                for (m, reply) in members.into_iter().zip(replies) {
+                    let r = append_one(&pool, m).await;
+                    let _ = reply.send(r);
                 }
             }
         }
     }
+}
+
+/// One member of a group commit: a command's appends.
+#[derive(Debug, Clone)]
+pub struct BatchMember {
+    /// The command's metadata.
+    pub meta: AppendMeta,
+    /// Its appends (validated by the caller).
+    pub appends: Vec<StreamAppend>,
+}
+
+/// One row of `gather_append_set`'s answer: member (1-based), outcome, stream, first
+/// and last position, version.
+type SetRow = (i32, String, Option<String>, Option<i64>, Option<i64>, Option<i64>);
+
+/// Group-commits `batch` in one statement on `conn` (in its transaction, if one is open):
+/// each member gets its own result; `Err` means the batch as a whole failed (nothing of
+/// it was written) and may be retried.
+pub async fn append_batch(
+    conn: &mut sqlx::PgConnection,
+    batch: &[BatchMember],
+) -> Result<Vec<Result<AppendResult, StoreError>>, StoreError> {
+    let mut m_command = Vec::with_capacity(batch.len());
+    let mut m_correlation = Vec::with_capacity(batch.len());
+    let mut m_causation = Vec::with_capacity(batch.len());
+    let mut m_actor = Vec::with_capacity(batch.len());
+    let (mut a_member, mut a_stream, mut a_expected, mut a_count) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut e_append, mut e_id, mut e_type, mut e_schema, mut e_data) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (m, member) in batch.iter().enumerate() {
+        m_command.push(member.meta.command_id);
+        m_correlation.push(member.meta.correlation_id);
+        m_causation.push(member.meta.causation_id);
+        m_actor.push(member.meta.actor);
+        for a in &member.appends {
+            a_member.push(m as i32 + 1);
+            a_stream.push(a.stream.as_str());
+            a_expected.push(match a.expected {
+                ExpectedVersion::Any => -1i64,
+                ExpectedVersion::NoStream => -2,
+                ExpectedVersion::StreamExists => -3,
+                // no stream is ever at a negative version
+                ExpectedVersion::Exact(v) if v < 0 => -4,
+                ExpectedVersion::Exact(v) => v,
+            });
+            a_count.push(a.events.len() as i32);
+            for e in &a.events {
+                e_append.push(a_stream.len() as i32);
+                e_id.push(e.event_id);
+                e_type.push(e.event_type.as_str());
+                e_schema.push(e.schema_version);
+                e_data.push(&e.data);
+            }
+        }
+    }
+    let rows: Vec<SetRow> = sqlx::query_as(
+        "SELECT member, outcome, stream, first_position, last_position, version \
+         FROM gather_append_set($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+    )
+    .bind(&m_command)
+    .bind(&m_correlation)
+    .bind(&m_causation)
+    .bind(&m_actor)
+    .bind(&a_member)
+    .bind(&a_stream)
+    .bind(&a_expected)
+    .bind(&a_count)
+    .bind(&e_append)
+    .bind(&e_id)
+    .bind(&e_type)
+    .bind(&e_schema)
+    .bind(&e_data)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(map_append_error)?;
+
+    let mut results: Vec<Option<Result<AppendResult, StoreError>>> = (0..batch.len()).map(|_| None).collect();
+    for (member, outcome, stream, first, last, version) in rows {
+        let slot = usize::try_from(member - 1)
+            .ok()
+            .and_then(|i| results.get_mut(i).map(|r| (i, r)))
+            .ok_or_else(|| StoreError::Unreadable(format!("group commit answered for member {member}")))?;
+        let (i, slot) = slot;
+        let unreadable = || StoreError::Unreadable(format!("group commit answer {outcome:?} is incomplete"));
+        match outcome.as_str() {
+            "ok" | "duplicate" => {
+                let r = StreamResult {
+                    stream: stream.ok_or_else(unreadable)?,
+                    first_position: first.ok_or_else(unreadable)?,
+                    last_position: last.ok_or_else(unreadable)?,
+                    version: version.ok_or_else(unreadable)?,
+                };
+                match slot {
+                    Some(Ok(done)) => done.streams.push(r),
+                    _ => *slot = Some(Ok(AppendResult { duplicate: outcome == "duplicate", streams: vec![r] })),
+                }
+            }
+            "conflict" => {
+                let stream = stream.ok_or_else(unreadable)?;
+                let expected = batch[i]
+                    .appends
+                    .iter()
+                    .find(|a| a.stream == stream)
+                    .map(|a| a.expected)
+                    .unwrap_or(ExpectedVersion::Any);
+                let actual = version.filter(|v| *v >= 0);
+                *slot = Some(Err(StoreError::Conflict { stream, expected, actual }));
+            }
+            "repeated" => *slot = Some(Err(StoreError::DuplicateCommand)),
+            other => return Err(StoreError::Unreadable(format!("group commit outcome {other:?}"))),
+        }
+    }
+    results
+        .into_iter()
+        .map(|r| r.ok_or_else(|| StoreError::Unreadable("group commit left a member unanswered".into())))
+        .collect()
 }
 
 /// One append on its own (a batch of one, or the fallback of a failed batch).
-async fn append_one(pool: &PgPool, p: &Pending) -> Result<AppendResult, StoreError> {
-    let v = sqlx::query_scalar::<_, Value>("SELECT gather_append($1, $2, $3, $4, $5)")
-        .bind(p.meta.command_id)
-        .bind(p.meta.correlation_id)
-        .bind(p.meta.causation_id)
-        .bind(p.meta.actor)
-        .bind(&p.payload)
-        .fetch_one(pool)
-        .await
-        .map_err(|e| map_append_error(e, &p.appends))?;
-    serde_json::from_value(v).map_err(|e| StoreError::Invalid(format!("append result unreadable: {e}")))
-}
-
-/// Reads one entry of `gather_append_batch`'s answer.
-fn batch_result(r: Value, appends: &[StreamAppend]) -> Result<AppendResult, StoreError> {
-    if let Some(ok) = r.get("ok") {
-        return serde_json::from_value(ok.clone())
-            .map_err(|e| StoreError::Invalid(format!("append result unreadable: {e}")));
-    }
-    let message = r.get("message").and_then(|m| m.as_str()).unwrap_or_default();
-    match r.get("error").and_then(|e| e.as_str()) {
-        Some("conflict") => Err(conflict_from_message(message, appends)),
-        Some("duplicate_command") => Err(StoreError::DuplicateCommand),
-        Some("unique") if r.get("constraint").and_then(|c| c.as_str()) == Some("events_event_id_key") => {
-            Err(StoreError::DuplicateEvent)
-        }
-        _ => Err(StoreError::Invalid(format!("append refused: {message}"))),
-    }
-}
-
-fn conflict_from_message(msg: &str, appends: &[StreamAppend]) -> StoreError {
-    let (stream, actual) = msg.rsplit_once('|').unwrap_or(("", "-1"));
-    let actual = actual.parse::<i64>().ok().filter(|v| *v >= 0);
-    let expected = appends.iter().find(|a| a.stream == stream).map(|a| a.expected).unwrap_or(ExpectedVersion::Any);
-    StoreError::Conflict { stream: stream.to_string(), expected, actual }
+async fn append_one(pool: &PgPool, member: BatchMember) -> Result<AppendResult, StoreError> {
+    let mut conn = pool.acquire().await?;
+    let mut results = append_batch(&mut conn, std::slice::from_ref(&member)).await?;
+    results.pop().ok_or_else(|| StoreError::Unreadable("no answer for the append".into()))?
 }
 
 impl PostgresStore {
     async fn recorded_result(&self, command_id: Uuid) -> Result<Option<AppendResult>, StoreError> {
-        let row: Option<(Value,)> = sqlx::query_as("SELECT result FROM commands WHERE command_id = $1")
-            .bind(command_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        match row {
-            Some((v,)) => {
-                let streams = serde_json::from_value(v)
-                    .map_err(|e| StoreError::Invalid(format!("stored command result unreadable: {e}")))?;
-                Ok(Some(AppendResult { duplicate: true, streams }))
-            }
-            None => Ok(None),
+        let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
+            "SELECT e.stream, min(e.position), max(e.position), max(e.version) \
+             FROM command_positions c \
+             JOIN events e ON e.position BETWEEN c.first_position AND c.last_position AND e.command_id = c.command_id \
+             WHERE c.command_id = $1 GROUP BY e.stream ORDER BY min(e.position)",
+        )
+        .bind(command_id)
+        .fetch_all(&self.pool)
+        .await?;
+        if rows.is_empty() {
+            return Ok(None);
         }
+        let streams = rows
+            .into_iter()
+            .map(|(stream, first_position, last_position, version)| StreamResult {
+                stream,
+                first_position,
+                last_position,
+                version,
+            })
+            .collect();
+        Ok(Some(AppendResult { duplicate: true, streams }))
     }
 }
 
@@ -311,18 +382,19 @@ impl EventStore for PostgresStore {
 
     async fn append(&self, meta: &AppendMeta, appends: Vec<StreamAppend>) -> Result<AppendResult, StoreError> {
         validate(&appends)?;
-        let payload = append_payload(&appends);
         let (reply, answer) = oneshot::channel();
-        let pending = Pending { meta: meta.clone(), appends, payload, reply };
-        self.queue.send(pending).await.map_err(|_| StoreError::Invalid("the event store is shut down".into()))?;
-        let result = answer.await.map_err(|_| StoreError::Invalid("the append was dropped".into()))?;
+        let pending = Pending { member: BatchMember { meta: meta.clone(), appends }, reply };
+        self.queue.send(pending).await.map_err(|_| StoreError::Shutdown)?;
+        let result = answer.await.map_err(|_| StoreError::LostReply)?;
         let result = match result {
             // A concurrent append of the same command may have won: answer with its result.
             Err(StoreError::Conflict { .. }) | Err(StoreError::DuplicateCommand) => {
                 match self.recorded_result(meta.command_id).await? {
                     Some(first) => Ok(first),
                     None => result.map_err(|e| match e {
-                        StoreError::DuplicateCommand => StoreError::Invalid("duplicate command vanished".into()),
+                        StoreError::DuplicateCommand => {
+                            StoreError::Unreadable("a repeated command has no recorded result".into())
+                        }
                         other => other,
                     }),
                 }
@@ -363,7 +435,7 @@ impl EventStore for PostgresStore {
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let mut sql = format!(
             "SELECT {COLUMNS} FROM events WHERE (commit_id, position) > ($1, $2) \
-             AND commit_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+             AND commit_id < gather_readable_below()"
         );
         match filter.categories.len() {
             0 => {}
@@ -388,7 +460,7 @@ impl EventStore for PostgresStore {
     async fn head(&self) -> Result<Checkpoint, StoreError> {
         let row: Option<(i64, i64)> = sqlx::query_as(
             "SELECT commit_id, position FROM events \
-             WHERE commit_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint \
+             WHERE commit_id < gather_readable_below() \
              ORDER BY commit_id DESC, position DESC LIMIT 1",
         )
         .fetch_optional(&self.pool)
@@ -399,7 +471,7 @@ impl EventStore for PostgresStore {
     async fn checkpoint_of(&self, position: i64) -> Result<Option<Checkpoint>, StoreError> {
         let row: Option<(i64, i64)> = sqlx::query_as(
             "SELECT commit_id, position FROM events WHERE position = $1 \
-             AND commit_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
+             AND commit_id < gather_readable_below()",
         )
         .bind(position)
         .fetch_optional(&self.pool)
@@ -408,9 +480,9 @@ impl EventStore for PostgresStore {
     }
 
     async fn stream_version(&self, stream: &str) -> Result<Option<i64>, StoreError> {
-        Ok(sqlx::query_scalar("SELECT version FROM streams WHERE stream = $1")
+        Ok(sqlx::query_scalar("SELECT max(version) FROM events WHERE stream = $1")
             .bind(stream)
-            .fetch_optional(&self.pool)
+            .fetch_one(&self.pool)
             .await?)
     }
 
@@ -446,4 +518,27 @@ impl EventStore for PostgresStore {
     async fn recorded(&self, command_id: Uuid) -> Result<Option<AppendResult>, StoreError> {
         self.recorded_result(command_id).await
     }
+}
+
+/// What [`rebase`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Rebase {
+    /// The offset added to transaction ids before.
+    pub old_offset: i64,
+    /// The offset added to transaction ids from now on.
+    pub new_offset: i64,
+    /// The highest `commit_id` in the log.
+    pub max_commit_id: i64,
+}
+
+/// Moves the store's clock past every `commit_id` in the log (after a restore or a
+/// logical-replication move into a cluster whose transaction ids are lower).
+/// Run it once after the move, before the application starts writing; it is
+/// idempotent, and appends wait while it runs.
+pub async fn rebase(pool: &PgPool) -> Result<Rebase, StoreError> {
+    let (old_offset, new_offset, max_commit_id): (i64, i64, i64) =
+        sqlx::query_as("SELECT old_offset, new_offset, max_commit_id FROM gather_store_rebase()")
+            .fetch_one(pool)
+            .await?;
+    Ok(Rebase { old_offset, new_offset, max_commit_id })
 }

@@ -3,32 +3,25 @@
 //! transactions, and a stress test of concurrent writers with a live subscriber.
 
 use crate::support::fresh_postgres;
+use gather_commands::store::postgres::{BatchMember, append_batch};
 use gather_commands::store::{
     AppendMeta, Checkpoint, EventStore, ExpectedVersion, LogFilter, NewEvent, StreamAppend, subscribe,
 };
-use serde_json::{Value, json};
+use serde_json::json;
 use sqlx::{Connection, PgConnection};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use uuid::Uuid;
 
-fn payload(stream: &str, n: i64) -> Value {
-    json!([{
-        "stream": stream, "category": "il", "expected": "any", "version": -1,
-        "events": [{"event_id": Uuid::now_v7(), "event_type": "E", "schema_version": 1, "data": {"n": n}}],
-    }])
-}
-
 /// Appends inside an open transaction of `conn`, returning the position it took.
 async fn append_in(conn: &mut PgConnection, stream: &str, n: i64) -> i64 {
-    let id = Uuid::now_v7();
-    let r: Value = sqlx::query_scalar("SELECT gather_append($1, $1, NULL, NULL, $2)")
-        .bind(id)
-        .bind(payload(stream, n))
-        .fetch_one(&mut *conn)
-        .await
-        .unwrap();
-    r["streams"][0]["first_position"].as_i64().unwrap()
+    let e = NewEvent { event_id: Uuid::now_v7(), event_type: "E".into(), schema_version: 1, data: json!({"n": n}) };
+    let member = BatchMember {
+        meta: AppendMeta::new(Uuid::now_v7(), None),
+        appends: vec![StreamAppend { stream: stream.into(), expected: ExpectedVersion::Any, events: vec![e] }],
+    };
+    let r = append_batch(conn, &[member]).await.unwrap().pop().unwrap().unwrap();
+    r.streams[0].first_position
 }
 
 async fn append(store: &Arc<dyn EventStore>, stream: &str, n: i64) -> i64 {
@@ -219,7 +212,7 @@ async fn category_reads_use_the_category_index_not_a_scan() {
     sqlx::query("ANALYZE events").execute(pool).await.unwrap();
     let plan: Vec<String> = sqlx::query_scalar(
         "EXPLAIN SELECT * FROM events WHERE (commit_id, position) > (-1, 0) \
-         AND commit_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint \
+         AND commit_id < gather_readable_below() \
          AND category = (ARRAY['cat7'])[1] ORDER BY commit_id, position LIMIT 500",
     )
     .fetch_all(pool)

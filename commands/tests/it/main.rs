@@ -5,6 +5,7 @@
 
 mod contract;
 mod fallback;
+mod holes;
 mod interleaving;
 #[cfg(feature = "kurrentdb")]
 mod kurrentdb;
