@@ -1,7 +1,8 @@
 //! `App::build(settings)`: shared by `main` and the tests. Connects, migrates, starts
 //! the projectors, creates bootstrap accounts, binds the listener.
 
-use crate::auth::{Jwt, hash_password};
+use crate::auth::Jwt;
+use crate::passwords::Passwords;
 use crate::routes;
 use crate::settings::{BootstrapAccount, ProcessRole, Settings};
 use crate::state::AppState;
@@ -109,7 +110,9 @@ async fn bootstrap(state: &AppState, account: &BootstrapAccount, role: Role) -> 
         Some(id) => id,
         None => {
             let member_id = Uuid::now_v7();
-            let hash = hash_password(account.password.expose_secret().to_string())
+            let hash = state
+                .passwords
+                .hash(account.password.expose_secret().to_string())
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             let name = DisplayName::parse(role.as_str()).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -160,8 +163,18 @@ impl App {
         }
         let checkpoints =
             gather_projections::checkpoints::Checkpoints::start(db.clone(), &projectors, shutdown_rx.clone());
-        let state =
-            AppState { settings: Arc::new(settings.clone()), db, store, commands, projectors, checkpoints, jwt, bus };
+        let passwords = Passwords::new(settings.password_hashing_concurrency);
+        let state = AppState {
+            settings: Arc::new(settings.clone()),
+            db,
+            store,
+            commands,
+            projectors,
+            checkpoints,
+            jwt,
+            passwords,
+            bus,
+        };
         if let Some(a) = &settings.bootstrap_moderator {
             bootstrap(&state, a, Role::Moderator).await.context("GATHER_BOOTSTRAP_MODERATOR")?;
         }

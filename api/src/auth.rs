@@ -1,10 +1,8 @@
-//! Authentication: argon2 password hashes, HS256 JWTs, and the actor extractors.
+//! Authentication: HS256 JWTs and the actor extractors (password hashing is in
+//! [`crate::passwords`]).
 
 use crate::error::ApiError;
 use crate::state::AppState;
-use argon2::Argon2;
-use argon2::password_hash::phc::PasswordHash;
-use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
@@ -68,29 +66,6 @@ impl Jwt {
         }
         Ok(Actor::new(data.claims.sub, roles))
     }
-}
-
-/// Hashes a password with argon2 (on a blocking thread: it is deliberately slow).
-pub async fn hash_password(password: String) -> Result<String, ApiError> {
-    tokio::task::spawn_blocking(move || {
-        Argon2::default().hash_password(password.as_bytes()).map(|h| h.to_string()).map_err(|e| anyhow::anyhow!("{e}"))
-    })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(ApiError::Internal)
-}
-
-/// Checks a password against a stored hash (false for an unreadable hash).
-pub async fn verify_password(password: String, hash: Option<String>) -> Result<bool, ApiError> {
-    tokio::task::spawn_blocking(move || {
-        // Without a hash, verify against a dummy so unknown emails take as long as wrong passwords.
-        let dummy = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Y4mMmDpnyXmaDi0QVv4Xbfbi3p0Cy7Q/lj6nwkbAQrE";
-        let stored = hash.as_deref().unwrap_or(dummy);
-        let Ok(parsed) = PasswordHash::new(stored) else { return false };
-        Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok() && hash.is_some()
-    })
-    .await
-    .map_err(ApiError::internal)
 }
 
 fn bearer(parts: &Parts) -> Result<Option<&str>, ApiError> {

@@ -7,6 +7,7 @@ use crate::state::AppState;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use gather_commands::ids::derived;
+use gather_commands::handler::Loaded;
 use gather_commands::{CommandMeta, CommandOutcome};
 use gather_domain::Actor;
 use gather_domain::member::MemberState;
@@ -25,12 +26,15 @@ pub const MAX_WAIT: Duration = Duration::from_secs(5);
 /// Builds the command metadata from the request headers.
 pub fn command_meta(headers: &HeaderMap, actor: Actor, route: &str) -> Result<CommandMeta, ApiError> {
     let mut meta = CommandMeta::new(actor);
-    if let Some(key) = headers.get("idempotency-key") {
+    if let Some(scope) = idempotency_scope(headers) {
+        // One key means one command per (member, method, full path, key).
+        meta.command_id = derived(format!("{scope}|{route}"));
+    } else if let Some(key) = headers.get("idempotency-key") {
+        // Without the middleware (handler tests): scoped by actor and route.
         let key = key.to_str().map_err(|_| ApiError::field("Idempotency-Key", "must be visible ASCII"))?;
         if key.is_empty() || key.len() > 200 {
             return Err(ApiError::field("Idempotency-Key", "must be 1 to 200 characters"));
         }
-        // One key means one command per actor and route.
         meta.command_id = derived(format!("{}|{route}|{key}", meta.actor.id));
     }
     // The correlation id is X-Request-Id: a UUID as given, any other text hashed into one.
@@ -127,17 +131,24 @@ pub async fn ensure_active(state: &AppState, actor: &Actor) -> Result<(), ApiErr
 /// (children, email, password hash), so the member stream is read once per request.
 /// The system actor has no member stream: its state is the empty one.
 pub async fn active_member(state: &AppState, actor: &Actor) -> Result<MemberState, ApiError> {
+    Ok(active_member_loaded(state, actor).await?.state)
+}
+
+/// Like [`active_member`], with the member stream's version, for checks made outside
+/// the domain (the old password) that must hold at the version they were made against.
+pub async fn active_member_loaded(state: &AppState, actor: &Actor) -> Result<Loaded<MemberState>, ApiError> {
     if actor.has(gather_domain::Role::System) {
-        return Ok(MemberState::default());
+        return Ok(Loaded { state: MemberState::default(), version: None, position: 0 });
     }
-    let member = state.commands.load::<gather_domain::member::Member>(actor.id).await?.state;
+    let loaded = state.commands.load::<gather_domain::member::Member>(actor.id).await?;
+    let member = &loaded.state;
     if member.suspended {
         return Err(ApiError::Forbidden { code: "member_suspended", detail: "this member is suspended".into() });
     }
     if member.forgotten || !member.registered {
         return Err(ApiError::Unauthorized("this member no longer exists".into()));
     }
-    Ok(member)
+    Ok(loaded)
 }
 
 /// Runs a command of an authenticated actor on aggregate `A` (`id`): refuses suspended
@@ -180,12 +191,21 @@ pub fn accepted<E>(id: Uuid, outcome: &CommandOutcome<E>) -> Response {
     command_response(StatusCode::ACCEPTED, id, outcome, json!({}))
 }
 
+/// The idempotency scope the middleware gave this request (`Idempotency-Key` requests).
+pub fn idempotency_scope(headers: &HeaderMap) -> Option<&str> {
+    headers.get(crate::idempotency::SCOPE_HEADER).and_then(|v| v.to_str().ok())
+}
+
 /// A new server-generated id: v7, or — when the request carries an `Idempotency-Key` —
-/// derived from (scope, route, key, label), so racing repeats of one request name the
-/// same new resource and the store appends it once.
-pub fn new_id(headers: &HeaderMap, scope: Uuid, route: &str, label: &str) -> Uuid {
+/// derived from its idempotency scope (member, method, full path, key) and `label`, so
+/// racing repeats of one request name the same new resource and the store appends it
+/// once. (`owner` and `route` scope the id when no middleware ran, in handler tests.)
+pub fn new_id(headers: &HeaderMap, owner: Uuid, route: &str, label: &str) -> Uuid {
+    if let Some(scope) = idempotency_scope(headers) {
+        return derived(format!("{scope}|{route}|{label}"));
+    }
     match headers.get("idempotency-key").and_then(|k| k.to_str().ok()) {
-        Some(key) => derived(format!("{scope}|{route}|{key}|{label}")),
+        Some(key) => derived(format!("{owner}|{route}|{key}|{label}")),
         None => Uuid::now_v7(),
     }
 }

@@ -6,7 +6,8 @@
 //! - [`state`]: what handlers share;
 //! - [`error`], [`extract`], [`http`]: problem+json errors, JSON/path extractors,
 //!   command answers and read-your-writes;
-//! - [`auth`]: argon2 and JWT;
+//! - [`auth`]: JWT and the actor extractors; [`passwords`]: bounded argon2;
+//! - [`payments`]: the payment provider's signed webhook;
 //! - [`idempotency`]: stored first answers for `Idempotency-Key`;
 //! - [`ops`]: operator commands (projection status, retry, skip, replay, verify);
 //! - [`routes`]: one module per resource.
@@ -18,6 +19,8 @@ pub mod extract;
 pub mod http;
 pub mod idempotency;
 pub mod ops;
+pub mod passwords;
+pub mod payments;
 pub mod routes;
 pub mod settings;
 pub mod state;

@@ -86,6 +86,7 @@ async fn main() {
 
 async fn run() -> anyhow::Result<()> {
     gather_api::install_crypto();
+    gather_api::passwords::tune_allocator();
     let cli = Cli::parse();
     if let Some(Command::Specs) = cli.command {
         print!("{}", gather_domain::catalogue_markdown());

@@ -48,6 +48,11 @@ pub struct Settings {
     pub bootstrap_auditor: Option<BootstrapAccount>,
     /// `GATHER_ROLES`.
     pub roles: Vec<ProcessRole>,
+    /// `GATHER_PASSWORD_HASHING_CONCURRENCY`: argon2 runs at once (default: the cores).
+    pub password_hashing_concurrency: usize,
+    /// `GATHER_PAYMENT_WEBHOOK_SECRET`: the payment provider's signing secret; unset,
+    /// the webhook answers 503.
+    pub payment_webhook_secret: Option<SecretString>,
 }
 
 /// A setting that cannot be used; the message names the variable.
@@ -127,6 +132,22 @@ impl Settings {
                 })
                 .collect::<Result<Vec<_>, _>>()?,
         };
+        let password_hashing_concurrency = match get("GATHER_PASSWORD_HASHING_CONCURRENCY") {
+            Some(v) => v
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=1024).contains(n))
+                .ok_or_else(|| err("GATHER_PASSWORD_HASHING_CONCURRENCY", format!("expected 1 to 1024, got {v:?}")))?,
+            None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+        };
+        let payment_webhook_secret = match get("GATHER_PAYMENT_WEBHOOK_SECRET") {
+            Some(v) if v.len() < 16 => {
+                return Err(err("GATHER_PAYMENT_WEBHOOK_SECRET", "must be at least 16 characters"));
+            }
+            Some(v) => Some(SecretString::from(v)),
+            None => None,
+        };
         Ok(Settings {
             bind,
             data_dir,
@@ -137,6 +158,8 @@ impl Settings {
             bootstrap_moderator: bootstrap("GATHER_BOOTSTRAP_MODERATOR")?,
             bootstrap_auditor: bootstrap("GATHER_BOOTSTRAP_AUDITOR")?,
             roles,
+            password_hashing_concurrency,
+            payment_webhook_secret,
         })
     }
 

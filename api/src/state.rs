@@ -1,6 +1,7 @@
 //! The state every handler shares.
 
 use crate::auth::Jwt;
+use crate::passwords::Passwords;
 use crate::settings::Settings;
 use gather_commands::{CommandHandler, Db, EventStore};
 use gather_projections::Projectors;
@@ -23,6 +24,8 @@ pub struct AppState {
     pub checkpoints: gather_projections::checkpoints::Checkpoints,
     /// Token signing.
     pub jwt: Jwt,
+    /// Password hashing, bounded (argon2 is memory-hungry).
+    pub passwords: Arc<Passwords>,
     /// The message bus (None: in-process only).
     pub bus: Option<Arc<gather_projections::bus::Bus>>,
 }

@@ -59,6 +59,17 @@ pub fn clean_ups() -> Vec<CleanUp> {
     ]
 }
 
+/// A due time SQLite can compare as text. SQLite stores times as RFC 3339 text, which
+/// sorts in time order only for years 0000–9999 (`+10000-…` sorts before `2030-…`, so
+/// such a timer would fire at once and then never again). The domain refuses activity
+/// times outside 2000–2100; this clamp keeps any other timer comparable too: one beyond
+/// year 9999 waits at the end of that year, which in practice is never.
+pub fn storable_due_at(due_at: DateTime<Utc>) -> DateTime<Utc> {
+    let earliest = DateTime::<Utc>::UNIX_EPOCH;
+    let latest = "9999-12-31T23:59:59Z".parse::<DateTime<Utc>>().unwrap_or(DateTime::<Utc>::MAX_UTC);
+    due_at.clamp(earliest, latest)
+}
+
 /// The command id of a timer: stable for its key and due time, new when it moves.
 pub fn command_id(key: &str, due_at: DateTime<Utc>) -> Uuid {
     crate::ids::derived(format!("{key}|{}", ts(due_at)))
@@ -73,6 +84,7 @@ pub async fn schedule(
     causation_id: Uuid,
     correlation_id: Uuid,
 ) -> Result<(), sqlx::Error> {
+    let due_at = storable_due_at(due_at);
     let id = command_id(key, due_at);
     on_tx!(tx, c => sqlx::query(
         "INSERT INTO due_commands (key, command_id, due_at, command, causation_id, correlation_id) \
@@ -274,5 +286,20 @@ impl Scheduler {
                 _ = shutdown.wait_for(|s| *s) => return,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn due_times_beyond_year_9999_wait_at_its_end_and_sort_as_text() {
+        let far = "+10000-01-01T00:00:00Z".parse::<DateTime<Utc>>().unwrap();
+        let clamped = storable_due_at(far);
+        assert_eq!(ts(clamped), "9999-12-31T23:59:59.000000Z");
+        let soon = "2030-05-01T14:00:00Z".parse::<DateTime<Utc>>().unwrap();
+        assert_eq!(storable_due_at(soon), soon);
+        assert!(ts(soon) < ts(clamped), "text order is time order");
     }
 }

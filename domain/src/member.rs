@@ -28,6 +28,9 @@ pub struct Member;
 /// The most children one member may add.
 pub const MAX_CHILDREN: usize = 10;
 
+/// No child's birth date is earlier than this (an earlier one is a typo).
+pub const EARLIEST_BIRTH_DATE: NaiveDate = NaiveDate::from_ymd_opt(1900, 1, 1).expect("a valid date");
+
 /// What a member (or a moderator) asks of a member stream.
 #[derive(Debug, Clone, PartialEq)]
 pub enum MemberCommand {
@@ -364,6 +367,9 @@ fn decide_own(state: &MemberState, command: MemberCommand, ctx: &Context) -> Res
         C::AddChild { child_id, name, birth_date } => {
             if birth_date > ctx.now.date_naive() {
                 return Err(DomainError::invalid("birth_date", "must not be in the future"));
+            }
+            if birth_date < EARLIEST_BIRTH_DATE {
+                return Err(DomainError::invalid("birth_date", "must not be before 1900-01-01"));
             }
             if state.children.contains_key(&child_id) {
                 return Err(DomainError::ChildAlreadyAdded);

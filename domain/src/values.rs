@@ -104,6 +104,14 @@ text_value!(
     PaymentRef, field = "payment_ref", min = 1, max = 200
 );
 
+/// Unicode's invisible formatting characters (category Cf) that can hide in text:
+/// bidi marks, embeddings, overrides and isolates, zero-width characters, the BOM.
+fn is_invisible_format(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
+}
+
 /// An email address, stored as given (trimmed); compare with [`Email::normalized`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -124,8 +132,13 @@ impl Email {
         if email.chars().count() > Self::MAX_CHARS {
             return Err(invalid("must be at most 254 characters"));
         }
-        if email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if email.chars().any(char::is_whitespace) {
             return Err(invalid("must not contain spaces"));
+        }
+        // Control and invisible formatting characters (bidi overrides, zero-width
+        // spaces) make an address that looks like another and that mail servers refuse.
+        if email.chars().any(|c| c.is_control() || is_invisible_format(c)) {
+            return Err(invalid("must not contain control or formatting characters"));
         }
         let Some((local, domain)) = email.split_once('@') else {
             return Err(invalid("must contain @"));
@@ -441,8 +454,30 @@ pub struct TimeRange {
 }
 
 impl TimeRange {
-    /// Parses a range that starts strictly before it ends.
+    /// The earliest time an activity may start or end.
+    pub const EARLIEST: &'static str = "2000-01-01T00:00:00Z";
+    /// Activities start and end before this time. Beyond it a date is a typo or a
+    /// probe; far beyond (past year 9999) RFC 3339 text no longer sorts in time order,
+    /// and SQLite compares stored times as text.
+    pub const LATEST: &'static str = "2100-01-01T00:00:00Z";
+
+    /// Whether `t` lies in `[EARLIEST, LATEST)`.
+    pub fn in_range(t: DateTime<Utc>) -> bool {
+        let bound = |s: &str| s.parse::<DateTime<Utc>>().expect("a valid constant");
+        bound(Self::EARLIEST) <= t && t < bound(Self::LATEST)
+    }
+
+    /// Parses a range within `[EARLIEST, LATEST)` that starts strictly before it ends.
     pub fn parse(starts_at: DateTime<Utc>, ends_at: DateTime<Utc>) -> Result<Self, DomainError> {
+        let out_of_range = |field: &'static str| {
+            DomainError::invalid(field, "must be between 2000-01-01 and 2100-01-01 (UTC)")
+        };
+        if !Self::in_range(starts_at) {
+            return Err(out_of_range("starts_at"));
+        }
+        if !Self::in_range(ends_at) {
+            return Err(out_of_range("ends_at"));
+        }
         if starts_at >= ends_at {
             return Err(DomainError::invalid("ends_at", "must be after starts_at"));
         }

@@ -17,6 +17,8 @@ pub enum Profile {
 
 pub const MODERATOR: (&str, &str) = ("mod@gather.test", "moderator-password");
 pub const AUDITOR: (&str, &str) = ("audit@gather.test", "auditor-password");
+/// The payment provider's webhook secret every test server is configured with.
+pub const WEBHOOK_SECRET: &str = "whsec-test-0123456789abcdef0123456789";
 
 /// The Postgres server tests use (override with GATHER_TEST_PG).
 pub fn pg_base() -> String {
@@ -74,6 +76,7 @@ pub async fn spawn_app(profile: Profile) -> TestApp {
     env.insert("GATHER_DATA_DIR", data_dir.display().to_string());
     env.insert("GATHER_BOOTSTRAP_MODERATOR", format!("{}:{}", MODERATOR.0, MODERATOR.1));
     env.insert("GATHER_BOOTSTRAP_AUDITOR", format!("{}:{}", AUDITOR.0, AUDITOR.1));
+    env.insert("GATHER_PAYMENT_WEBHOOK_SECRET", WEBHOOK_SECRET.into());
     if profile == Profile::Postgres {
         env.insert("GATHER_DATABASE_URL", fresh_pg_database().await);
         env.insert("GATHER_JWT_SECRET", "test-secret-test-secret-test-secret-0123".into());

@@ -4,7 +4,7 @@
 use crate::auth::{Authed, MaybeAuthed};
 use crate::error::ApiError;
 use crate::extract::{Json, Path};
-use crate::http::{accepted, command_meta, command_response, consistent_read, read_response, run_command};
+use crate::http::{accepted, command_response, consistent_read, read_response, run_command};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::State;
@@ -107,9 +107,8 @@ async fn create(
     auth.require(Role::Organiser)?;
     let details = body.parse()?;
     let activity_id = crate::http::new_id(&headers, auth.0.id, "activities", "activity");
-    let meta = command_meta(&headers, auth.0, "activities")?;
-    let outcome =
-        state.commands.handle::<Activity>(activity_id, ActivityCommand::Create { activity_id, details }, &meta).await?;
+    let command = ActivityCommand::Create { activity_id, details };
+    let outcome = run_command::<Activity>(&state, auth.0, &headers, "activities", activity_id, command).await?;
     let id = outcome.stream.strip_prefix("activity-").and_then(|s| Uuid::parse_str(s).ok()).unwrap_or(activity_id);
     let mut res = command_response(StatusCode::CREATED, id, &outcome, json!({}));
     if let Ok(loc) = format!("/v1/activities/{id}").parse() {

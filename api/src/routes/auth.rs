@@ -1,6 +1,5 @@
 //! `POST /v1/auth/register`, `POST /v1/auth/login`.
 
-use crate::auth::{hash_password, verify_password};
 use crate::error::ApiError;
 use crate::extract::Json;
 use crate::http::{command_meta, command_response};
@@ -62,7 +61,7 @@ pub async fn register_member(
     check_password("password", &password)?;
     let member_id = crate::http::new_id(headers, Uuid::nil(), "register", "member");
     let normalized = email.normalized();
-    let password_hash = hash_password(password).await?;
+    let password_hash = state.passwords.hash(password).await?;
     // The Idempotency-Key is scoped to guests here (the member id is new on every try).
     let mut meta = command_meta(headers, Actor::new(Uuid::nil(), [Role::Member]), "register")?;
     meta.actor = Actor::new(member_id, [Role::Member]);
@@ -128,7 +127,7 @@ async fn login(State(state): State<AppState>, Json(body): Json<Login>) -> Result
         None => None,
     };
     let hash = member.as_ref().and_then(|(_, m)| m.password_hash.clone());
-    if !verify_password(body.password, hash).await? {
+    if !state.passwords.verify(body.password, hash).await? {
         return Err(wrong());
     }
     let Some((member_id, member)) = member else { return Err(wrong()) };

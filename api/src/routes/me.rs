@@ -3,7 +3,7 @@
 use crate::auth::Authed;
 use crate::error::ApiError;
 use crate::extract::Json;
-use crate::http::{command_meta, command_response, consistent_read, read_response};
+use crate::http::{command_response, consistent_read, read_response, run_command};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::State;
@@ -53,8 +53,7 @@ async fn become_organiser(
     OrganisationName::parse(&body.organisation_name)?;
     let organisation_name = body.organisation_name;
     let id = actor.id;
-    let meta = command_meta(&headers, actor, "me/organiser")?;
-    let outcome =
-        state.commands.handle::<Member>(id, MemberCommand::BecomeOrganiser { organisation_name }, &meta).await?;
+    let command = MemberCommand::BecomeOrganiser { organisation_name };
+    let outcome = run_command::<Member>(&state, actor, &headers, "me/organiser", id, command).await?;
     Ok(command_response(StatusCode::ACCEPTED, id, &outcome, json!({})))
 }

@@ -3,10 +3,10 @@
 //! `PUT|DELETE /v1/activities/{id}/favourite` — and a moderator's
 //! `POST /v1/members/{id}/suspend`.
 
-use crate::auth::{Authed, hash_password, verify_password};
+use crate::auth::Authed;
 use crate::error::ApiError;
 use crate::extract::{Json, Path};
-use crate::http::{accepted, active_member, command_meta, command_response, run_command};
+use crate::http::{accepted, active_member_loaded, command_meta, command_response, run_command};
 use crate::routes::auth::check_password;
 use crate::state::AppState;
 use axum::Router;
@@ -15,6 +15,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::{delete, patch, post, put};
 use chrono::NaiveDate;
+use gather_commands::CommandError;
 use gather_domain::activity::{Activity, ActivityStatus, Visibility};
 use gather_domain::member::{Member, MemberCommand};
 use gather_domain::values::{ChildName, DisplayName, Reason};
@@ -67,19 +68,34 @@ async fn change_password(
 ) -> Result<Response, ApiError> {
     check_password("new_password", &body.new_password)?;
     // A suspended member is refused before the old password is even checked.
-    let member = active_member(&state, &actor).await?;
+    let member = active_member_loaded(&state, &actor).await?;
+    let mut meta = command_meta(&headers, actor, "me/password")?;
+    if meta.if_match.is_some_and(|pinned| Some(pinned) != member.version) {
+        return Err(ApiError::PreconditionFailed { actual: member.version.unwrap_or(-1) });
+    }
     let wrong = || ApiError::Forbidden { code: "wrong_password", detail: "the old password is wrong".into() };
     if body.old_password.len() > crate::routes::auth::MAX_PASSWORD {
         return Err(wrong());
     }
-    if !verify_password(body.old_password, member.password_hash).await? {
+    if !state.passwords.verify(body.old_password, member.state.password_hash).await? {
         return Err(wrong());
     }
-    let new_password_hash = hash_password(body.new_password).await?;
-    let id = actor.id;
-    let meta = command_meta(&headers, actor, "me/password")?;
-    let outcome =
-        state.commands.handle::<Member>(id, MemberCommand::ChangePassword { new_password_hash }, &meta).await?;
+    let new_password_hash = state.passwords.hash(body.new_password).await?;
+    // The old password was checked against this version of the stream: a change that
+    // lost a race (the password, or anything else, changed meanwhile) is refused.
+    meta.if_match = member.version;
+    let id = meta.actor.id;
+    let command = MemberCommand::ChangePassword { new_password_hash };
+    let outcome = match state.commands.handle::<Member>(id, command, &meta).await {
+        Ok(outcome) => outcome,
+        Err(CommandError::PreconditionFailed { .. }) => {
+            return Err(ApiError::Conflict {
+                code: "password_changed_meanwhile",
+                detail: "the account changed while the old password was checked; try again".into(),
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
     Ok(accepted(id, &outcome))
 }
 

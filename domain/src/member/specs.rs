@@ -149,6 +149,14 @@ spec_section!(children, "Member — children", {
         given(ben_member()).as_actor(ben()).at(t0())
             .when(add_child(LEO, "Leo", date(2030, 5, 2)))
             .then_error(DomainError::invalid("birth_date", "must not be in the future")),
+    a_birth_date_before_1900_is_refused =>
+        given(ben_member()).as_actor(ben()).at(t0())
+            .when(add_child(LEO, "Leo", date(1899, 12, 31)))
+            .then_error(DomainError::invalid("birth_date", "must not be before 1900-01-01")),
+    a_child_born_on_the_first_day_of_1900_can_be_added =>
+        given(ben_member()).as_actor(ben()).at(t0())
+            .when(add_child(LEO, "Leo", date(1900, 1, 1)))
+            .then([MemberEvent::ChildAdded { child_id: LEO, name: child_name("Leo"), birth_date: date(1900, 1, 1) }]),
     the_same_child_cannot_be_added_twice =>
         given(history([child_added(MIA, "Mia")])).as_actor(ben()).at(t0())
             .when(add_child(MIA, "Mia", mia_born()))

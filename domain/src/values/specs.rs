@@ -46,6 +46,15 @@ spec_section!(people, "Values — emails and names", {
             Email::parse(&format!("{}@{}.org", chars(64), chars(186))).map(|e| e.to_string())
         })
         .refused(refused("email", "must be at most 254 characters")),
+    an_email_has_no_control_characters =>
+        parsing("an email", "\"ben\\u{7}@example.org\"", || Email::parse("ben\u{7}@example.org").map(|e| e.to_string()))
+            .refused(refused("email", "must not contain control or formatting characters")),
+    an_email_has_no_bidi_override =>
+        parsing("an email", "\"\\u{202e}A@example.org\"", || Email::parse("\u{202e}A@example.org").map(|e| e.to_string()))
+            .refused(refused("email", "must not contain control or formatting characters")),
+    an_email_has_no_zero_width_characters =>
+        parsing("an email", "\"be\\u{200b}n@example.org\"", || Email::parse("be\u{200b}n@example.org").map(|e| e.to_string()))
+            .refused(refused("email", "must not contain control or formatting characters")),
     a_display_name_is_trimmed =>
         parsing("a display name", "\"  Ben  \"", || DisplayName::parse("  Ben  ").map(|n| format!("\"{n}\"")))
             .accepted_as("\"Ben\""),
@@ -196,6 +205,24 @@ spec_section!(places_and_times, "Values — locations and times", {
             TimeRange::parse(crate::specs::fixtures::starts(), crate::specs::fixtures::starts()).map(|_| String::new())
         })
         .refused(refused("ends_at", "must be after starts_at")),
+    an_activity_starts_before_the_year_2100 =>
+        parsing("a time range", "+10000-01-01 00:00 to 02:00", || {
+            let starts = "+10000-01-01T00:00:00Z".parse::<DateTime<Utc>>().expect("fixture");
+            TimeRange::parse(starts, starts + chrono::Duration::hours(2)).map(|_| String::new())
+        })
+        .refused(refused("starts_at", "must be between 2000-01-01 and 2100-01-01 (UTC)")),
+    an_activity_ends_before_the_year_2100 =>
+        parsing("a time range", "2030-06-01 10:00 to 9999-12-31 23:59", || {
+            let ends = "9999-12-31T23:59:00Z".parse::<DateTime<Utc>>().expect("fixture");
+            TimeRange::parse(crate::specs::fixtures::starts(), ends).map(|_| String::new())
+        })
+        .refused(refused("ends_at", "must be between 2000-01-01 and 2100-01-01 (UTC)")),
+    an_activity_starts_after_the_year_2000 =>
+        parsing("a time range", "1999-12-31 23:00 to 2000-01-01 01:00", || {
+            let starts = "1999-12-31T23:00:00Z".parse::<DateTime<Utc>>().expect("fixture");
+            TimeRange::parse(starts, starts + chrono::Duration::hours(2)).map(|_| String::new())
+        })
+        .refused(refused("starts_at", "must be between 2000-01-01 and 2100-01-01 (UTC)")),
     an_age_range_needs_both_bounds =>
         parsing("activity details", "age_min 5 without age_max", || {
             crate::activity::ActivityDetails::parse(crate::activity::RawActivityDetails {
