@@ -32,13 +32,28 @@ pub enum DbError {
     /// A migration failed; the database is left at the last good migration.
     #[error("could not run migrations")]
     Migrate(#[source] sqlx::migrate::MigrateError),
+    /// Handing the runtime role its privileges failed (the migration role must own the
+    /// tables and be a member of the runtime role, or be a superuser).
+    #[error("could not grant the runtime role its privileges")]
+    Grant(#[source] sqlx::Error),
 }
+
+/// How long one of the store's connections may sit idle inside a transaction: an idle
+/// open transaction holds back every reader of the log (the xmin fence).
+pub const IDLE_IN_TRANSACTION_TIMEOUT: &str = "30s";
+
+/// The tables that make up the log: the runtime role may only read and append them.
+const LOG_TABLES: &[&str] = &["events", "command_positions"];
+/// Tables only the migration role changes.
+const OWNER_TABLES: &[&str] = &["events", "command_positions", "store_clock", "_sqlx_migrations"];
 
 impl Db {
     /// Connects to `url` (`postgres://…` or `sqlite://path`), creating a SQLite file if missing.
     pub async fn connect(url: &str) -> Result<Db, DbError> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let opts = PgConnectOptions::from_str(url).map_err(DbError::Connect)?;
+            let opts = PgConnectOptions::from_str(url)
+                .map_err(DbError::Connect)?
+                .options([("idle_in_transaction_session_timeout", IDLE_IN_TRANSACTION_TIMEOUT)]);
             let pool = PgPoolOptions::new()
                 .max_connections(32)
                 .acquire_timeout(Duration::from_secs(10))
@@ -77,6 +92,29 @@ impl Db {
             Db::Sqlite { writer, .. } => sqlx::migrate!("../migrations/sqlite").run(writer).await,
         }
         .map_err(DbError::Migrate)
+    }
+
+    /// Runs the migrations as the owner role at `owner_url` (Postgres), then gives this
+    /// handle's role (the runtime role) what it needs and no more: SELECT and INSERT on
+    /// the log, ownership of the read-side tables (rebuilds swap them), CREATE in the
+    /// schema for shadow tables. With no owner URL, or the same role, or SQLite, it is
+    /// [`Db::migrate`].
+    pub async fn migrate_as(&self, owner_url: Option<&str>) -> Result<(), DbError> {
+        let (Db::Postgres(runtime), Some(owner_url)) = (self, owner_url) else {
+            return self.migrate().await;
+        };
+        let owner = Db::connect(owner_url).await?;
+        let Db::Postgres(owner_pool) = &owner else { return Err(DbError::UnsupportedUrl) };
+        owner.migrate().await?;
+        let role: String =
+            sqlx::query_scalar("SELECT current_user::text").fetch_one(runtime).await.map_err(DbError::Connect)?;
+        let owner_role: String =
+            sqlx::query_scalar("SELECT current_user::text").fetch_one(owner_pool).await.map_err(DbError::Connect)?;
+        if role != owner_role {
+            grant_runtime(owner_pool, &role).await.map_err(DbError::Grant)?;
+        }
+        owner_pool.close().await;
+        Ok(())
     }
 
     /// Whether this is the Postgres profile.
@@ -155,4 +193,35 @@ impl Tx {
             Tx::Sqlite(t) => t.commit().await,
         }
     }
+}
+
+/// Gives `role` the runtime privileges (see [`Db::migrate_as`]); idempotent, run after
+/// every migration so that new tables are covered.
+async fn grant_runtime(owner: &PgPool, role: &str) -> Result<(), sqlx::Error> {
+    let quote = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
+    let role = quote(role);
+    let mut tx = owner.begin().await?;
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema() ORDER BY tablename",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut statements = vec![format!("GRANT USAGE, CREATE ON SCHEMA public TO {role}")];
+    for t in &tables {
+        let table = quote(t);
+        if OWNER_TABLES.contains(&t.as_str()) {
+            statements.push(format!("ALTER TABLE {table} OWNER TO current_user"));
+            statements.push(format!("REVOKE ALL ON {table} FROM {role}"));
+            let grant = if LOG_TABLES.contains(&t.as_str()) { "SELECT, INSERT" } else { "SELECT" };
+            statements.push(format!("GRANT {grant} ON {table} TO {role}"));
+        } else {
+            statements.push(format!("ALTER TABLE {table} OWNER TO {role}"));
+        }
+    }
+    statements.push(format!("GRANT USAGE ON SEQUENCE events_position_seq TO {role}"));
+    statements.push("REVOKE ALL ON FUNCTION gather_store_rebase() FROM PUBLIC".into());
+    for s in statements {
+        sqlx::query(sqlx::AssertSqlSafe(s)).execute(&mut *tx).await?;
+    }
+    tx.commit().await
 }

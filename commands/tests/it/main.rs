@@ -9,5 +9,6 @@ mod holes;
 mod interleaving;
 #[cfg(feature = "kurrentdb")]
 mod kurrentdb;
+mod privileges;
 mod scheduler;
 mod support;
