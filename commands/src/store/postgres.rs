@@ -542,3 +542,42 @@ pub async fn rebase(pool: &PgPool) -> Result<Rebase, StoreError> {
             .await?;
     Ok(Rebase { old_offset, new_offset, max_commit_id })
 }
+
+/// The transaction that holds back the log's readable head: readers read only below the
+/// oldest transaction of the whole cluster that holds a transaction id, whichever
+/// database or application it belongs to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fence {
+    /// Its backend's process id.
+    pub pid: i32,
+    /// Its `application_name` (empty when the client set none).
+    pub application_name: String,
+    /// Its database (None for a background process).
+    pub database: Option<String>,
+    /// Its state (`active`, `idle in transaction`, …; None when not visible to this role).
+    pub state: Option<String>,
+    /// How long it has been open: how long events committed after it began may have
+    /// been held back from readers.
+    pub held_for: Duration,
+}
+
+/// The oldest open transaction of the cluster that holds a transaction id (None when
+/// there is none): what `gather projections status` and `/metrics` report as the fence.
+pub async fn fence(pool: &PgPool) -> Result<Option<Fence>, StoreError> {
+    type Row = (i32, Option<String>, Option<String>, Option<String>, f64);
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT pid, application_name, datname::text, state, \
+         extract(epoch FROM clock_timestamp() - coalesce(xact_start, backend_start))::float8 \
+         FROM pg_stat_activity WHERE backend_xid IS NOT NULL \
+         ORDER BY age(backend_xid) DESC LIMIT 1",
+    )
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|(pid, application_name, database, state, secs)| Fence {
+        pid,
+        application_name: application_name.unwrap_or_default(),
+        database,
+        state,
+        held_for: Duration::from_secs_f64(secs.max(0.0)),
+    }))
+}

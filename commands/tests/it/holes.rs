@@ -296,3 +296,35 @@ async fn a_store_moved_to_a_cluster_with_lower_transaction_ids_is_rebased_and_lo
     .await;
     assert!(explicit.is_err(), "an explicit commit_id was accepted");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fence_names_the_oldest_writing_transaction_of_the_cluster() {
+    let (db, _store, url) = fresh_postgres().await;
+    let Db::Postgres(pool) = &db else { unreachable!() };
+    // Another application's transaction, in another database, takes an id and stays open.
+    let app = format!("fence-{}", Uuid::now_v7().simple());
+    let mut other = PgConnection::connect(&format!("{}/postgres?application_name={app}", pg_base())).await.unwrap();
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut other).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut other).await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()").execute(&mut other).await.unwrap();
+    // Other tests' transactions come and go; ours becomes the oldest.
+    let found = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            if let Some(f) = gather_commands::store::postgres::fence(pool).await.unwrap()
+                && f.pid == pid
+            {
+                return f;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the open transaction is reported as the fence");
+    assert_eq!(found.application_name, app);
+    assert_eq!(found.database.as_deref(), Some("postgres"));
+    assert_eq!(found.state.as_deref(), Some("idle in transaction"));
+    sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+    let after = gather_commands::store::postgres::fence(pool).await.unwrap();
+    assert!(after.as_ref().is_none_or(|f| f.pid != pid), "a finished transaction is still reported: {after:?}");
+    let _ = url;
+}
