@@ -6,9 +6,9 @@ use crate::events::decode_of;
 use crate::runtime::{Projection, ProjectionError, Target};
 use crate::sql::{Arg, Args, execute};
 use async_trait::async_trait;
-use gather_commands::db::Tx;
-use gather_commands::store::RecordedEvent;
 use gather_domain::chat::{Chat, ChatEvent, ChatKind};
+use gather_store::RecordedEvent;
+use gather_store::db::Tx;
 use uuid::Uuid;
 
 /// Projects chat streams into `chats`, `chat_members` and `chat_messages`.

@@ -7,9 +7,9 @@
 //! listener connection. There is no tight poll.
 
 use crate::runtime::{CHECKPOINT_CHANNEL, Projectors};
-use gather_commands::db::Db;
-use gather_commands::on_db_read;
-use gather_commands::store::Checkpoint;
+use gather_store::Checkpoint;
+use gather_store::db::Db;
+use gather_store::on_db_read;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;

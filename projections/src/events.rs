@@ -3,10 +3,10 @@
 //! categories it follows (an unreadable event stops only the projections that read it),
 //! and matches the typed result exhaustively, never by comparing type names by hand.
 
-use gather_commands::Upcasters;
-use gather_commands::codec::decode;
-use gather_commands::store::{RecordedEvent, StoreError};
 use gather_domain::Aggregate;
+use gather_store::Upcasters;
+use gather_store::codec::decode;
+use gather_store::{RecordedEvent, StoreError};
 use std::sync::LazyLock;
 use uuid::Uuid;
 

@@ -17,9 +17,9 @@
 
 use crate::runtime::{lock_checkpoint, save_checkpoint};
 use chrono::{DateTime, Utc};
-use gather_commands::db::{Db, Tx};
-use gather_commands::store::Checkpoint;
-use gather_commands::{on_db_read, on_tx};
+use gather_store::Checkpoint;
+use gather_store::db::{Db, Tx};
+use gather_store::{on_db_read, on_tx};
 
 /// A projector stopped on an event it cannot apply, as `projection_faults` holds it.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]

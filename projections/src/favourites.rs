@@ -3,10 +3,10 @@
 use crate::events::decode_of;
 use crate::runtime::{Projection, ProjectionError, Target};
 use async_trait::async_trait;
-use gather_commands::db::Tx;
-use gather_commands::on_tx;
-use gather_commands::store::RecordedEvent;
 use gather_domain::member::{Member, MemberEvent};
+use gather_store::RecordedEvent;
+use gather_store::db::Tx;
+use gather_store::on_tx;
 
 /// Projects favourites from member streams into `favourites`.
 pub struct FavouritesProjection;

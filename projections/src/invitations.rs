@@ -4,10 +4,10 @@
 use crate::events::decode_of;
 use crate::runtime::{Projection, ProjectionError, Target};
 use async_trait::async_trait;
-use gather_commands::db::Tx;
-use gather_commands::on_tx;
-use gather_commands::store::RecordedEvent;
 use gather_domain::activity::{Activity, ActivityEvent};
+use gather_store::RecordedEvent;
+use gather_store::db::Tx;
+use gather_store::on_tx;
 use uuid::Uuid;
 
 /// Projects invitation events into `invitations`.

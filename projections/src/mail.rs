@@ -5,11 +5,11 @@
 use crate::runtime::{Projection, ProjectionError, Target};
 use async_trait::async_trait;
 use chrono::Utc;
-use gather_commands::codec::decode;
-use gather_commands::db::{Db, Tx};
-use gather_commands::store::RecordedEvent;
-use gather_commands::{on_db, on_tx};
 use gather_domain::member::MemberEvent;
+use gather_store::RecordedEvent;
+use gather_store::codec::decode;
+use gather_store::db::{Db, Tx};
+use gather_store::{on_db, on_tx};
 use lettre::message::{Mailbox, Message, header::ContentType};
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use std::path::PathBuf;

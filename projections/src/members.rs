@@ -2,12 +2,12 @@
 
 use crate::runtime::{Projection, ProjectionError, Target};
 use async_trait::async_trait;
-use gather_commands::codec::decode;
-use gather_commands::db::Tx;
-use gather_commands::on_tx;
-use gather_commands::store::RecordedEvent;
 use gather_domain::Aggregate;
 use gather_domain::member::{Member, MemberEvent};
+use gather_store::RecordedEvent;
+use gather_store::codec::decode;
+use gather_store::db::Tx;
+use gather_store::on_tx;
 use serde_json::{Value, json};
 use sqlx::types::Json;
 use uuid::Uuid;

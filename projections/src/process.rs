@@ -4,12 +4,12 @@
 
 use crate::runtime::{Projection, ProjectionError, Target};
 use async_trait::async_trait;
-use gather_commands::codec::decode;
-use gather_commands::db::Tx;
 use gather_commands::scheduler::{cancel, schedule};
-use gather_commands::store::RecordedEvent;
 use gather_domain::activity::ActivityEvent;
 use gather_domain::process::{Reaction, react};
+use gather_store::RecordedEvent;
+use gather_store::codec::decode;
+use gather_store::db::Tx;
 use uuid::Uuid;
 
 /// Schedules the commands activity events call for.

@@ -1,7 +1,7 @@
 //! Typed reads of the read models, shared by both backends.
 
 use crate::sql::{Arg, Args, fetch_all, fetch_optional};
-use gather_commands::Db;
+use gather_store::Db;
 use serde_json::Value;
 use sqlx::FromRow;
 use sqlx::types::Json;

@@ -22,9 +22,9 @@ use crate::runtime::{
 };
 use crate::verify::is_virtual;
 use chrono::{DateTime, Utc};
-use gather_commands::db::{Db, Tx};
-use gather_commands::store::{Checkpoint, EventStore, LogFilter, RecordedEvent, StoreError};
-use gather_commands::{on_db_read, on_tx};
+use gather_store::db::{Db, Tx};
+use gather_store::{Checkpoint, EventStore, LogFilter, RecordedEvent, StoreError};
+use gather_store::{on_db_read, on_tx};
 use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
@@ -455,7 +455,7 @@ impl Rebuild {
 
     async fn record_error(&self, e: &RebuildError) {
         let message = error_chain(e);
-        let written = gather_commands::on_db!(&self.db, p => sqlx::query(
+        let written = gather_store::on_db!(&self.db, p => sqlx::query(
             "UPDATE projection_rebuilds SET error = $3, heartbeat_at = $4 WHERE name = $1 AND owner = $2",
         ).bind(self.name()).bind(self.owner).bind(&message).bind(Utc::now()).execute(p).await.map(|r| r.rows_affected()));
         if let Err(err) = written {
@@ -663,18 +663,18 @@ mod tests {
     }
 
     async fn sql_on(db: &Db, sql: &str) {
-        gather_commands::on_db!(db, p => sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())).execute(p).await.map(|r| r.rows_affected()))
+        gather_store::on_db!(db, p => sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())).execute(p).await.map(|r| r.rows_affected()))
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
 
     async fn matches(db: &Db, table: &str, query: &str) -> Vec<i64> {
         let sql = format!("SELECT rowid FROM {table} WHERE {table} MATCH $1 ORDER BY rowid");
-        gather_commands::on_db!(db, p => sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(query).fetch_all(p).await)
+        gather_store::on_db!(db, p => sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(query).fetch_all(p).await)
             .expect("match query")
     }
 
     async fn names(db: &Db) -> Vec<String> {
-        gather_commands::on_db!(db, p => sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        gather_store::on_db!(db, p => sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
             .fetch_all(p).await)
         .expect("catalog")
     }
@@ -687,7 +687,7 @@ mod tests {
             create_shadow(&mut tx, table).await.unwrap();
         }
         tx.commit().await.unwrap();
-        let ddl: String = gather_commands::on_db!(&db, p => sqlx::query_scalar(
+        let ddl: String = gather_store::on_db!(&db, p => sqlx::query_scalar(
             "SELECT sql FROM sqlite_master WHERE name = 'activity_search_fts__rebuild'").fetch_one(p).await)
         .unwrap();
         assert_eq!(ddl, format!("CREATE VIRTUAL TABLE activity_search_fts__rebuild USING {FTS_ARGS}"));

@@ -15,9 +15,9 @@
 
 use crate::faults::{self, Fault};
 use async_trait::async_trait;
-use gather_commands::db::{Db, Tx};
-use gather_commands::on_tx;
-use gather_commands::store::{Checkpoint, EventStore, LogFilter, RecordedEvent, StoreError, subscribe};
+use gather_store::db::{Db, Tx};
+use gather_store::on_tx;
+use gather_store::{Checkpoint, EventStore, LogFilter, RecordedEvent, StoreError, subscribe};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -229,7 +229,7 @@ impl Projectors {
 
 /// The stored checkpoint of projection `name` (START before its first batch).
 pub async fn load_checkpoint(db: &Db, name: &str) -> Result<Checkpoint, sqlx::Error> {
-    let row: Option<(i64, i64)> = gather_commands::on_db_read!(db, pool =>
+    let row: Option<(i64, i64)> = gather_store::on_db_read!(db, pool =>
         sqlx::query_as("SELECT commit_id, position FROM projection_checkpoints WHERE name = $1")
             .bind(name).fetch_optional(pool).await)?;
     Ok(row.map(|(commit_id, position)| Checkpoint { commit_id, position }).unwrap_or(Checkpoint::START))

@@ -2,8 +2,8 @@
 //! (search filters, optional keyset bounds) bind a list of [`Arg`]s instead of a fixed
 //! chain of `.bind` calls. Placeholders are `$1`, `$2`, … on both backends.
 
-use gather_commands::db::{Db, Tx};
-use gather_commands::{on_db_read, on_tx};
+use gather_store::db::{Db, Tx};
+use gather_store::{on_db_read, on_tx};
 use sqlx::FromRow;
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;

@@ -20,8 +20,8 @@
 use crate::rebuild::{Rebuild, RebuildError};
 use crate::runtime::{Projection, ProjectionError, Target, load_checkpoint, lock_checkpoint};
 use futures::TryStreamExt as _;
-use gather_commands::db::{Db, Tx};
-use gather_commands::store::{Checkpoint, EventStore};
+use gather_store::db::{Db, Tx};
+use gather_store::{Checkpoint, EventStore};
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -55,14 +55,3 @@ macro_rules! every_backend {
     };
 }
 pub(crate) use every_backend;
-
-/// Waits until the event at `position` is readable by log readers (on Postgres, every
-/// transaction of the cluster older than it has ended; other tests' appends run too).
-pub async fn settle(store: &Arc<dyn EventStore>, position: i64) {
-    let wait = async {
-        while store.checkpoint_of(position).await.unwrap().is_none() {
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
-    };
-    tokio::time::timeout(std::time::Duration::from_secs(10), wait).await.expect("readable within 10 s");
-}

@@ -1,11 +1,6 @@
 //! One spec per behaviour of the read models.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use gather_commands::codec::encode;
-use gather_commands::db::Db;
-use gather_commands::store::postgres::PostgresStore;
-use gather_commands::store::sqlite::SqliteStore;
-use gather_commands::store::{AppendMeta, Checkpoint, EventStore, ExpectedVersion, LogFilter, StreamAppend};
 use gather_domain::DomainEvent;
 use gather_domain::activity::BookingStatus;
 use gather_domain::activity::{
@@ -18,6 +13,11 @@ use gather_domain::values::{DisplayName, Email, MessageText, OrganisationName, R
 use gather_projections::queries;
 use gather_projections::runtime::{Target, apply_events};
 use gather_projections::search::{SearchQuery, Sort, search};
+use gather_store::codec::encode;
+use gather_store::db::Db;
+use gather_store::postgres::PostgresStore;
+use gather_store::sqlite::SqliteStore;
+use gather_store::{AppendMeta, Checkpoint, EventStore, ExpectedVersion, LogFilter, StreamAppend};
 use serde_json::json;
 use std::sync::Arc;
 use uuid::Uuid;

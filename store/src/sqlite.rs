@@ -18,8 +18,7 @@ pub struct SqliteStore {
     wake_tx: Arc<watch::Sender<u64>>,
 }
 
-const COLUMNS: &str = "position, commit_id, stream, version, event_id, event_type, schema_version, data, \
-                       command_id, correlation_id, causation_id, actor, recorded_at";
+use crate::sql::COLUMNS;
 
 fn row_to_event(row: SqliteRow) -> Result<RecordedEvent, sqlx::Error> {
     let Json(data): Json<Value> = row.try_get("data")?;
@@ -160,11 +159,7 @@ impl EventStore for SqliteStore {
         backward: bool,
         limit: i64,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let sql = if backward {
-            format!("SELECT {COLUMNS} FROM events WHERE stream = ?1 AND version <= ?2 ORDER BY version DESC LIMIT ?3")
-        } else {
-            format!("SELECT {COLUMNS} FROM events WHERE stream = ?1 AND version >= ?2 ORDER BY version LIMIT ?3")
-        };
+        let sql = crate::sql::stream_page(backward);
         let rows =
             sqlx::query(sqlx::AssertSqlSafe(sql)).bind(stream).bind(from).bind(limit).fetch_all(&self.reader).await?;
         Ok(rows.into_iter().map(row_to_event).collect::<Result<_, _>>()?)
@@ -217,27 +212,19 @@ impl EventStore for SqliteStore {
 
     async fn load_snapshot(&self, stream: &str) -> Result<Option<Snapshot>, StoreError> {
         let row: Option<(i64, i32, Json<Value>)> =
-            sqlx::query_as("SELECT version, state_version, state FROM snapshots WHERE stream = ?1")
-                .bind(stream)
-                .fetch_optional(&self.reader)
-                .await?;
+            sqlx::query_as(crate::sql::LOAD_SNAPSHOT).bind(stream).fetch_optional(&self.reader).await?;
         Ok(row.map(|(version, state_version, Json(state))| Snapshot { version, state_version, state }))
     }
 
     async fn save_snapshot(&self, stream: &str, s: &Snapshot) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO snapshots (stream, version, state_version, state, taken_at) VALUES (?1, ?2, ?3, ?4, ?5) \
-             ON CONFLICT (stream) DO UPDATE SET version = excluded.version, \
-             state_version = excluded.state_version, state = excluded.state, taken_at = excluded.taken_at \
-             WHERE snapshots.version < excluded.version OR snapshots.state_version <> excluded.state_version",
-        )
-        .bind(stream)
-        .bind(s.version)
-        .bind(s.state_version)
-        .bind(Json(&s.state))
-        .bind(Utc::now())
-        .execute(&self.writer)
-        .await?;
+        sqlx::query(crate::sql::SAVE_SNAPSHOT)
+            .bind(stream)
+            .bind(s.version)
+            .bind(s.state_version)
+            .bind(Json(&s.state))
+            .bind(Utc::now())
+            .execute(&self.writer)
+            .await?;
         Ok(())
     }
 

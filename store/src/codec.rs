@@ -4,7 +4,7 @@
 //! name in its own column and the payload in `data`. Reading puts them back together
 //! after the registered upcasters have brought the payload to the current version.
 
-use crate::store::{NewEvent, RecordedEvent, StoreError};
+use crate::{NewEvent, RecordedEvent, StoreError};
 use gather_domain::DomainEvent;
 use serde_json::{Map, Value};
 use std::collections::HashMap;

@@ -3,10 +3,8 @@
 //! transactions, and a stress test of concurrent writers with a live subscriber.
 
 use crate::support::fresh_postgres;
-use gather_commands::store::postgres::{BatchMember, append_batch};
-use gather_commands::store::{
-    AppendMeta, Checkpoint, EventStore, ExpectedVersion, LogFilter, NewEvent, StreamAppend, subscribe,
-};
+use gather_store::postgres::{BatchMember, append_batch};
+use gather_store::{AppendMeta, Checkpoint, EventStore, ExpectedVersion, LogFilter, NewEvent, StreamAppend, subscribe};
 use serde_json::json;
 use sqlx::{Connection, PgConnection};
 use std::collections::{HashMap, HashSet};
@@ -36,14 +34,14 @@ async fn append(store: &Arc<dyn EventStore>, stream: &str, n: i64) -> i64 {
     r.streams[0].first_position
 }
 
-fn ns(events: &[gather_commands::RecordedEvent]) -> Vec<i64> {
+fn ns(events: &[gather_store::RecordedEvent]) -> Vec<i64> {
     events.iter().map(|e| e.data["n"].as_i64().unwrap()).collect()
 }
 
 /// Waits (bounded) until `want.len()` events arrived and checks them. Positive reads
 /// wait because any transaction of the cluster (other tests) briefly holds back xmin;
 /// negative reads ("nothing yet") poll, which such delays cannot make pass wrongly.
-async fn expect(sub: &mut gather_commands::store::Subscription, want: &[i64]) {
+async fn expect(sub: &mut gather_store::Subscription, want: &[i64]) {
     let mut got = Vec::new();
     let wait = async {
         while got.len() < want.len() {
@@ -208,7 +206,7 @@ async fn category_reads_use_the_category_index_not_a_scan() {
             .await
             .unwrap();
     }
-    let gather_commands::Db::Postgres(pool) = &db else { unreachable!() };
+    let gather_store::Db::Postgres(pool) = &db else { unreachable!() };
     sqlx::query("ANALYZE events").execute(pool).await.unwrap();
     let plan: Vec<String> = sqlx::query_scalar(
         "EXPLAIN SELECT * FROM events WHERE (commit_id, position) > (-1, 0) \

@@ -57,8 +57,7 @@ pub struct PostgresStore {
     queue: mpsc::Sender<Pending>,
 }
 
-const COLUMNS: &str = "position, commit_id, stream, version, event_id, event_type, schema_version, data, \
-                       command_id, correlation_id, causation_id, actor, recorded_at";
+use crate::sql::COLUMNS;
 
 impl PostgresStore {
     /// A store over `pool`; spawns the LISTEN task and the coalescing NOTIFY task.
@@ -417,11 +416,7 @@ impl EventStore for PostgresStore {
         backward: bool,
         limit: i64,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let sql = if backward {
-            format!("SELECT {COLUMNS} FROM events WHERE stream = $1 AND version <= $2 ORDER BY version DESC LIMIT $3")
-        } else {
-            format!("SELECT {COLUMNS} FROM events WHERE stream = $1 AND version >= $2 ORDER BY version LIMIT $3")
-        };
+        let sql = crate::sql::stream_page(backward);
         let rows =
             sqlx::query(sqlx::AssertSqlSafe(sql)).bind(stream).bind(from).bind(limit).fetch_all(&self.pool).await?;
         Ok(rows.into_iter().map(row_to_event).collect::<Result<_, _>>()?)
@@ -488,26 +483,19 @@ impl EventStore for PostgresStore {
 
     async fn load_snapshot(&self, stream: &str) -> Result<Option<Snapshot>, StoreError> {
         let row: Option<(i64, i32, Value)> =
-            sqlx::query_as("SELECT version, state_version, state FROM snapshots WHERE stream = $1")
-                .bind(stream)
-                .fetch_optional(&self.pool)
-                .await?;
+            sqlx::query_as(crate::sql::LOAD_SNAPSHOT).bind(stream).fetch_optional(&self.pool).await?;
         Ok(row.map(|(version, state_version, state)| Snapshot { version, state_version, state }))
     }
 
     async fn save_snapshot(&self, stream: &str, s: &Snapshot) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO snapshots (stream, version, state_version, state) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (stream) DO UPDATE SET version = EXCLUDED.version, \
-             state_version = EXCLUDED.state_version, state = EXCLUDED.state, taken_at = now() \
-             WHERE snapshots.version < EXCLUDED.version OR snapshots.state_version <> EXCLUDED.state_version",
-        )
-        .bind(stream)
-        .bind(s.version)
-        .bind(s.state_version)
-        .bind(&s.state)
-        .execute(&self.pool)
-        .await?;
+        sqlx::query(crate::sql::SAVE_SNAPSHOT)
+            .bind(stream)
+            .bind(s.version)
+            .bind(s.state_version)
+            .bind(&s.state)
+            .bind(chrono::Utc::now())
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 

@@ -1,3 +1,8 @@
+//! `gather-store`: Gather's event store — the port ([`EventStore`]), its backends, the
+//! codec with its upcasters, catch-up subscriptions, and the database handle with the
+//! migrations. The command handler (`gather-commands`) and the projectors
+//! (`gather-projections`) build on it.
+//!
 //! The event store port: one object-safe async trait that every backend implements.
 //!
 //! - [`postgres`]: production; the global order is `(commit_id, position)` where
@@ -8,12 +13,16 @@
 //! Reads are paged streams with bounded memory; [`subscribe`] turns the global log into
 //! a catch-up-then-live stream that waits on the backend's wake signal.
 
+pub mod codec;
+pub mod db;
 #[cfg(feature = "kurrentdb")]
 pub mod kurrentdb;
 pub mod postgres;
 pub mod sqlite;
 mod subscribe;
 
+pub use codec::Upcasters;
+pub use db::Db;
 pub use subscribe::{Subscription, subscribe};
 
 use async_trait::async_trait;
@@ -23,6 +32,33 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::fmt;
 use uuid::Uuid;
+
+/// SQL both backends run as is (`$n` placeholders work on both).
+pub(crate) mod sql {
+    /// Every column of an `events` row, in [`crate::RecordedEvent`]'s order.
+    pub const COLUMNS: &str = "position, commit_id, stream, version, event_id, event_type, schema_version, data, \
+                               command_id, correlation_id, causation_id, actor, recorded_at";
+
+    /// One page of a stream: `$1` stream, `$2` from version, `$3` limit.
+    pub fn stream_page(backward: bool) -> String {
+        if backward {
+            format!("SELECT {COLUMNS} FROM events WHERE stream = $1 AND version <= $2 ORDER BY version DESC LIMIT $3")
+        } else {
+            format!("SELECT {COLUMNS} FROM events WHERE stream = $1 AND version >= $2 ORDER BY version LIMIT $3")
+        }
+    }
+
+    /// A stream's snapshot: `$1` stream.
+    pub const LOAD_SNAPSHOT: &str = "SELECT version, state_version, state FROM snapshots WHERE stream = $1";
+
+    /// Saves a snapshot unless a newer one of the same state version is stored:
+    /// `$1` stream, `$2` version, `$3` state version, `$4` state, `$5` taken at.
+    pub const SAVE_SNAPSHOT: &str = "INSERT INTO snapshots (stream, version, state_version, state, taken_at) \
+         VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (stream) DO UPDATE SET version = excluded.version, \
+         state_version = excluded.state_version, state = excluded.state, taken_at = excluded.taken_at \
+         WHERE snapshots.version < excluded.version OR snapshots.state_version <> excluded.state_version";
+}
 
 /// How many rows one page of a stream read holds.
 pub const PAGE: i64 = 500;

@@ -2,15 +2,16 @@
 
 use crate::support::{every_backend, settle};
 use futures::TryStreamExt;
-use gather_commands::codec::{Upcasters, decode};
-use gather_commands::store::{
-    AppendMeta, Checkpoint, EventStore, ExpectedVersion, LogFilter, NewEvent, Snapshot, StoreError, StreamAppend,
-    subscribe,
-};
-use gather_commands::{CommandHandler, CommandMeta, Db};
+use gather_commands::{CommandHandler, CommandMeta};
 use gather_domain::member::{Member, MemberCommand, MemberEvent};
 use gather_domain::values::{DisplayName, Email};
 use gather_domain::{Actor, Aggregate, Role};
+use gather_store::Db;
+use gather_store::codec::{Upcasters, decode};
+use gather_store::{
+    AppendMeta, Checkpoint, EventStore, ExpectedVersion, LogFilter, NewEvent, Snapshot, StoreError, StreamAppend,
+    subscribe,
+};
 use serde_json::json;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -356,10 +357,11 @@ pub(crate) async fn an_undecodable_event_is_a_typed_error_naming_stream_and_vers
 pub(crate) async fn the_events_table_refuses_update_and_delete(db: Db, store: Arc<dyn EventStore>) {
     let r = store.append(&meta(), one(&stream("thing"), ExpectedVersion::NoStream, vec![ev("A", 0)])).await.unwrap();
     settle(&store, r.last_position()).await;
-    let update = gather_commands::on_db!(&db, p => sqlx::query("UPDATE events SET event_type = 'X'").execute(p).await.map(|_| ()));
+    let update =
+        gather_store::on_db!(&db, p => sqlx::query("UPDATE events SET event_type = 'X'").execute(p).await.map(|_| ()));
     assert!(update.is_err(), "UPDATE must be refused");
     assert!(format!("{:?}", update.unwrap_err()).contains("append-only"));
-    let delete = gather_commands::on_db!(&db, p => sqlx::query("DELETE FROM events").execute(p).await.map(|_| ()));
+    let delete = gather_store::on_db!(&db, p => sqlx::query("DELETE FROM events").execute(p).await.map(|_| ()));
     assert!(delete.is_err(), "DELETE must be refused");
     assert_eq!(store.head().await.unwrap().position, 1);
 }

@@ -18,8 +18,8 @@
 //! `the_events_table_refuses_update_and_delete` (SQL).
 
 use futures::TryStreamExt;
-use gather_commands::store::kurrentdb::{KurrentStore, SNAPSHOT_PREFIX, event_id, stream_state};
-use gather_commands::store::{
+use gather_store::kurrentdb::{KurrentStore, SNAPSHOT_PREFIX, event_id, stream_state};
+use gather_store::{
     AppendMeta, Checkpoint, EventStore, ExpectedVersion, LogFilter, NewEvent, StoreError, StreamAppend,
 };
 use kurrentdb::StreamState;
@@ -73,7 +73,7 @@ macro_rules! on_kurrentdb {
                 let Some(store) = super::fresh_kurrent() else { return };
                 // The scenarios take a Db for SQL-level checks; none of those run here, so
                 // an empty SQLite file fills the slot.
-                let (db, _): (gather_commands::Db, _) = crate::support::fresh_sqlite().await;
+                let (db, _): (gather_store::Db, _) = crate::support::fresh_sqlite().await;
                 crate::contract::$name(db, std::sync::Arc::new(store)).await;
             }
         )*
@@ -167,7 +167,7 @@ mod server_specific {
         let s = stream("thing");
         one_ns.append(&meta(), one(&s, ExpectedVersion::NoStream, vec![ev("A", 0)])).await.unwrap();
         one_ns
-            .save_snapshot(&s, &gather_commands::store::Snapshot { version: 0, state_version: 1, state: json!({}) })
+            .save_snapshot(&s, &gather_store::Snapshot { version: 0, state_version: 1, state: json!({}) })
             .await
             .unwrap();
         let mine: Vec<_> = one_ns.read_log(Checkpoint::START, LogFilter::all()).try_collect().await.unwrap();

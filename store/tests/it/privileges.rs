@@ -2,9 +2,9 @@
 //! as an owner role; the runtime role can read and append the log and nothing more.
 
 use crate::support::pg_base;
-use gather_commands::Db;
-use gather_commands::store::postgres::PostgresStore;
-use gather_commands::store::{AppendMeta, EventStore, ExpectedVersion, NewEvent, StreamAppend};
+use gather_store::Db;
+use gather_store::postgres::PostgresStore;
+use gather_store::{AppendMeta, EventStore, ExpectedVersion, NewEvent, StreamAppend};
 use serde_json::json;
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;

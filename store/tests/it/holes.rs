@@ -5,11 +5,9 @@
 
 use crate::support::{fresh_postgres, pg_base};
 use futures::TryStreamExt;
-use gather_commands::store::postgres::{BatchMember, PostgresStore, append_batch, rebase};
-use gather_commands::store::{
-    AppendMeta, Checkpoint, EventStore, ExpectedVersion, LogFilter, NewEvent, StreamAppend, subscribe,
-};
-use gather_commands::{Db, RecordedEvent};
+use gather_store::postgres::{BatchMember, PostgresStore, append_batch, rebase};
+use gather_store::{AppendMeta, Checkpoint, EventStore, ExpectedVersion, LogFilter, NewEvent, StreamAppend, subscribe};
+use gather_store::{Db, RecordedEvent};
 use rand::Rng;
 use serde_json::json;
 use sqlx::{Connection, PgConnection};
@@ -181,7 +179,7 @@ async fn group_commits_over_hot_streams_in_any_order_never_deadlock() {
                                 appended += 1;
                             }
                         }
-                        Err(gather_commands::StoreError::Database(sqlx::Error::Database(e)))
+                        Err(gather_store::StoreError::Database(sqlx::Error::Database(e)))
                             if e.code().as_deref() == Some("40P01") =>
                         {
                             deadlocks += 1
@@ -310,7 +308,7 @@ async fn the_fence_names_the_oldest_writing_transaction_of_the_cluster() {
     // Other tests' transactions come and go; ours becomes the oldest.
     let found = tokio::time::timeout(Duration::from_secs(20), async {
         loop {
-            if let Some(f) = gather_commands::store::postgres::fence(pool).await.unwrap()
+            if let Some(f) = gather_store::postgres::fence(pool).await.unwrap()
                 && f.pid == pid
             {
                 return f;
@@ -324,7 +322,7 @@ async fn the_fence_names_the_oldest_writing_transaction_of_the_cluster() {
     assert_eq!(found.database.as_deref(), Some("postgres"));
     assert_eq!(found.state.as_deref(), Some("idle in transaction"));
     sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
-    let after = gather_commands::store::postgres::fence(pool).await.unwrap();
+    let after = gather_store::postgres::fence(pool).await.unwrap();
     assert!(after.as_ref().is_none_or(|f| f.pid != pid), "a finished transaction is still reported: {after:?}");
     let _ = url;
 }
