@@ -92,6 +92,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::bookings::router())
         .merge(routes::chats::router())
         .merge(routes::members::router())
+        .merge(routes::payments::router())
         .merge(routes::health::router())
         .merge(routes::admin::router())
         .fallback(|| async { crate::error::ApiError::NotFound("no such route".into()) })
@@ -125,8 +126,7 @@ async fn bootstrap(state: &AppState, account: &BootstrapAccount, role: Role) -> 
             member_id
         }
     };
-    let meta = CommandMeta::new(Actor::system());
-    state.commands.handle::<Member>(member_id, MemberCommand::GrantRole { role }, &meta).await?;
+    crate::ops::grant_role(state.store.clone(), &normalized, role).await?;
     tracing::info!(%member_id, role = role.as_str(), "bootstrap account ready");
     Ok(())
 }

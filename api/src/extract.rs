@@ -1,11 +1,11 @@
 //! Extractors that answer bad input with problem+json instead of axum's plain text.
 
 use crate::error::{ApiError, FieldError};
-use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::body::Bytes;
+use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::{HeaderMap, header};
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
 use serde::de::{DeserializeOwned, IgnoredAny};
 
 /// The largest JSON body accepted (API.md: 413 above 1 MiB).
@@ -23,19 +23,25 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
             return Err(ApiError::UnsupportedMediaType("expected Content-Type: application/json".into()));
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|_| ApiError::PayloadTooLarge(MAX_BODY))?;
-        match axum::Json::<T>::from_bytes(&bytes) {
-            Ok(axum::Json(v)) => Ok(Json(v)),
-            Err(JsonRejection::JsonDataError(e)) => Err(data_error(&e.body_text())),
-            // serde_json reports some wrong types (`null` where an enum is expected) as
-            // syntax errors: if the body is well-formed JSON, it is a field's fault.
-            Err(JsonRejection::JsonSyntaxError(e)) if serde_json::from_slice::<IgnoredAny>(&bytes).is_ok() => {
-                Err(data_error(&e.body_text()))
-            }
-            Err(JsonRejection::JsonSyntaxError(_)) => {
-                Err(ApiError::BadRequest { detail: "the body is not valid JSON".into(), errors: vec![] })
-            }
-            Err(other) => Err(ApiError::BadRequest { detail: other.body_text(), errors: vec![] }),
+        parse_json(&bytes).map(Json)
+    }
+}
+
+/// Parses a JSON body already read (a signed webhook's raw body), with the same
+/// answers as [`Json`]: 400 naming the field for wrong types and missing fields.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    match axum::Json::<T>::from_bytes(bytes) {
+        Ok(axum::Json(v)) => Ok(v),
+        Err(JsonRejection::JsonDataError(e)) => Err(data_error(&e.body_text())),
+        // serde_json reports some wrong types (`null` where an enum is expected) as
+        // syntax errors: if the body is well-formed JSON, it is a field's fault.
+        Err(JsonRejection::JsonSyntaxError(e)) if serde_json::from_slice::<IgnoredAny>(bytes).is_ok() => {
+            Err(data_error(&e.body_text()))
         }
+        Err(JsonRejection::JsonSyntaxError(_)) => {
+            Err(ApiError::BadRequest { detail: "the body is not valid JSON".into(), errors: vec![] })
+        }
+        Err(other) => Err(ApiError::BadRequest { detail: other.body_text(), errors: vec![] }),
     }
 }
 

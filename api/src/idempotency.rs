@@ -95,7 +95,12 @@ pub async fn layer(State(state): State<AppState>, mut req: Request, next: Next) 
     let deadline = tokio::time::Instant::now() + WAIT_FOR_FIRST;
     let mut claim = loop {
         if try_claim(&state, &scope, &request_hash).await? {
-            break Claim { state: state.clone(), scope: scope.clone(), request_hash: request_hash.clone(), done: false };
+            break Claim {
+                state: state.clone(),
+                scope: scope.clone(),
+                request_hash: request_hash.clone(),
+                done: false,
+            };
         }
         match lookup(&state, &scope).await? {
             Some(found) if found.request_hash != request_hash => return Err(reused()),

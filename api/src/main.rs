@@ -43,6 +43,21 @@ enum Command {
     /// Inspect projections and decide on a projector stopped by an event it cannot apply.
     #[command(subcommand)]
     Projections(Projections),
+    /// Manage members' roles (appends to the member's stream, as the system).
+    #[command(subcommand)]
+    Members(Members),
+}
+
+#[derive(Subcommand)]
+enum Members {
+    /// Grant a registered member a role: moderator, auditor or organiser (the same
+    /// event the bootstrap accounts get at start-up; granting a held role does nothing).
+    Grant {
+        /// The member's login email (any case).
+        email: String,
+        /// moderator, auditor or organiser.
+        role: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -104,6 +119,7 @@ async fn run() -> anyhow::Result<()> {
         }
         Command::Replay { name, verify } => replay(&settings, &name, verify).await,
         Command::Projections(what) => projections(&settings, what).await,
+        Command::Members(what) => members(&settings, what).await,
         Command::Specs => Ok(()),
     }
 }
@@ -125,6 +141,22 @@ async fn projections(settings: &Settings, what: Projections) -> anyhow::Result<(
         Projections::Skip { name, position } => {
             let f = ops::skip(&db, &name, position).await?;
             println!("{name}: skipped {}@{} (position {}); going on after it", f.stream, f.version, f.position);
+        }
+    }
+    Ok(())
+}
+
+async fn members(settings: &Settings, what: Members) -> anyhow::Result<()> {
+    match what {
+        Members::Grant { email, role } => {
+            let role = ops::grantable_role(&role)?;
+            let (_, store) = open(settings).await?;
+            let granted = ops::grant_role(store, &email, role).await?;
+            if granted.appended {
+                println!("granted {} to {} ({email})", role.as_str(), granted.member_id);
+            } else {
+                println!("{} ({email}) already holds {}", granted.member_id, role.as_str());
+            }
         }
     }
     Ok(())

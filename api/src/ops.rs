@@ -1,10 +1,14 @@
-//! Operator tooling behind `gather projections …` and `gather replay`: every function
+//! Operator tooling behind `gather projections …`, `gather replay` and `gather members
+//! grant`: every function
 //! reads or writes the database only (no running server needed), so the commands work
 //! from any process, and the tests call them directly.
 
 use chrono::Utc;
 use gather_commands::store::Checkpoint;
-use gather_commands::{Db, EventStore};
+use gather_commands::uniqueness::email_owner;
+use gather_commands::{CommandHandler, CommandMeta, Db, EventStore};
+use gather_domain::member::{Member, MemberCommand};
+use gather_domain::{Actor, Role};
 use gather_projections::faults::{self, Fault, FaultError};
 use gather_projections::rebuild::{Rebuild, RebuildError, RebuildStatus, statuses};
 use gather_projections::runtime::{lag, load_checkpoint};
@@ -13,6 +17,7 @@ use std::fmt::Write as _;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+use uuid::Uuid;
 
 /// Why an operator command was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +37,48 @@ pub enum OpsError {
     /// The database failed: try again.
     #[error("database error")]
     Database(#[from] sqlx::Error),
+    /// No registered member has this email: check the address.
+    #[error("there is no member with the email {0:?}")]
+    NoSuchMember(String),
+    /// Only moderator, auditor and organiser are granted.
+    #[error("cannot grant {0:?}: expected moderator, auditor or organiser")]
+    NotGrantable(String),
+    /// The store refused or failed the command.
+    #[error(transparent)]
+    Command(#[from] gather_commands::CommandError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] gather_commands::StoreError),
+}
+
+/// A role `gather members grant` gives: moderator, auditor or organiser.
+pub fn grantable_role(name: &str) -> Result<Role, OpsError> {
+    match Role::parse(name.trim()) {
+        Some(role @ (Role::Moderator | Role::Auditor | Role::Organiser)) => Ok(role),
+        _ => Err(OpsError::NotGrantable(name.to_owned())),
+    }
+}
+
+/// What `grant_role` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Granted {
+    /// The member.
+    pub member_id: Uuid,
+    /// False when the member held the role already (nothing was appended).
+    pub appended: bool,
+}
+
+/// `gather members grant EMAIL ROLE`: appends `RoleGranted` to the member's stream as
+/// the system, exactly as the bootstrap accounts are granted their role at start-up.
+pub async fn grant_role(store: Arc<dyn EventStore>, email: &str, role: Role) -> Result<Granted, OpsError> {
+    let normalized = email.trim().to_lowercase();
+    let member_id = email_owner(store.as_ref(), &normalized)
+        .await?
+        .ok_or_else(|| OpsError::NoSuchMember(email.trim().to_owned()))?;
+    let meta = CommandMeta::new(Actor::system());
+    let outcome =
+        CommandHandler::new(store).handle::<Member>(member_id, MemberCommand::GrantRole { role }, &meta).await?;
+    Ok(Granted { member_id, appended: !outcome.events.is_empty() })
 }
 
 /// Where a projection stands, as stored in the database.

@@ -62,7 +62,10 @@ impl Passwords {
     }
 
     /// Runs `work` on a blocking thread once a permit is free; 503 when too many wait.
-    async fn run<T: Send + 'static>(self: &Arc<Self>, work: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+    async fn run<T: Send + 'static>(
+        self: &Arc<Self>,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
         let busy = || ApiError::Unavailable("too many password checks at once; retry shortly".into());
         let permit = match self.permits.clone().try_acquire_owned() {
             Ok(permit) => permit,

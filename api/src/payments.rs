@@ -90,6 +90,11 @@ mod tests {
         m.update(b"1700000000.{}");
         let expected = format!("t=1700000000,v1={}", hex::encode(m.finalize().into_bytes()));
         assert_eq!(signature_header(b"k", 1_700_000_000, b"{}"), expected);
+        // What README.md's `openssl dgst -sha256 -hmac` example computes for the same input.
+        assert_eq!(
+            signature_header(b"whsec-change-me-0123456789", 1_700_000_000, br#"{"a":1}"#),
+            "t=1700000000,v1=9c0e2b4a9c19deaecbb9278fe8055ad7ba457e2583b1b5f21895e085262ad3fa"
+        );
     }
 
     #[test]

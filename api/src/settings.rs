@@ -132,15 +132,13 @@ impl Settings {
                 })
                 .collect::<Result<Vec<_>, _>>()?,
         };
-        let password_hashing_concurrency = match get("GATHER_PASSWORD_HASHING_CONCURRENCY") {
-            Some(v) => v
-                .trim()
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=1024).contains(n))
-                .ok_or_else(|| err("GATHER_PASSWORD_HASHING_CONCURRENCY", format!("expected 1 to 1024, got {v:?}")))?,
-            None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
-        };
+        let password_hashing_concurrency =
+            match get("GATHER_PASSWORD_HASHING_CONCURRENCY") {
+                Some(v) => v.trim().parse::<usize>().ok().filter(|n| (1..=1024).contains(n)).ok_or_else(|| {
+                    err("GATHER_PASSWORD_HASHING_CONCURRENCY", format!("expected 1 to 1024, got {v:?}"))
+                })?,
+                None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            };
         let payment_webhook_secret = match get("GATHER_PAYMENT_WEBHOOK_SECRET") {
             Some(v) if v.len() < 16 => {
                 return Err(err("GATHER_PAYMENT_WEBHOOK_SECRET", "must be at least 16 characters"));

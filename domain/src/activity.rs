@@ -323,14 +323,22 @@ pub enum ActivityCommand {
         /// Children attending, with their birth dates.
         children: Vec<BookedChild>,
     },
-    /// `ConfirmPayment` (the booking's member or the payment webhook as system).
+    /// `ConfirmPayment` (the payment provider's signed webhook, as the system): the
+    /// member only reports a reference (the `payment` aggregate), never confirms.
     ConfirmPayment {
         /// The reserved booking.
         booking_id: Uuid,
         /// The provider's reference.
         payment_ref: PaymentRef,
-        /// The amount paid, when the provider reports it; must equal the amount due.
+        /// The amount paid; must equal the amount due, currency included (a
+        /// confirmation that does not report it is refused).
         amount: Option<Money>,
+    },
+    /// `FailPayment` (the payment webhook, as the system): the payment failed, the
+    /// reservation is released as if it had expired.
+    FailPayment {
+        /// The reserved booking.
+        booking_id: Uuid,
     },
     /// `ExpireReservation` (scheduler, 15 minutes after the reservation).
     ExpireReservation {
@@ -527,7 +535,8 @@ pub enum ActivityEvent {
         /// Seats left after the release (before any promotion that follows).
         seats_left: u32,
     },
-    /// A reservation was not paid in time; its seats are released.
+    /// A reservation lapsed unpaid (not paid in time, or the payment failed); its seats
+    /// are released.
     ReservationExpired {
         /// The booking.
         booking_id: Uuid,
@@ -768,6 +777,7 @@ impl Aggregate for Activity {
             C::Complete => d.complete(),
             C::BookSeats { booking_id, seats, children } => d.book_seats(booking_id, seats, children),
             C::ConfirmPayment { booking_id, payment_ref, amount } => d.confirm_payment(booking_id, payment_ref, amount),
+            C::FailPayment { booking_id } => d.fail_payment(booking_id),
             C::ExpireReservation { booking_id } => d.expire_reservation(booking_id),
             C::CancelBooking { booking_id } => d.cancel_booking(booking_id),
             C::InviteGuests { invitations } => d.invite_guests(invitations),
@@ -1243,10 +1253,8 @@ impl Decision<'_> {
     }
 
     fn confirm_payment(&self, booking_id: Uuid, payment_ref: PaymentRef, amount: Option<Money>) -> Decided {
+        self.system_only()?;
         let booking = self.booking(booking_id)?;
-        if booking.member_id != self.ctx.actor.id && !self.ctx.is_system() {
-            return Err(DomainError::NotTheBookingHolder);
-        }
         match booking.status {
             BookingStatus::Reserved => {}
             // A redelivered payment notification changes nothing; a second payment is refused.
@@ -1254,9 +1262,7 @@ impl Decision<'_> {
             BookingStatus::Expired => return Err(DomainError::ReservationExpired),
             _ => return Err(DomainError::NotAwaitingPayment),
         }
-        if let Some(amount) = amount
-            && booking.amount_due.as_ref() != Some(&amount)
-        {
+        if amount.is_none() || booking.amount_due != amount {
             return Err(DomainError::PaymentMismatch);
         }
         Ok(vec![ActivityEvent::BookingConfirmed {
@@ -1280,6 +1286,22 @@ impl Decision<'_> {
         if booking.reserved_until.is_some_and(|until| self.ctx.now < until) {
             return Err(DomainError::ReservationNotExpired);
         }
+        self.release_reservation(booking_id, booking)
+    }
+
+    fn fail_payment(&self, booking_id: Uuid) -> Decided {
+        self.system_only()?;
+        let booking = self.booking(booking_id)?;
+        if booking.status != BookingStatus::Reserved {
+            // Confirmed by another payment (payments are not refunded), or released
+            // meanwhile: a failure reported now changes nothing.
+            return Ok(vec![]);
+        }
+        self.release_reservation(booking_id, booking)
+    }
+
+    /// Releases a reservation's seats and promotes the waitlist into them.
+    fn release_reservation(&self, booking_id: Uuid, booking: &Booking) -> Decided {
         let taken = self.state.seats_taken.saturating_sub(booking.seats);
         let mut events = vec![ActivityEvent::ReservationExpired {
             booking_id,
@@ -1772,11 +1794,11 @@ impl Describe for ActivityCommand {
                 let kids = if kids.is_empty() { String::new() } else { format!(" for {}", kids.join(", ")) };
                 format!("BookSeats {}: {seats_s}{kids}", name(*booking_id), seats_s = n_seats(*seats))
             }
-            C::ConfirmPayment { booking_id, payment_ref, amount } => format!(
-                "ConfirmPayment for {} ({payment_ref}{})",
-                name(*booking_id),
-                amount.as_ref().map(|a| format!(", {a} paid")).unwrap_or_default()
-            ),
+            C::ConfirmPayment { booking_id, payment_ref, amount } => {
+                let paid = amount.as_ref().map_or_else(|| "no amount reported".to_owned(), |a| format!("{a} paid"));
+                format!("ConfirmPayment for {} ({payment_ref}, {paid})", name(*booking_id))
+            }
+            C::FailPayment { booking_id } => format!("FailPayment for {}", name(*booking_id)),
             C::ExpireReservation { booking_id } => format!("ExpireReservation {}", name(*booking_id)),
             C::CancelBooking { booking_id } => format!("CancelBooking {}", name(*booking_id)),
             C::InviteGuests { invitations } => {

@@ -4,8 +4,8 @@
 //! - [`core`]: the [`Aggregate`] and [`DomainEvent`] traits, the command [`Context`]
 //!   (actor and `now`);
 //! - [`errors`]: [`DomainError`], one variant per broken rule, with its stable code;
-//! - [`member`], [`activity`], [`chat`]: one file per aggregate (state, commands,
-//!   events, `decide`, `evolve`, specs);
+//! - [`member`], [`activity`], [`chat`], [`payment`]: one file per aggregate (state,
+//!   commands, events, `decide`, `evolve`, specs);
 //! - [`values`]: value objects that parse rather than validate;
 //! - [`testkit`]: the given-when-then kit used by every crate's specs;
 //! - [`specs`]: the spec catalogue ([`catalogue_markdown`] is what `gather specs` prints).
@@ -17,6 +17,7 @@ pub mod chat;
 pub mod core;
 pub mod errors;
 pub mod member;
+pub mod payment;
 pub mod process;
 pub mod specs;
 pub mod testkit;

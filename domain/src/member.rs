@@ -93,9 +93,9 @@ pub enum MemberCommand {
     /// `ForgetMember` (the member, or a moderator): crypto-shred personal data.
     Forget,
     /// `GrantRole` (a moderator, or the system for bootstrap accounts and the CLI):
-    /// moderator or auditor. Granting a role held already emits nothing.
+    /// moderator, auditor or organiser. Granting a role held already emits nothing.
     GrantRole {
-        /// The role to grant (`Moderator` or `Auditor`).
+        /// The role to grant (`Moderator`, `Auditor` or `Organiser`).
         role: Role,
     },
 }
@@ -231,7 +231,7 @@ pub struct MemberState {
     pub favourites: BTreeSet<Uuid>,
     /// Whether the member was forgotten.
     pub forgotten: bool,
-    /// Roles granted beyond member and organiser (moderator, auditor).
+    /// Roles granted beyond member (moderator, auditor, organiser without a profile).
     pub roles: BTreeSet<Role>,
 }
 
@@ -273,8 +273,8 @@ impl Aggregate for Member {
                 if !ctx.has(Role::Moderator) && !ctx.is_system() {
                     return Err(DomainError::NotAModerator);
                 }
-                if !matches!(role, Role::Moderator | Role::Auditor) {
-                    return Err(DomainError::invalid("role", "only moderator or auditor can be granted"));
+                if !matches!(role, Role::Moderator | Role::Auditor | Role::Organiser) {
+                    return Err(DomainError::invalid("role", "only moderator, auditor or organiser can be granted"));
                 }
                 if state.roles.contains(&role) {
                     return Ok(vec![]);

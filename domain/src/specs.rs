@@ -111,6 +111,7 @@ pub fn catalogue() -> Vec<Section> {
     let mut sections = crate::member::spec_sections();
     sections.extend(crate::activity::spec_sections());
     sections.extend(crate::chat::spec_sections());
+    sections.extend(crate::payment::spec_sections());
     sections.extend(crate::values::spec_sections());
     sections
 }

@@ -469,9 +469,8 @@ impl TimeRange {
 
     /// Parses a range within `[EARLIEST, LATEST)` that starts strictly before it ends.
     pub fn parse(starts_at: DateTime<Utc>, ends_at: DateTime<Utc>) -> Result<Self, DomainError> {
-        let out_of_range = |field: &'static str| {
-            DomainError::invalid(field, "must be between 2000-01-01 and 2100-01-01 (UTC)")
-        };
+        let out_of_range =
+            |field: &'static str| DomainError::invalid(field, "must be between 2000-01-01 and 2100-01-01 (UTC)");
         if !Self::in_range(starts_at) {
             return Err(out_of_range("starts_at"));
         }

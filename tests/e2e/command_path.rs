@@ -4,7 +4,10 @@
 use crate::harness::{MODERATOR, TestApp, activity_body};
 use serde_json::{Value, json};
 
-both_profiles!(a_suspended_organiser_cannot_create_activities, concurrent_password_changes_with_one_old_password_let_one_win);
+both_profiles!(
+    a_suspended_organiser_cannot_create_activities,
+    concurrent_password_changes_with_one_old_password_let_one_win
+);
 
 async fn a_suspended_organiser_cannot_create_activities(app: TestApp) {
     let org = app.organiser("suspended-org@example.com").await;

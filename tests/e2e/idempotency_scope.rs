@@ -28,7 +28,8 @@ async fn one_key_used_on_two_activities_books_both(app: TestApp) {
     let b = published_activity(&app, &org, 10, false).await;
     let (_, member) = quick_member(&app).await;
 
-    let first = post_keyed(&app, &format!("/v1/activities/{a}/bookings"), Some(&member), "k", json!({"seats": 1})).await;
+    let first =
+        post_keyed(&app, &format!("/v1/activities/{a}/bookings"), Some(&member), "k", json!({"seats": 1})).await;
     assert_eq!(first.status, 201, "{:?}", first.body);
     assert_eq!(first.body["status"], "confirmed");
     let second =
@@ -47,7 +48,8 @@ async fn one_key_used_on_two_activities_books_both(app: TestApp) {
 async fn a_new_token_of_the_same_member_replays_the_first_answer(app: TestApp) {
     let (id, first_token) = quick_member(&app).await;
     // Another token of the same member (its claims differ, so the token does too).
-    let second_token = app.app_state.jwt.issue(id, &[gather_domain::Role::Member, gather_domain::Role::Organiser]).unwrap();
+    let second_token =
+        app.app_state.jwt.issue(id, &[gather_domain::Role::Member, gather_domain::Role::Organiser]).unwrap();
     assert_ne!(first_token, second_token);
     let body = json!({"name": "Ada Junior", "birth_date": "2020-02-02"});
     let first = post_keyed(&app, "/v1/me/children", Some(&first_token), "child-k", body.clone()).await;
@@ -62,7 +64,8 @@ async fn a_new_token_of_the_same_member_replays_the_first_answer(app: TestApp) {
 
 async fn a_changed_body_is_refused_after_a_new_login(app: TestApp) {
     let (id, first_token) = quick_member(&app).await;
-    let second_token = app.app_state.jwt.issue(id, &[gather_domain::Role::Member, gather_domain::Role::Organiser]).unwrap();
+    let second_token =
+        app.app_state.jwt.issue(id, &[gather_domain::Role::Member, gather_domain::Role::Organiser]).unwrap();
     let first = post_keyed(
         &app,
         "/v1/me/children",

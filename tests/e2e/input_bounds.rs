@@ -47,7 +47,8 @@ async fn a_wrongly_typed_field_is_a_400_naming_the_field(app: TestApp) {
 }
 
 async fn an_email_with_control_or_bidi_characters_is_refused_at_registration(app: TestApp) {
-    for email in ["\u{202e}A@example.com", "a\u{200b}b@example.com", "ab@exa\u{0007}mple.com", "a@example.com\u{2066}"] {
+    for email in ["\u{202e}A@example.com", "a\u{200b}b@example.com", "ab@exa\u{0007}mple.com", "a@example.com\u{2066}"]
+    {
         let a = app
             .post(
                 "/v1/auth/register",

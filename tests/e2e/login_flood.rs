@@ -37,11 +37,7 @@ async fn concurrent_failed_logins_never_hash_more_than_the_bound_at_once(app: Te
         }
     }
     assert!(refused > 0, "some logins were checked");
-    assert!(
-        passwords.high_water() <= limit,
-        "{} hashes ran at once; the bound is {limit}",
-        passwords.high_water()
-    );
+    assert!(passwords.high_water() <= limit, "{} hashes ran at once; the bound is {limit}", passwords.high_water());
     assert!(passwords.high_water() >= 1, "the flood hashed");
     assert_eq!(passwords.running(), 0, "every hash finished");
 }

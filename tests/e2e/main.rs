@@ -16,6 +16,7 @@ mod login_flood;
 mod mail;
 mod members;
 mod operations;
+mod payments;
 mod reads;
 mod search;
 mod slice;

@@ -11,9 +11,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{delete, post};
-use gather_domain::Actor;
 use gather_domain::activity::{Activity, ActivityCommand, ActivityEvent, BookedChild, InvitationRequest};
+use gather_domain::payment::{BookingSnapshot, Payment, PaymentCommand};
 use gather_domain::values::{Email, PaymentRef};
+use gather_domain::{Actor, DomainError};
 use gather_projections::queries;
 use serde::Deserialize;
 use serde_json::json;
@@ -82,6 +83,8 @@ struct PayBody {
     payment_ref: String,
 }
 
+/// Records the provider's reference for the caller's reserved booking. It confirms
+/// nothing: only the signed webhook (`routes::payments`) does.
 async fn pay(
     State(state): State<AppState>,
     Authed(actor): Authed,
@@ -90,8 +93,14 @@ async fn pay(
     Json(body): Json<PayBody>,
 ) -> Result<Response, ApiError> {
     let payment_ref = PaymentRef::parse(&body.payment_ref)?;
-    let command = ActivityCommand::ConfirmPayment { booking_id, payment_ref, amount: None };
-    let outcome = run_command::<Activity>(&state, actor, &headers, "bookings/payment", id, command).await?;
+    let activity = state.commands.load::<Activity>(id).await?.state;
+    if !activity.created {
+        return Err(DomainError::ActivityNotFound.into());
+    }
+    let booking = activity.bookings.get(&booking_id).ok_or(DomainError::BookingNotFound)?;
+    let booking = BookingSnapshot { member_id: booking.member_id, status: booking.status };
+    let command = PaymentCommand::RecordReference { activity_id: id, booking_id, payment_ref, booking };
+    let outcome = run_command::<Payment>(&state, actor, &headers, "bookings/payment", booking_id, command).await?;
     Ok(accepted(booking_id, &outcome))
 }
 

@@ -8,4 +8,5 @@ pub mod chats;
 pub mod health;
 pub mod me;
 pub mod members;
+pub mod payments;
 pub mod reads;

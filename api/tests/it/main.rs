@@ -57,3 +57,88 @@ fn the_operator_commands_report_status_replay_verify_and_refuse_bad_decisions() 
     assert!(text(&refused.stderr).contains("cannot be rebuilt"), "{}", text(&refused.stderr));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Registers a member straight through the library (no server, no argon2) in the
+/// embedded database of `dir`; returns its id.
+fn register_member(dir: &std::path::Path, email: &str) -> uuid::Uuid {
+    use gather_domain::member::{Member, MemberCommand};
+    use gather_domain::values::{DisplayName, Email};
+    let settings = gather_api::Settings::from_lookup(|k| match k {
+        "GATHER_DATA_DIR" => Some(dir.display().to_string()),
+        _ => None,
+    })
+    .expect("settings");
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    runtime.block_on(async {
+        let (db, store) = gather_api::app::open_store(&settings).await.expect("the store opens");
+        db.migrate().await.expect("migrations");
+        let id = uuid::Uuid::now_v7();
+        let email = Email::parse(email).unwrap();
+        let normalized = email.normalized();
+        let cmd = MemberCommand::Register {
+            member_id: id,
+            email,
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo".into(),
+            display_name: DisplayName::parse("Cli").unwrap(),
+        };
+        let meta = gather_commands::CommandMeta::new(gather_domain::Actor::new(id, [gather_domain::Role::Member]));
+        gather_commands::CommandHandler::new(store)
+            .handle_with::<Member>(id, cmd, &meta, |_| {
+                vec![gather_commands::uniqueness::reserve_email(&normalized, id)]
+            })
+            .await
+            .expect("registered");
+        id
+    })
+}
+
+/// The roles on a member's own stream, read through the library.
+fn roles_of(dir: &std::path::Path, id: uuid::Uuid) -> Vec<String> {
+    let settings = gather_api::Settings::from_lookup(|k| match k {
+        "GATHER_DATA_DIR" => Some(dir.display().to_string()),
+        _ => None,
+    })
+    .expect("settings");
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    runtime.block_on(async {
+        let (_, store) = gather_api::app::open_store(&settings).await.expect("the store opens");
+        let member = gather_commands::CommandHandler::new(store)
+            .load::<gather_domain::member::Member>(id)
+            .await
+            .expect("loaded")
+            .state;
+        member.roles.iter().map(|r| r.as_str().to_string()).collect()
+    })
+}
+
+#[test]
+fn members_grant_gives_a_registered_member_a_role_and_refuses_unknown_ones() {
+    let dir = std::env::temp_dir().join(format!("gather-cli-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let id = register_member(&dir, "Cli.Member@example.com");
+
+    let grant = gather(&dir, &["members", "grant", "cli.member@example.com", "moderator"]);
+    assert!(grant.status.success(), "{}", text(&grant.stderr));
+    assert!(text(&grant.stdout).contains(&format!("granted moderator to {id}")), "{}", text(&grant.stdout));
+    let grant = gather(&dir, &["members", "grant", "cli.member@example.com", "organiser"]);
+    assert!(grant.status.success(), "{}", text(&grant.stderr));
+    assert_eq!(roles_of(&dir, id), ["organiser", "moderator"]);
+
+    // Granting it again appends nothing and still succeeds.
+    let again = gather(&dir, &["members", "grant", "cli.member@example.com", "moderator"]);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    assert!(text(&again.stdout).contains("already"), "{}", text(&again.stdout));
+
+    let unknown = gather(&dir, &["members", "grant", "nobody@example.com", "auditor"]);
+    assert!(!unknown.status.success());
+    assert!(
+        text(&unknown.stderr).contains("no member with the email \"nobody@example.com\""),
+        "{}",
+        text(&unknown.stderr)
+    );
+    let bad_role = gather(&dir, &["members", "grant", "cli.member@example.com", "system"]);
+    assert!(!bad_role.status.success());
+    assert!(text(&bad_role.stderr).contains("moderator, auditor or organiser"), "{}", text(&bad_role.stderr));
+    assert_eq!(roles_of(&dir, id), ["organiser", "moderator"], "refused grants change nothing");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -249,8 +249,16 @@ fn book_for(booking_id: Uuid, seats: u32, children: &[(Uuid, NaiveDate)]) -> Act
     }
 }
 
-fn pay(booking_id: Uuid, payment: &str, amount: Option<Money>) -> ActivityCommand {
-    ActivityCommand::ConfirmPayment { booking_id, payment_ref: PaymentRef::parse(payment).expect("fixture"), amount }
+fn pay(booking_id: Uuid, payment: &str, amount: Money) -> ActivityCommand {
+    ActivityCommand::ConfirmPayment {
+        booking_id,
+        payment_ref: PaymentRef::parse(payment).expect("fixture"),
+        amount: Some(amount),
+    }
+}
+
+fn payment_failed(booking_id: Uuid) -> ActivityCommand {
+    ActivityCommand::FailPayment { booking_id }
 }
 
 fn patch(change: impl FnOnce(&mut ActivityPatch)) -> ActivityCommand {
@@ -905,45 +913,74 @@ spec_section!(paid_reservations, "Activity — paid reservations", {
         given(paid(10)).as_actor(ben()).at(t0())
             .when(book(B1, 2))
             .then([reserved(B1, BEN, 2, 8)]),
-    paying_confirms_the_reservation =>
+    a_member_cannot_confirm_their_own_payment =>
         given(with(paid(10), [reserved(B1, BEN, 2, 8)])).as_actor(ben()).at(t0_plus_minutes(4))
-            .when(pay(B1, "pay_ben", None))
-            .then([paid_confirmed(B1, BEN, 2, 8, "pay_ben")]),
+            .when(pay(B1, "pay_ben", euros(2500)))
+            .then_error(DomainError::NotTheSystem),
     the_payment_webhook_confirms_as_the_system_when_the_amount_matches =>
         given(with(paid(10), [reserved(B1, BEN, 2, 8)])).as_actor(system()).at(t0_plus_minutes(4))
-            .when(pay(B1, "pay_ben", Some(euros(2500))))
+            .when(pay(B1, "pay_ben", euros(2500)))
             .then([paid_confirmed(B1, BEN, 2, 8, "pay_ben")]),
     a_payment_of_another_amount_is_refused =>
         given(with(paid(10), [reserved(B1, BEN, 2, 8)])).as_actor(system()).at(t0_plus_minutes(4))
-            .when(pay(B1, "pay_ben", Some(euros(1250))))
+            .when(pay(B1, "pay_ben", euros(1250)))
             .then_error(DomainError::PaymentMismatch),
-    another_member_cannot_confirm_a_payment =>
-        given(with(paid(10), [reserved(B1, BEN, 2, 8)])).as_actor(cara()).at(t0_plus_minutes(4))
-            .when(pay(B1, "pay_cara", None))
-            .then_error(DomainError::NotTheBookingHolder),
+    a_confirmation_without_the_amount_is_refused =>
+        given(with(paid(10), [reserved(B1, BEN, 2, 8)])).as_actor(system()).at(t0_plus_minutes(4))
+            .when(ActivityCommand::ConfirmPayment {
+                booking_id: B1,
+                payment_ref: PaymentRef::parse("pay_ben").expect("fixture"),
+                amount: None,
+            })
+            .then_error(DomainError::PaymentMismatch),
+    a_payment_in_another_currency_is_refused =>
+        given(with(paid(10), [reserved(B1, BEN, 2, 8)])).as_actor(system()).at(t0_plus_minutes(4))
+            .when(pay(B1, "pay_ben", Money::parse(2500, "USD").expect("fixture")))
+            .then_error(DomainError::PaymentMismatch),
     a_redelivered_payment_changes_nothing =>
         given(with(paid(10), [reserved(B1, BEN, 2, 8), paid_confirmed(B1, BEN, 2, 8, "pay_ben")]))
             .as_actor(system()).at(t0_plus_minutes(6))
-            .when(pay(B1, "pay_ben", Some(euros(2500))))
+            .when(pay(B1, "pay_ben", euros(2500)))
             .then_nothing(),
     a_second_payment_for_a_paid_booking_is_refused =>
         given(with(paid(10), [reserved(B1, BEN, 2, 8), paid_confirmed(B1, BEN, 2, 8, "pay_ben")]))
             .as_actor(system())
             .at(t0_plus_minutes(6))
-            .when(pay(B1, "pay_ben_again", Some(euros(2500))))
+            .when(pay(B1, "pay_ben_again", euros(2500)))
             .then_error(DomainError::NotAwaitingPayment),
     a_free_booking_awaits_no_payment =>
-        given(with(published(), [confirmed(B1, BEN, 2, 8)])).as_actor(ben()).at(t0())
-            .when(pay(B1, "pay_ben", None))
+        given(with(published(), [confirmed(B1, BEN, 2, 8)])).as_actor(system()).at(t0())
+            .when(pay(B1, "pay_ben", euros(0)))
             .then_error(DomainError::NotAwaitingPayment),
     a_waitlisted_booking_cannot_be_paid_for =>
-        given(with(paid(2), [reserved(B1, BEN, 2, 0), joined(B2, CARA, 1, 1)])).as_actor(cara()).at(t0())
-            .when(pay(B2, "pay_cara", None))
+        given(with(paid(2), [reserved(B1, BEN, 2, 0), joined(B2, CARA, 1, 1)])).as_actor(system()).at(t0())
+            .when(pay(B2, "pay_cara", euros(1250)))
             .then_error(DomainError::NotAwaitingPayment),
     paying_for_an_unknown_booking_is_refused =>
-        given(paid(10)).as_actor(ben()).at(t0())
-            .when(pay(B1, "pay_ben", None))
+        given(paid(10)).as_actor(system()).at(t0())
+            .when(pay(B1, "pay_ben", euros(2500)))
             .then_error(DomainError::BookingNotFound),
+    a_failed_payment_releases_the_reservation =>
+        given(with(paid(10), [reserved(B1, BEN, 2, 8)])).as_actor(system()).at(t0_plus_minutes(3))
+            .when(payment_failed(B1))
+            .then([ActivityEvent::ReservationExpired { booking_id: B1, member_id: BEN, seats: 2, seats_left: 10 }]),
+    a_failed_payment_gives_the_seats_to_the_waitlist =>
+        given(with(paid(2), [reserved(B1, BEN, 2, 0), joined(B2, CARA, 1, 1)])).as_actor(system()).at(t0_plus_minutes(3))
+            .when(payment_failed(B1))
+            .then([
+                ActivityEvent::ReservationExpired { booking_id: B1, member_id: BEN, seats: 2, seats_left: 2 },
+                promoted(B2, CARA, 1),
+                reserved_at(B2, CARA, 1, 1, t0_plus_minutes(3)),
+            ]),
+    a_failed_payment_after_a_confirmed_one_changes_nothing =>
+        given(with(paid(10), [reserved(B1, BEN, 2, 8), paid_confirmed(B1, BEN, 2, 8, "pay_ben")]))
+            .as_actor(system()).at(t0_plus_minutes(6))
+            .when(payment_failed(B1))
+            .then_nothing(),
+    only_the_payment_webhook_reports_a_failed_payment =>
+        given(with(paid(10), [reserved(B1, BEN, 2, 8)])).as_actor(ben()).at(t0_plus_minutes(3))
+            .when(payment_failed(B1))
+            .then_error(DomainError::NotTheSystem),
     the_scheduler_expires_an_unpaid_reservation_after_15_minutes =>
         given(with(paid(10), [reserved(B1, BEN, 2, 8)])).as_actor(system()).at(t0_plus_minutes(15))
             .when(ActivityCommand::ExpireReservation { booking_id: B1 })
@@ -974,12 +1011,12 @@ spec_section!(paid_reservations, "Activity — paid reservations", {
             reserved(B1, BEN, 2, 8),
             ActivityEvent::ReservationExpired { booking_id: B1, member_id: BEN, seats: 2, seats_left: 10 },
         ]))
-            .as_actor(ben()).at(t0_plus_minutes(16))
-            .when(pay(B1, "pay_ben", None))
+            .as_actor(system()).at(t0_plus_minutes(16))
+            .when(pay(B1, "pay_ben", euros(2500)))
             .then_error(DomainError::ReservationExpired),
     a_late_payment_still_confirms_while_the_seats_are_held =>
         given(with(paid(10), [reserved(B1, BEN, 2, 8)])).as_actor(system()).at(t0_plus_minutes(16))
-            .when(pay(B1, "pay_ben", Some(euros(2500))))
+            .when(pay(B1, "pay_ben", euros(2500)))
             .then([paid_confirmed(B1, BEN, 2, 8, "pay_ben")]),
 });
 

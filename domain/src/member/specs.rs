@@ -243,7 +243,7 @@ spec_section!(favourites, "Member — favourites", {
             .then_error(DomainError::NotTheMember),
 });
 
-spec_section!(roles, "Member — granted roles (moderator, auditor)", {
+spec_section!(roles, "Member — granted roles (moderator, auditor, organiser)", {
     a_moderator_grants_the_auditor_role =>
         given(ben_member()).as_actor(mo()).at(t0())
             .when(MemberCommand::GrantRole { role: Role::Auditor })
@@ -260,10 +260,14 @@ spec_section!(roles, "Member — granted roles (moderator, auditor)", {
         given(history([MemberEvent::RoleGranted { role: Role::Auditor }])).as_actor(mo()).at(t0())
             .when(MemberCommand::GrantRole { role: Role::Auditor })
             .then_nothing(),
-    only_the_moderator_and_auditor_roles_are_granted =>
-        given(ben_member()).as_actor(mo()).at(t0())
+    the_system_grants_the_organiser_role_from_the_command_line =>
+        given(ben_member()).as_actor(system()).at(t0())
             .when(MemberCommand::GrantRole { role: Role::Organiser })
-            .then_error(DomainError::invalid("role", "only moderator or auditor can be granted")),
+            .then([MemberEvent::RoleGranted { role: Role::Organiser }]),
+    only_the_moderator_auditor_and_organiser_roles_are_granted =>
+        given(ben_member()).as_actor(mo()).at(t0())
+            .when(MemberCommand::GrantRole { role: Role::System })
+            .then_error(DomainError::invalid("role", "only moderator, auditor or organiser can be granted")),
 });
 
 spec_section!(suspension, "Member — suspension", {
