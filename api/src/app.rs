@@ -135,7 +135,7 @@ impl App {
     /// Connects, migrates, starts workers and binds `settings.bind` (port 0 = any).
     pub async fn build(settings: Settings) -> anyhow::Result<App> {
         let (db, store) = open_store(&settings).await?;
-        db.migrate().await.context("could not migrate the database")?;
+        db.migrate_as(settings.migrate_database_url.as_deref()).await.context("could not migrate the database")?;
         let jwt = Jwt::new(&jwt_secret(&settings)?);
         let bus = match &settings.amqp_url {
             Some(url) => Some(Arc::new(

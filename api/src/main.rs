@@ -46,6 +46,19 @@ enum Command {
     /// Manage members' roles (appends to the member's stream, as the system).
     #[command(subcommand)]
     Members(Members),
+    /// Operate the event store itself.
+    #[command(subcommand)]
+    Store(Store),
+}
+
+#[derive(Subcommand)]
+enum Store {
+    /// After moving a Postgres store to another cluster (a pg_dump restore, a logical
+    /// replica promoted), move the store's clock past every commit_id in the log so the
+    /// restored events are readable and new ones sort after them. Run it once, as the
+    /// owner (GATHER_MIGRATE_DATABASE_URL if set), before the servers start; rerunning
+    /// it changes nothing.
+    Rebase,
 }
 
 #[derive(Subcommand)]
@@ -113,27 +126,59 @@ async fn run() -> anyhow::Result<()> {
         Command::Serve => App::build(settings).await?.run_until_stopped().await,
         Command::Migrate => {
             let (db, _) = gather_api::app::open_store(&settings).await?;
-            db.migrate().await.context("could not migrate the database")?;
+            db.migrate_as(settings.migrate_database_url.as_deref()).await.context("could not migrate the database")?;
             tracing::info!("migrations applied");
             Ok(())
         }
         Command::Replay { name, verify } => replay(&settings, &name, verify).await,
         Command::Projections(what) => projections(&settings, what).await,
         Command::Members(what) => members(&settings, what).await,
+        Command::Store(Store::Rebase) => rebase(&settings).await,
         Command::Specs => Ok(()),
     }
 }
 
 async fn open(settings: &Settings) -> anyhow::Result<(gather_commands::Db, Arc<dyn gather_commands::EventStore>)> {
     let (db, store) = gather_api::app::open_store(settings).await?;
-    db.migrate().await.context("could not migrate the database")?;
+    db.migrate_as(settings.migrate_database_url.as_deref()).await.context("could not migrate the database")?;
     Ok((db, store))
+}
+
+async fn rebase(settings: &Settings) -> anyhow::Result<()> {
+    let url = settings.migrate_database_url.as_deref().unwrap_or(&settings.database_url);
+    if url.starts_with("sqlite:") {
+        anyhow::bail!("gather store rebase is for Postgres; SQLite orders its log by position alone");
+    }
+    let db = gather_commands::Db::connect(url).await.context("could not open the database")?;
+    let gather_commands::Db::Postgres(pool) = &db else { anyhow::bail!("not a Postgres database") };
+    db.migrate().await.context("could not migrate the database")?;
+    let r = gather_commands::store::postgres::rebase(pool).await?;
+    if r.new_offset == r.old_offset {
+        println!("store clock already past every commit_id (highest {}); nothing changed", r.max_commit_id);
+    } else {
+        println!(
+            "store clock moved: offset {} -> {} (highest commit_id in the log {}); restored events are readable",
+            r.old_offset, r.new_offset, r.max_commit_id
+        );
+    }
+    tracing::info!(
+        old_offset = r.old_offset,
+        new_offset = r.new_offset,
+        max_commit_id = r.max_commit_id,
+        "store rebased"
+    );
+    Ok(())
 }
 
 async fn projections(settings: &Settings, what: Projections) -> anyhow::Result<()> {
     let (db, _) = open(settings).await?;
     match what {
-        Projections::Status => print!("{}", ops::render_status(&ops::status(&db).await?)),
+        Projections::Status => {
+            print!("{}", ops::render_status(&ops::status(&db).await?));
+            if let gather_commands::Db::Postgres(pool) = &db {
+                println!("{}", render_fence(gather_commands::store::postgres::fence(pool).await?.as_ref()));
+            }
+        }
         Projections::Retry { name } => {
             let f = ops::retry(&db, &name).await?;
             println!("{name}: retrying {}@{} (position {})", f.stream, f.version, f.position);
@@ -231,5 +276,25 @@ impl Progress {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
+    }
+}
+
+/// The line `gather projections status` prints about the xmin fence.
+fn render_fence(fence: Option<&gather_commands::store::postgres::Fence>) -> String {
+    match fence {
+        None => "log readers: not held back (no open writing transaction in the cluster)".to_owned(),
+        Some(f) => format!(
+            "log readers: held back {:.1} s by pid {} ({}, database {}, {}){}",
+            f.held_for.as_secs_f64(),
+            f.pid,
+            if f.application_name.is_empty() { "no application_name" } else { &f.application_name },
+            f.database.as_deref().unwrap_or("-"),
+            f.state.as_deref().unwrap_or("state hidden"),
+            if f.held_for.as_secs() >= 5 {
+                "; a long transaction delays every projection: end it, or set idle_in_transaction_session_timeout"
+            } else {
+                ""
+            }
+        ),
     }
 }

@@ -36,6 +36,10 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// `GATHER_DATABASE_URL`: `sqlite://…` (default) or `postgres://…`.
     pub database_url: String,
+    /// `GATHER_MIGRATE_DATABASE_URL`: Postgres only: the role that owns the schema and
+    /// runs migrations; the role of `GATHER_DATABASE_URL` then gets only SELECT and
+    /// INSERT on the log. Unset = the main URL's role does both.
+    pub migrate_database_url: Option<String>,
     /// `GATHER_AMQP_URL`: RabbitMQ; unset = in-process bus.
     pub amqp_url: Option<String>,
     /// `GATHER_SMTP_URL`: SMTP; unset = mail files.
@@ -89,6 +93,15 @@ impl Settings {
                 return Err(err("GATHER_DATABASE_URL", format!("expected postgres://… or sqlite://…, got {v:?}")));
             }
             None => format!("sqlite://{}/gather.db", data_dir.display()),
+        };
+        let migrate_database_url = match get("GATHER_MIGRATE_DATABASE_URL") {
+            Some(v) if database_url.starts_with("sqlite:") => {
+                let _ = v;
+                return Err(err("GATHER_MIGRATE_DATABASE_URL", "only for Postgres (GATHER_DATABASE_URL is SQLite)"));
+            }
+            Some(v) if v.starts_with("postgres://") || v.starts_with("postgresql://") => Some(v),
+            Some(_) => return Err(err("GATHER_MIGRATE_DATABASE_URL", "expected postgres://…")),
+            None => None,
         };
         let amqp_url = match get("GATHER_AMQP_URL") {
             Some(v) if v.starts_with("amqp://") || v.starts_with("amqps://") => Some(v),
@@ -150,6 +163,7 @@ impl Settings {
             bind,
             data_dir,
             database_url,
+            migrate_database_url,
             amqp_url,
             smtp_url,
             jwt_secret,
@@ -192,6 +206,8 @@ mod tests {
         assert_eq!(e.variable, "GATHER_BIND");
         let e = settings(&[("GATHER_ROLES", "api,cook")]).unwrap_err();
         assert!(e.to_string().starts_with("GATHER_ROLES: unknown role \"cook\""), "{e}");
+        let e = settings(&[("GATHER_MIGRATE_DATABASE_URL", "postgres://owner@localhost/x")]).unwrap_err();
+        assert_eq!(e.variable, "GATHER_MIGRATE_DATABASE_URL");
         let e = settings(&[("GATHER_DATABASE_URL", "mysql://x")]).unwrap_err();
         assert_eq!(e.variable, "GATHER_DATABASE_URL");
         let e = settings(&[("GATHER_AMQP_URL", "http://x")]).unwrap_err();

@@ -82,3 +82,27 @@ async fn a_failed_projection_delays_only_the_queries_that_read_it(app: TestApp) 
     let chats = app.get("/v1/me/chats", Some(&member), Some(position)).await;
     assert_eq!(chats.status, 200, "{:?}", chats.body);
 }
+
+/// `/metrics` serves Prometheus text with each projection's position and the xmin
+/// fence, and a process without the api role serves it too (with health).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_show_projection_positions_and_the_log_fence() {
+    let app = spawn_app(Profile::Postgres).await;
+    let (_, member) = quick_member(&app).await;
+    assert!(member.len() > 10);
+    let projector = spawn_with_roles(&app, &[ProcessRole::Projector]).await;
+    for process in [&app, &projector] {
+        let res = process.http.get(process.url("/metrics")).send().await.unwrap();
+        assert_eq!(res.status().as_u16(), 200);
+        assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+        let body = res.text().await.unwrap();
+        assert!(body.contains("# TYPE gather_projection_position gauge"), "{body}");
+        let members = body
+            .lines()
+            .find(|l| l.starts_with("gather_projection_position{projection=\"members\"}"))
+            .unwrap_or_else(|| panic!("no members position in {body}"));
+        let position: i64 = members.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(position >= 0, "{members}");
+        assert!(body.lines().any(|l| l.starts_with("gather_log_fence_held_seconds")), "{body}");
+    }
+}

@@ -4,12 +4,20 @@
 
 use std::process::{Command, Output};
 
+mod store;
+
 /// Runs `gather args…` with its data in `dir` (and no other GATHER_* setting).
 fn gather(dir: &std::path::Path, args: &[&str]) -> Output {
+    gather_with(dir, &[], args)
+}
+
+/// Runs `gather args…` with its data in `dir`, only the GATHER_* settings in `env`.
+fn gather_with(dir: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_gather"));
     for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("GATHER_")) {
         cmd.env_remove(k);
     }
+    cmd.envs(env.iter().copied());
     cmd.env("GATHER_DATA_DIR", dir).env("RUST_LOG", "warn").args(args).output().expect("gather runs")
 }
 

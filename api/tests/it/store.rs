@@ -1,0 +1,83 @@
+//! `gather migrate` with a separate owner role, `gather store rebase` after a move, and
+//! the xmin fence in `gather projections status`, against a fresh Postgres database.
+
+use crate::{gather_with, text};
+use std::process::Command;
+
+fn pg_base() -> String {
+    std::env::var("GATHER_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+fn psql(url: &str, sql: &str) -> String {
+    let out = Command::new("psql").args([url, "-v", "ON_ERROR_STOP=1", "-Atqc", sql]).output().expect("psql runs");
+    assert!(out.status.success(), "{sql}: {}", text(&out.stderr));
+    text(&out.stdout).trim().to_owned()
+}
+
+fn fresh_database() -> String {
+    let name = format!("gather_it_{}", uuid::Uuid::new_v4().simple());
+    psql(&format!("{}/postgres", pg_base()), &format!("CREATE DATABASE {name}"));
+    format!("{}/{name}", pg_base())
+}
+
+const SECRET: (&str, &str) = ("GATHER_JWT_SECRET", "a-test-secret-of-at-least-32-bytes!!");
+
+#[test]
+fn store_rebase_moves_the_clock_once_and_status_names_the_fence() {
+    let dir = std::env::temp_dir().join(format!("gather-cli-{}", uuid::Uuid::now_v7().simple()));
+    let sqlite = gather_with(&dir, &[], &["store", "rebase"]);
+    assert!(!sqlite.status.success());
+    assert!(text(&sqlite.stderr).contains("is for Postgres"), "{}", text(&sqlite.stderr));
+
+    let url = fresh_database();
+    let env = [("GATHER_DATABASE_URL", url.as_str()), SECRET];
+    let migrate = gather_with(&dir, &env, &["migrate"]);
+    assert!(migrate.status.success(), "{}", text(&migrate.stderr));
+    // A restored event from a cluster whose transaction ids were far higher.
+    psql(
+        &url,
+        "SET session_replication_role = replica; \
+         INSERT INTO events (commit_id, stream, category, version, event_id, event_type, schema_version, data, \
+         command_id, correlation_id) VALUES (900000000, 'moved-1', 'moved', 0, gen_random_uuid(), 'E', 1, '{}', \
+         gen_random_uuid(), gen_random_uuid())",
+    );
+    assert_eq!(psql(&url, "SELECT count(*) FROM events WHERE commit_id < gather_readable_below()"), "0");
+
+    let rebase = gather_with(&dir, &env, &["store", "rebase"]);
+    assert!(rebase.status.success(), "{}", text(&rebase.stderr));
+    assert!(text(&rebase.stdout).contains("store clock moved"), "{}", text(&rebase.stdout));
+    assert_eq!(psql(&url, "SELECT count(*) FROM events WHERE commit_id < gather_readable_below()"), "1");
+    assert_eq!(psql(&url, "SELECT gather_commit_id() > 900000000"), "t");
+    let again = gather_with(&dir, &env, &["store", "rebase"]);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    assert!(text(&again.stdout).contains("nothing changed"), "{}", text(&again.stdout));
+
+    let status = gather_with(&dir, &env, &["projections", "status"]);
+    assert!(status.status.success(), "{}", text(&status.stderr));
+    assert!(text(&status.stdout).contains("log readers:"), "{}", text(&status.stdout));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn migrate_with_an_owner_role_leaves_the_runtime_role_append_only() {
+    let dir = std::env::temp_dir().join(format!("gather-cli-{}", uuid::Uuid::now_v7().simple()));
+    psql(
+        &format!("{}/postgres", pg_base()),
+        "DO $$ BEGIN CREATE ROLE gather_it_runtime LOGIN; \
+         EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$",
+    );
+    let owner = fresh_database();
+    let runtime = owner.replacen("://postgres@", "://gather_it_runtime@", 1);
+    let env = [("GATHER_DATABASE_URL", runtime.as_str()), ("GATHER_MIGRATE_DATABASE_URL", owner.as_str()), SECRET];
+    let migrate = gather_with(&dir, &env, &["migrate"]);
+    assert!(migrate.status.success(), "{}", text(&migrate.stderr));
+    let refused = Command::new("psql")
+        .args([runtime.as_str(), "-v", "ON_ERROR_STOP=1", "-Atqc", "DELETE FROM events"])
+        .output()
+        .expect("psql runs");
+    assert!(!refused.status.success());
+    assert!(text(&refused.stderr).contains("permission denied"), "{}", text(&refused.stderr));
+    assert_eq!(psql(&owner, "SELECT tableowner FROM pg_tables WHERE tablename = 'events'"), "postgres");
+    assert_eq!(psql(&owner, "SELECT tableowner FROM pg_tables WHERE tablename = 'activities'"), "gather_it_runtime");
+    let _ = std::fs::remove_dir_all(&dir);
+}
