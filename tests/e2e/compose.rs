@@ -59,3 +59,22 @@ fn the_dockerfile_is_multi_stage() {
     );
     assert!(text.contains("COPY --from=build"));
 }
+
+/// The log is append-only by privilege in the compose setup too: migrations run as the
+/// owner, the services as a runtime role that the postgres init script creates.
+#[test]
+fn compose_runs_migrations_as_the_owner_and_services_as_the_runtime_role() {
+    let c = compose();
+    let env = &service(&c, "migrate")["environment"];
+    let runtime = env["GATHER_DATABASE_URL"].as_str().unwrap();
+    let owner = env["GATHER_MIGRATE_DATABASE_URL"].as_str().unwrap();
+    let user = |url: &str| url.split("://").nth(1).unwrap().split(':').next().unwrap().to_owned();
+    assert_ne!(user(runtime), user(owner));
+    assert_eq!(user(owner), service(&c, "postgres")["environment"]["POSTGRES_USER"].as_str().unwrap());
+    let mounts: Vec<&str> =
+        service(&c, "postgres")["volumes"].as_sequence().unwrap().iter().filter_map(|v| v.as_str()).collect();
+    let init = mounts.iter().find(|m| m.contains("docker-entrypoint-initdb.d")).expect("an init script is mounted");
+    let path = init.split(':').next().unwrap().trim_start_matches("./");
+    let sql = std::fs::read_to_string(format!("{}/../{path}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    assert!(sql.contains(&format!("CREATE ROLE {} LOGIN", user(runtime))), "{sql}");
+}
