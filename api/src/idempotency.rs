@@ -143,8 +143,10 @@ impl Drop for Claim {
         if self.done {
             return;
         }
+        // Outside a runtime (shutting down) the claim simply lapses after a minute.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         let (state, scope, hash) = (self.state.clone(), self.scope.clone(), self.request_hash.clone());
-        tokio::spawn(async move {
+        runtime.spawn(async move {
             let released: Result<u64, sqlx::Error> = on_db!(&state.db, p => sqlx::query(
                 "DELETE FROM idempotency_keys WHERE scope = $1 AND request_hash = $2 AND status = $3",
             ).bind(&scope).bind(&hash).bind(PENDING).execute(p).await.map(|r| r.rows_affected()));
