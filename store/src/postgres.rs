@@ -25,13 +25,16 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Mutex, Notify, mpsc, oneshot, watch};
 
-/// The most appends one group commit carries (below Postgres' subtransaction cache of 64).
-pub const MAX_BATCH: usize = 32;
-/// A batch stops growing once it holds this many events: one backend applies a batch
-/// serially, so big appends gain more from running side by side than from sharing a flush.
-pub const MAX_BATCH_EVENTS: usize = 32;
-/// How many batches may be in flight at once.
-pub const COMMITTERS: usize = 4;
+/// The most appends one group commit carries.
+pub const MAX_BATCH: usize = 64;
+/// A batch stops growing once it holds this many events (one INSERT writes them all).
+pub const MAX_BATCH_EVENTS: usize = 256;
+
+/// How many batches may be in flight at once: one per core, at least 2 (one batch
+/// waits for its WAL flush while the next is applied), at most 8.
+pub fn committers() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8)
+}
 
 /// One queued append and where its answer goes.
 struct Pending {
@@ -66,7 +69,7 @@ impl PostgresStore {
         let (queue, rx) = mpsc::channel(1024);
         let store = PostgresStore { pool, wake_tx: Arc::new(wake_tx), notify_others: Arc::new(Notify::new()), queue };
         let rx = Arc::new(Mutex::new(rx));
-        for _ in 0..COMMITTERS {
+        for _ in 0..committers() {
             tokio::spawn(committer(store.pool.clone(), rx.clone()));
         }
         store.spawn_listener();
@@ -164,12 +167,15 @@ pub fn row_to_event(row: PgRow) -> Result<RecordedEvent, sqlx::Error> {
     })
 }
 
-/// Maps a failed group commit's error: a reused event id is the caller's bug.
+/// Maps a failed group commit's error: a reused event id is the caller's bug; a
+/// command id recorded meanwhile by a concurrent append is a repeat.
 fn map_append_error(e: sqlx::Error) -> StoreError {
-    if let sqlx::Error::Database(db) = &e
-        && db.constraint() == Some("events_event_id_key")
-    {
-        return StoreError::DuplicateEvent;
+    if let sqlx::Error::Database(db) = &e {
+        match db.constraint() {
+            Some("events_event_id_key") => return StoreError::DuplicateEvent,
+            Some("command_positions_pkey") => return StoreError::DuplicateCommand,
+            _ => {}
+        }
     }
     StoreError::Database(e)
 }
@@ -450,6 +456,38 @@ impl EventStore for PostgresStore {
             .fetch_all(&self.pool)
             .await?;
         Ok(rows.into_iter().map(row_to_event).collect::<Result<_, _>>()?)
+    }
+
+    /// Like the default, but the next page is read while the caller consumes this one.
+    fn read_log(
+        &self,
+        after: Checkpoint,
+        filter: LogFilter,
+    ) -> futures::stream::BoxStream<'_, Result<RecordedEvent, StoreError>> {
+        use futures::StreamExt;
+        let store = self.clone();
+        let fetch = move |at: Checkpoint| {
+            let (store, filter) = (store.clone(), filter.clone());
+            tokio::spawn(async move { store.read_log_page(at, &filter, LOG_PAGE).await })
+        };
+        let first = fetch(after);
+        futures::stream::unfold((Some(first), fetch), |(next, fetch)| async move {
+            let page = match next?.await {
+                Ok(Ok(page)) => page,
+                Ok(Err(e)) => return Some((futures::stream::iter(vec![Err(e)]), (None, fetch))),
+                Err(e) => {
+                    let e = StoreError::Unreadable(format!("log page reader stopped: {e}"));
+                    return Some((futures::stream::iter(vec![Err(e)]), (None, fetch)));
+                }
+            };
+            if page.is_empty() {
+                return None;
+            }
+            let following = page.last().filter(|_| page.len() as i64 == LOG_PAGE).map(|e| fetch(e.checkpoint()));
+            Some((futures::stream::iter(page.into_iter().map(Ok).collect::<Vec<_>>()), (following, fetch)))
+        })
+        .flatten()
+        .boxed()
     }
 
     async fn head(&self) -> Result<Checkpoint, StoreError> {

@@ -183,8 +183,9 @@ async fn eight_concurrent_writers_and_a_live_subscriber_see_every_event_once_in_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn category_reads_use_the_category_index_not_a_scan() {
+async fn category_reads_without_a_category_index_return_that_category_in_global_order() {
     let (db, store, _) = fresh_postgres().await;
+    let mut last = 0;
     for c in 0..20 {
         let events = (0..200)
             .map(|n| NewEvent {
@@ -194,7 +195,7 @@ async fn category_reads_use_the_category_index_not_a_scan() {
                 data: json!({"n": n}),
             })
             .collect();
-        store
+        last = store
             .append(
                 &AppendMeta::new(Uuid::now_v7(), None),
                 vec![StreamAppend {
@@ -204,19 +205,27 @@ async fn category_reads_use_the_category_index_not_a_scan() {
                 }],
             )
             .await
-            .unwrap();
+            .unwrap()
+            .last_position();
     }
     let gather_store::Db::Postgres(pool) = &db else { unreachable!() };
-    sqlx::query("ANALYZE events").execute(pool).await.unwrap();
-    let plan: Vec<String> = sqlx::query_scalar(
-        "EXPLAIN SELECT * FROM events WHERE (commit_id, position) > (-1, 0) \
-         AND commit_id < gather_readable_below() \
-         AND category = (ARRAY['cat7'])[1] ORDER BY commit_id, position LIMIT 500",
-    )
-    .fetch_all(pool)
-    .await
-    .unwrap();
-    let plan = plan.join("\n");
-    assert!(plan.contains("events_category_order"), "category read does not use its index:\n{plan}");
-    assert!(!plan.contains("Seq Scan"), "category read scans the table:\n{plan}");
+    let indexes: Vec<String> = sqlx::query_scalar("SELECT indexname::text FROM pg_indexes WHERE tablename = 'events'")
+        .fetch_all(pool)
+        .await
+        .unwrap();
+    assert!(!indexes.iter().any(|i| i == "events_category_order"), "{indexes:?}");
+    // Other tests' transactions may briefly hold the readable head back.
+    let wait = async {
+        while store.checkpoint_of(last).await.unwrap().is_none() {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), wait).await.unwrap();
+    use futures::TryStreamExt;
+    let seven: Vec<_> =
+        store.read_log(Checkpoint::START, LogFilter::categories(&["cat7"])).try_collect().await.unwrap();
+    assert_eq!(seven.len(), 200);
+    assert!(seven.iter().all(|e| e.category() == "cat7"));
+    assert!(seven.windows(2).all(|w| w[0].checkpoint() < w[1].checkpoint()));
+    assert_eq!(ns(&seven), (0..200).collect::<Vec<i64>>());
 }
