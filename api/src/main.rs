@@ -71,6 +71,14 @@ enum Members {
         /// moderator, auditor or organiser.
         role: String,
     },
+    /// Take a role back from a member (revoking a role not held does nothing). Tokens
+    /// issued before keep the role until they expire.
+    Revoke {
+        /// The member's login email (any case).
+        email: String,
+        /// moderator, auditor or organiser.
+        role: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -201,6 +209,16 @@ async fn members(settings: &Settings, what: Members) -> anyhow::Result<()> {
                 println!("granted {} to {} ({email})", role.as_str(), granted.member_id);
             } else {
                 println!("{} ({email}) already holds {}", granted.member_id, role.as_str());
+            }
+        }
+        Members::Revoke { email, role } => {
+            let role = ops::grantable_role(&role)?;
+            let (_, store) = open(settings).await?;
+            let revoked = ops::revoke_role(store, &email, role).await?;
+            if revoked.appended {
+                println!("revoked {} from {} ({email})", role.as_str(), revoked.member_id);
+            } else {
+                println!("{} ({email}) does not hold {}", revoked.member_id, role.as_str());
             }
         }
     }

@@ -81,6 +81,20 @@ pub async fn grant_role(store: Arc<dyn EventStore>, email: &str, role: Role) -> 
     Ok(Granted { member_id, appended: !outcome.events.is_empty() })
 }
 
+/// `gather members revoke EMAIL ROLE`: appends `RoleRevoked` to the member's stream as
+/// the system (`appended` is false when the member did not hold the role). Tokens issued
+/// before keep their roles until they expire.
+pub async fn revoke_role(store: Arc<dyn EventStore>, email: &str, role: Role) -> Result<Granted, OpsError> {
+    let normalized = email.trim().to_lowercase();
+    let member_id = email_owner(store.as_ref(), &normalized)
+        .await?
+        .ok_or_else(|| OpsError::NoSuchMember(email.trim().to_owned()))?;
+    let meta = CommandMeta::new(Actor::system());
+    let outcome =
+        CommandHandler::new(store).handle::<Member>(member_id, MemberCommand::RevokeRole { role }, &meta).await?;
+    Ok(Granted { member_id, appended: !outcome.events.is_empty() })
+}
+
 /// Where a projection stands, as stored in the database.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProjectionState {

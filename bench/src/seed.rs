@@ -227,6 +227,7 @@ pub fn activity_mix(activities: usize, members: usize, seed: u64) -> anyhow::Res
         let mut state = Default::default();
         let d = details(&mut rng, now, 50)?;
         let paid = !d.price.is_zero();
+        let price = d.price.clone();
         let starts = d.time;
         let mut events = decide(&mut state, ActivityCommand::Create { activity_id: id, details: d }, &organiser, now)?;
         events.extend(decide(&mut state, ActivityCommand::Submit, &organiser, now)?);
@@ -241,12 +242,13 @@ pub fn activity_mix(activities: usize, members: usize, seed: u64) -> anyhow::Res
             let cmd = ActivityCommand::BookSeats { booking_id, seats, children: vec![] };
             events.extend(decide(&mut state, cmd, &member, now)?);
             if paid {
+                // Confirmed by the payment provider's webhook (the system), for the amount due.
                 let cmd = ActivityCommand::ConfirmPayment {
                     booking_id,
                     payment_ref: PaymentRef::parse(&format!("pay-{}", booking_id.simple()))?,
-                    amount: None,
+                    amount: price.times(seats),
                 };
-                events.extend(decide(&mut state, cmd, &member, now)?);
+                events.extend(decide(&mut state, cmd, &Actor::system(), now)?);
             }
             booked.push((booking_id, member));
         }

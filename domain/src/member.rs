@@ -98,6 +98,12 @@ pub enum MemberCommand {
         /// The role to grant (`Moderator`, `Auditor` or `Organiser`).
         role: Role,
     },
+    /// `RevokeRole` (a moderator, or the system for the CLI): takes back moderator,
+    /// auditor or organiser. Revoking a role not held emits nothing.
+    RevokeRole {
+        /// The role to take back (`Moderator`, `Auditor` or `Organiser`).
+        role: Role,
+    },
 }
 
 /// What happened to a member. Serialized as `{"type": "...", "data": {...}}`.
@@ -167,6 +173,11 @@ pub enum MemberEvent {
         /// The role.
         role: Role,
     },
+    /// A moderator or the system took a role back.
+    RoleRevoked {
+        /// The role.
+        role: Role,
+    },
 }
 
 impl DomainEvent for MemberEvent {
@@ -183,6 +194,7 @@ impl DomainEvent for MemberEvent {
             MemberEvent::MemberSuspended { .. } => "MemberSuspended",
             MemberEvent::MemberForgotten { .. } => "MemberForgotten",
             MemberEvent::RoleGranted { .. } => "RoleGranted",
+            MemberEvent::RoleRevoked { .. } => "RoleRevoked",
         }
     }
 
@@ -281,6 +293,18 @@ impl Aggregate for Member {
                 }
                 Ok(vec![E::RoleGranted { role }])
             }
+            C::RevokeRole { role } => {
+                if !ctx.has(Role::Moderator) && !ctx.is_system() {
+                    return Err(DomainError::NotAModerator);
+                }
+                if !matches!(role, Role::Moderator | Role::Auditor | Role::Organiser) {
+                    return Err(DomainError::invalid("role", "only moderator, auditor or organiser can be revoked"));
+                }
+                if !state.roles.contains(&role) {
+                    return Ok(vec![]);
+                }
+                Ok(vec![E::RoleRevoked { role }])
+            }
             C::Suspend { reason } => {
                 if !ctx.has(Role::Moderator) && !ctx.is_system() {
                     return Err(DomainError::NotAModerator);
@@ -335,6 +359,9 @@ impl Aggregate for Member {
             }
             MemberEvent::RoleGranted { role } => {
                 state.roles.insert(*role);
+            }
+            MemberEvent::RoleRevoked { role } => {
+                state.roles.remove(role);
             }
             MemberEvent::MemberSuspended { reason } => {
                 state.suspended = true;
@@ -406,7 +433,7 @@ fn decide_own(state: &MemberState, command: MemberCommand, ctx: &Context) -> Res
         }
         // Handled by `decide` before reaching here.
         C::Register { .. } => Err(DomainError::AlreadyRegistered),
-        C::Suspend { .. } | C::GrantRole { .. } => Err(DomainError::NotAModerator),
+        C::Suspend { .. } | C::GrantRole { .. } | C::RevokeRole { .. } => Err(DomainError::NotAModerator),
         C::Forget => Ok(vec![E::MemberForgotten { member_id: state.member_id }]),
     }
 }
@@ -448,6 +475,7 @@ impl Describe for MemberEvent {
             E::MemberSuspended { reason } => format!("MemberSuspended: \"{reason}\""),
             E::MemberForgotten { member_id } => format!("MemberForgotten: {}", name(*member_id)),
             E::RoleGranted { role } => format!("RoleGranted: {}", role.as_str()),
+            E::RoleRevoked { role } => format!("RoleRevoked: {}", role.as_str()),
         }
     }
 }
@@ -472,6 +500,7 @@ impl Describe for MemberCommand {
             C::Suspend { reason } => format!("SuspendMember: \"{reason}\""),
             C::Forget => "ForgetMember".to_owned(),
             C::GrantRole { role } => format!("GrantRole {}", role.as_str()),
+            C::RevokeRole { role } => format!("RevokeRole {}", role.as_str()),
         }
     }
 }

@@ -198,7 +198,8 @@ fn favourite(event: MemberEvent) -> Option<(Uuid, i64)> {
         | M::OrganiserProfileCreated { .. }
         | M::MemberSuspended { .. }
         | M::MemberForgotten { .. }
-        | M::RoleGranted { .. } => None,
+        | M::RoleGranted { .. }
+        | M::RoleRevoked { .. } => None,
     }
 }
 

@@ -52,7 +52,8 @@ impl Projection for FavouritesProjection {
             | M::ChildRemoved { .. }
             | M::OrganiserProfileCreated { .. }
             | M::MemberSuspended { .. }
-            | M::RoleGranted { .. } => {}
+            | M::RoleGranted { .. }
+            | M::RoleRevoked { .. } => {}
         }
         Ok(())
     }

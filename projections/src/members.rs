@@ -84,6 +84,7 @@ impl Projection for MembersProjection {
                 add_role(tx, t, id, "organiser", pos).await?;
             }
             MemberEvent::RoleGranted { role } => add_role(tx, t, id, role.as_str(), pos).await?,
+            MemberEvent::RoleRevoked { role } => remove_role(tx, t, id, role.as_str(), pos).await?,
             MemberEvent::MemberSuspended { .. } => {
                 let sql = format!("UPDATE {t} SET suspended = true, position = $2 WHERE member_id = $1");
                 on_tx!(tx, c => sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -102,6 +103,14 @@ impl Projection for MembersProjection {
         }
         Ok(())
     }
+}
+
+async fn remove_role(tx: &mut Tx, t: &str, id: Uuid, role: &str, pos: i64) -> Result<(), sqlx::Error> {
+    let mut roles = load_json(tx, t, id, "roles").await?.unwrap_or_else(|| json!(["member"]));
+    if let Some(list) = roles.as_array_mut() {
+        list.retain(|r| r != role);
+    }
+    set(tx, t, id, "roles", roles, pos).await
 }
 
 async fn add_role(tx: &mut Tx, t: &str, id: Uuid, role: &str, pos: i64) -> Result<(), sqlx::Error> {

@@ -197,7 +197,8 @@ fn decode_batch(events: &[RecordedEvent]) -> Result<Vec<Decoded>, BatchError> {
                     | M::ChildAdded { .. }
                     | M::ChildRemoved { .. }
                     | M::MemberSuspended { .. }
-                    | M::RoleGranted { .. } => Decoded::Other,
+                    | M::RoleGranted { .. }
+                    | M::RoleRevoked { .. } => Decoded::Other,
                 });
             }
             Ok(match decode_of::<Activity>(e).map_err(fail)? {

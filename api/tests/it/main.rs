@@ -148,5 +148,17 @@ fn members_grant_gives_a_registered_member_a_role_and_refuses_unknown_ones() {
     assert!(!bad_role.status.success());
     assert!(text(&bad_role.stderr).contains("moderator, auditor or organiser"), "{}", text(&bad_role.stderr));
     assert_eq!(roles_of(&dir, id), ["organiser", "moderator"], "refused grants change nothing");
+
+    let revoke = gather(&dir, &["members", "revoke", "CLI.member@example.com", "moderator"]);
+    assert!(revoke.status.success(), "{}", text(&revoke.stderr));
+    assert!(text(&revoke.stdout).contains(&format!("revoked moderator from {id}")), "{}", text(&revoke.stdout));
+    assert_eq!(roles_of(&dir, id), ["organiser"]);
+    let again = gather(&dir, &["members", "revoke", "cli.member@example.com", "moderator"]);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    assert!(text(&again.stdout).contains("does not hold moderator"), "{}", text(&again.stdout));
+    let member = gather(&dir, &["members", "revoke", "cli.member@example.com", "member"]);
+    assert!(!member.status.success());
+    assert!(text(&member.stderr).contains("moderator, auditor or organiser"), "{}", text(&member.stderr));
+    assert_eq!(roles_of(&dir, id), ["organiser"]);
     let _ = std::fs::remove_dir_all(&dir);
 }

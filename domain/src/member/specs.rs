@@ -268,6 +268,29 @@ spec_section!(roles, "Member — granted roles (moderator, auditor, organiser)",
         given(ben_member()).as_actor(mo()).at(t0())
             .when(MemberCommand::GrantRole { role: Role::System })
             .then_error(DomainError::invalid("role", "only moderator, auditor or organiser can be granted")),
+    the_system_revokes_a_role_from_the_command_line =>
+        given(history([MemberEvent::RoleGranted { role: Role::Moderator }])).as_actor(system()).at(t0())
+            .when(MemberCommand::RevokeRole { role: Role::Moderator })
+            .then([MemberEvent::RoleRevoked { role: Role::Moderator }]),
+    revoking_a_role_not_held_changes_nothing =>
+        given(ben_member()).as_actor(mo()).at(t0())
+            .when(MemberCommand::RevokeRole { role: Role::Auditor })
+            .then_nothing(),
+    only_moderators_revoke_roles =>
+        given(history([MemberEvent::RoleGranted { role: Role::Organiser }])).as_actor(ben()).at(t0())
+            .when(MemberCommand::RevokeRole { role: Role::Organiser })
+            .then_error(DomainError::NotAModerator),
+    the_member_role_cannot_be_revoked =>
+        given(ben_member()).as_actor(mo()).at(t0())
+            .when(MemberCommand::RevokeRole { role: Role::Member })
+            .then_error(DomainError::invalid("role", "only moderator, auditor or organiser can be revoked")),
+    a_revoked_role_can_be_granted_again =>
+        given(history([
+            MemberEvent::RoleGranted { role: Role::Auditor },
+            MemberEvent::RoleRevoked { role: Role::Auditor },
+        ])).as_actor(mo()).at(t0())
+            .when(MemberCommand::GrantRole { role: Role::Auditor })
+            .then([MemberEvent::RoleGranted { role: Role::Auditor }]),
 });
 
 spec_section!(suspension, "Member — suspension", {

@@ -215,6 +215,7 @@ specs!(
     an_answered_invitation_shows_its_answer_to_the_invited_address,
     the_organisers_name_is_searchable_until_the_organiser_is_forgotten,
     unfavouriting_removes_the_activity_from_the_members_list,
+    a_revoked_role_leaves_the_members_roles,
 );
 
 async fn seats_left_after_a_cancellation_is_the_one_the_event_carries(b: Backend) {
@@ -452,4 +453,26 @@ async fn unfavouriting_removes_the_activity_from_the_members_list(b: Backend) {
     let page = queries::member_favourites(&g.db, m, None, 10).await.unwrap();
     assert_eq!(page.items.iter().map(|i| i["id"].clone()).collect::<Vec<_>>(), vec![json!(y)]);
     assert_eq!(queries::activity(&g.db, x).await.unwrap().unwrap().favourites, 0);
+}
+
+async fn a_revoked_role_leaves_the_members_roles(b: Backend) {
+    use gather_domain::Role;
+    let m = Uuid::now_v7();
+    let mut g = Given::new(b).await;
+    g.events(
+        format!("member-{m}"),
+        &[
+            M::MemberRegistered {
+                member_id: m,
+                email: Email::parse("roles@example.com").unwrap(),
+                display_name: DisplayName::parse("Roles").unwrap(),
+            },
+            M::RoleGranted { role: Role::Moderator },
+            M::RoleGranted { role: Role::Auditor },
+            M::RoleRevoked { role: Role::Moderator },
+        ],
+    )
+    .await;
+    let member = queries::member(&g.db, m).await.unwrap().unwrap();
+    assert_eq!(member.roles.0, vec!["member".to_owned(), "auditor".to_owned()]);
 }
