@@ -447,15 +447,19 @@ impl EventStore for PostgresStore {
             sql.push_str(" AND event_type = ANY($5)");
         }
         sql.push_str(" ORDER BY commit_id, position LIMIT $3");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        // Decode rows as they arrive, while Postgres is still sending the rest.
+        let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(after.commit_id)
             .bind(after.position)
             .bind(limit)
             .bind(&filter.categories)
             .bind(&filter.event_types)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.into_iter().map(row_to_event).collect::<Result<_, _>>()?)
+            .fetch(&self.pool);
+        let mut page = Vec::with_capacity(limit.clamp(0, LOG_PAGE) as usize);
+        while let Some(row) = futures::TryStreamExt::try_next(&mut rows).await? {
+            page.push(row_to_event(row)?);
+        }
+        Ok(page)
     }
 
     /// Like the default, but the next page is read while the caller consumes this one.
