@@ -27,6 +27,7 @@ use uuid::Uuid;
 
 mod app;
 mod bookings;
+mod login_flood;
 mod postgres_es;
 mod read_rebuild;
 mod rebuild;
@@ -35,7 +36,7 @@ mod search;
 mod seed;
 
 /// Every section, in the order they run.
-const SECTIONS: &[&str] = &["appends", "read", "bookings", "snapshot", "catchup", "rebuild", "ryw", "search"];
+const SECTIONS: &[&str] = &["appends", "read", "bookings", "snapshot", "catchup", "rebuild", "ryw", "search", "login"];
 
 /// One measured cell.
 pub struct Cell {
@@ -191,6 +192,9 @@ async fn main() -> anyhow::Result<()> {
         }
         if on("search") {
             search::run(&create("_search").await?, scale, secs).await?;
+        }
+        if on("login") {
+            login_flood::run(secs, 50).await?;
         }
         anyhow::Ok(())
     }
