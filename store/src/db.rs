@@ -199,22 +199,29 @@ impl Tx {
 /// every migration so that new tables are covered.
 async fn grant_runtime(owner: &PgPool, role: &str) -> Result<(), sqlx::Error> {
     let quote = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
+    let runtime = role;
     let role = quote(role);
     let mut tx = owner.begin().await?;
-    let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema() ORDER BY tablename",
+    // Ownership changes only where needed: ALTER TABLE … OWNER locks the table, and
+    // every process runs this at start-up beside processes already serving.
+    let tables: Vec<(String, String)> = sqlx::query_as(
+        "SELECT tablename::text, tableowner::text FROM pg_tables WHERE schemaname = current_schema() \
+         ORDER BY tablename",
     )
     .fetch_all(&mut *tx)
     .await?;
+    let me: String = sqlx::query_scalar("SELECT current_user::text").fetch_one(&mut *tx).await?;
     let mut statements = vec![format!("GRANT USAGE, CREATE ON SCHEMA public TO {role}")];
-    for t in &tables {
+    for (t, owner) in &tables {
         let table = quote(t);
         if OWNER_TABLES.contains(&t.as_str()) {
-            statements.push(format!("ALTER TABLE {table} OWNER TO current_user"));
+            if *owner != me {
+                statements.push(format!("ALTER TABLE {table} OWNER TO current_user"));
+            }
             statements.push(format!("REVOKE ALL ON {table} FROM {role}"));
             let grant = if LOG_TABLES.contains(&t.as_str()) { "SELECT, INSERT" } else { "SELECT" };
             statements.push(format!("GRANT {grant} ON {table} TO {role}"));
-        } else {
+        } else if *owner != runtime {
             statements.push(format!("ALTER TABLE {table} OWNER TO {role}"));
         }
     }
