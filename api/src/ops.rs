@@ -71,27 +71,24 @@ pub struct Granted {
 /// `gather members grant EMAIL ROLE`: appends `RoleGranted` to the member's stream as
 /// the system, exactly as the bootstrap accounts are granted their role at start-up.
 pub async fn grant_role(store: Arc<dyn EventStore>, email: &str, role: Role) -> Result<Granted, OpsError> {
-    let normalized = email.trim().to_lowercase();
-    let member_id = email_owner(store.as_ref(), &normalized)
-        .await?
-        .ok_or_else(|| OpsError::NoSuchMember(email.trim().to_owned()))?;
-    let meta = CommandMeta::new(Actor::system());
-    let outcome =
-        CommandHandler::new(store).handle::<Member>(member_id, MemberCommand::GrantRole { role }, &meta).await?;
-    Ok(Granted { member_id, appended: !outcome.events.is_empty() })
+    as_system(store, email, MemberCommand::GrantRole { role }).await
 }
 
 /// `gather members revoke EMAIL ROLE`: appends `RoleRevoked` to the member's stream as
 /// the system (`appended` is false when the member did not hold the role). Tokens issued
 /// before keep their roles until they expire.
 pub async fn revoke_role(store: Arc<dyn EventStore>, email: &str, role: Role) -> Result<Granted, OpsError> {
+    as_system(store, email, MemberCommand::RevokeRole { role }).await
+}
+
+/// Runs `command` as the system on the member who logs in with `email`.
+async fn as_system(store: Arc<dyn EventStore>, email: &str, command: MemberCommand) -> Result<Granted, OpsError> {
     let normalized = email.trim().to_lowercase();
     let member_id = email_owner(store.as_ref(), &normalized)
         .await?
         .ok_or_else(|| OpsError::NoSuchMember(email.trim().to_owned()))?;
     let meta = CommandMeta::new(Actor::system());
-    let outcome =
-        CommandHandler::new(store).handle::<Member>(member_id, MemberCommand::RevokeRole { role }, &meta).await?;
+    let outcome = CommandHandler::new(store).handle::<Member>(member_id, command, &meta).await?;
     Ok(Granted { member_id, appended: !outcome.events.is_empty() })
 }
 

@@ -3,4 +3,7 @@
 
 mod fallback;
 mod scheduler;
+// The store's test support (fresh databases, every_backend), shared rather than copied.
+#[allow(dead_code)]
+#[path = "../../../store/tests/it/support.rs"]
 mod support;
