@@ -89,6 +89,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::reads::router())
         .merge(routes::me::router())
         .merge(routes::activities::router())
+        .merge(routes::series::router())
         .merge(routes::bookings::router())
         .merge(routes::chats::router())
         .merge(routes::members::router())
@@ -134,6 +135,15 @@ async fn bootstrap(state: &AppState, account: &BootstrapAccount, role: Role) -> 
 impl App {
     /// Connects, migrates, starts workers and binds `settings.bind` (port 0 = any).
     pub async fn build(settings: Settings) -> anyhow::Result<App> {
+        App::build_with_clock(settings, None).await
+    }
+
+    /// [`App::build`] with the time every decision and timer reads replaced by `clock`
+    /// (tests of timers and series: no test waits for real days). `None`: the system clock.
+    pub async fn build_with_clock(
+        settings: Settings,
+        clock: Option<gather_commands::handler::Clock>,
+    ) -> anyhow::Result<App> {
         let (db, store) = open_store(&settings).await?;
         db.migrate_as(settings.migrate_database_url.as_deref()).await.context("could not migrate the database")?;
         let jwt = Jwt::new(&jwt_secret(&settings)?);
@@ -155,7 +165,10 @@ impl App {
             };
             tokio::spawn(run_sender(db.clone(), mailer, Duration::from_millis(500), shutdown_rx.clone()));
         }
-        let commands = CommandHandler::new(store.clone());
+        let commands = match clock {
+            Some(clock) => CommandHandler::new(store.clone()).with_clock(clock),
+            None => CommandHandler::new(store.clone()),
+        };
         if settings.runs(ProcessRole::Scheduler) {
             let scheduler = gather_commands::scheduler::Scheduler::new(db.clone(), commands.clone())
                 .with_clean_ups(gather_projections::clean_ups());

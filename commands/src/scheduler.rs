@@ -15,7 +15,8 @@ use crate::{on_db, on_tx};
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use gather_domain::activity::{Activity, ActivityCommand};
 use gather_domain::chat::{Chat, ChatCommand};
-use gather_domain::process::Scheduled;
+use gather_domain::process::{Scheduled, materialize_key};
+use gather_domain::series::{Series, SeriesCommand};
 use gather_domain::{Actor, ErrorKind};
 use sqlx::types::Json;
 use std::time::Duration as StdDuration;
@@ -220,7 +221,38 @@ impl Scheduler {
                 .handle::<Chat>(*activity_id, ChatCommand::RemoveMember { member_id: *member_id }, &meta)
                 .await
                 .map(|_| ()),
+            Scheduled::MaterializeSeries { series_id } => {
+                self.handler.handle::<Series>(*series_id, SeriesCommand::Materialize, &meta).await.map(|_| ())
+            }
+            Scheduled::CreateOccurrence { activity_id, organiser_id, series, details, approved_by } => {
+                let cmd = ActivityCommand::CreateOccurrence {
+                    activity_id: *activity_id,
+                    organiser_id: *organiser_id,
+                    series: *series,
+                    details: details.clone(),
+                    approved_by: *approved_by,
+                };
+                self.handler.handle::<Activity>(*activity_id, cmd, &meta).await.map(|_| ())
+            }
+            Scheduled::UpdateOccurrence { activity_id, details } => {
+                let cmd = ActivityCommand::UpdateOccurrence { details: details.clone() };
+                self.handler.handle::<Activity>(*activity_id, cmd, &meta).await.map(|_| ())
+            }
+            Scheduled::CancelOccurrence { activity_id, reason, only_unbooked } => {
+                let cmd = ActivityCommand::CancelOccurrence { reason: reason.clone(), only_unbooked: *only_unbooked };
+                self.handler.handle::<Activity>(*activity_id, cmd, &meta).await.map(|_| ())
+            }
         };
+        // A series materializes daily: a success moves its timer a day ahead (the row's
+        // command id changes, so the update below leaves it pending for tomorrow).
+        if let (Ok(()), Scheduled::MaterializeSeries { series_id }) = (&result, &t.command.0) {
+            let tomorrow = (self.clock)() + Duration::days(1);
+            let mut tx = self.db.begin().await?;
+            let key = materialize_key(*series_id);
+            schedule(&mut tx, &key, tomorrow, &t.command.0, t.causation_id.unwrap_or(t.command_id), meta.correlation_id)
+                .await?;
+            tx.commit().await?;
+        }
         let now = (self.clock)();
         let (done, error) = match result {
             Ok(()) => (true, None),

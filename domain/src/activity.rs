@@ -63,6 +63,15 @@ impl Visibility {
     }
 }
 
+/// The series an activity is an occurrence of, and which one (0 = the first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SeriesLink {
+    /// The series.
+    pub series_id: Uuid,
+    /// The occurrence's index in the series' rule (0 = the first occurrence).
+    pub index: u32,
+}
+
 /// Everything an organiser describes about an activity, already parsed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ActivityDetails {
@@ -367,6 +376,34 @@ pub enum ActivityCommand {
     },
     /// `SendAttendeeList` (scheduler, one hour before the start).
     SendAttendeeList,
+    /// `CreateOccurrence` (system): an occurrence of a published series becomes a
+    /// published activity (drafted and published at once: the series was approved).
+    CreateOccurrence {
+        /// The occurrence's activity id (derived from the series id and the index).
+        activity_id: Uuid,
+        /// The series' organiser.
+        organiser_id: Uuid,
+        /// Which series and occurrence.
+        series: SeriesLink,
+        /// The series' template at the occurrence's time.
+        details: ActivityDetails,
+        /// The moderator who approved the series (public series).
+        approved_by: Option<Uuid>,
+    },
+    /// `UpdateOccurrence` (system): a series update reaches an occurrence; one with
+    /// live bookings keeps its time and details.
+    UpdateOccurrence {
+        /// The series' template at the occurrence's (new) time.
+        details: ActivityDetails,
+    },
+    /// `CancelOccurrence` (system): a skipped occurrence, one after a series' end, or
+    /// one a series update dropped (`only_unbooked`: spared if it has live bookings).
+    CancelOccurrence {
+        /// Why, shown to the attendees.
+        reason: Reason,
+        /// Leave the occurrence alone if it has live bookings.
+        only_unbooked: bool,
+    },
 }
 
 /// A booking released by a cancellation of the activity.
@@ -407,6 +444,9 @@ pub enum ActivityEvent {
         organiser_id: Uuid,
         /// Its details.
         details: ActivityDetails,
+        /// The series it is an occurrence of (absent for a one-off activity).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        series: Option<SeriesLink>,
     },
     /// Details changed; carries the whole new details and the names of the changed fields.
     ActivityDetailsUpdated {
@@ -429,6 +469,9 @@ pub enum ActivityEvent {
         visibility: Visibility,
         /// The approving moderator, for public activities.
         approved_by: Option<Uuid>,
+        /// The series it is an occurrence of (absent for a one-off activity).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        series: Option<SeriesLink>,
     },
     /// Refused by a moderator.
     ActivityRejected {
@@ -726,6 +769,8 @@ pub struct ActivityState {
     pub attendee_list_sent: bool,
     /// The last rejection's reason.
     pub rejection_reason: Option<Reason>,
+    /// The series it is an occurrence of, if any.
+    pub series: Option<SeriesLink>,
 }
 
 impl ActivityState {
@@ -760,12 +805,18 @@ impl Aggregate for Activity {
         if let C::Create { activity_id, details } = command {
             return create(state, activity_id, details, ctx);
         }
+        if let C::CreateOccurrence { activity_id, organiser_id, series, details, approved_by } = command {
+            return create_occurrence(state, activity_id, organiser_id, series, details, approved_by, ctx);
+        }
         let Some(details) = state.details.as_ref().filter(|_| state.created) else {
             return Err(DomainError::ActivityNotFound);
         };
         let d = Decision { state, details, ctx };
         match command {
             C::Create { .. } => Err(DomainError::ActivityAlreadyExists),
+            C::CreateOccurrence { .. } => Ok(vec![]),
+            C::UpdateOccurrence { details } => d.update_occurrence(details),
+            C::CancelOccurrence { reason, only_unbooked } => d.cancel_occurrence(reason, only_unbooked),
             C::UpdateDetails { patch } => d.update_details(patch),
             C::Submit => d.submit(),
             C::Approve => d.approve(),
@@ -790,8 +841,9 @@ impl Aggregate for Activity {
     fn evolve(mut state: ActivityState, event: &ActivityEvent) -> ActivityState {
         use ActivityEvent as E;
         match event {
-            E::ActivityDrafted { activity_id, organiser_id, details } => {
+            E::ActivityDrafted { activity_id, organiser_id, details, series } => {
                 state.created = true;
+                state.series = *series;
                 state.activity_id = *activity_id;
                 state.organiser_id = *organiser_id;
                 state.status = ActivityStatus::Draft;
@@ -950,7 +1002,32 @@ fn create(
         return Err(DomainError::ActivityAlreadyExists);
     }
     starts_in_the_future(details.time, ctx)?;
-    Ok(vec![ActivityEvent::ActivityDrafted { activity_id, organiser_id: ctx.actor.id, details }])
+    Ok(vec![ActivityEvent::ActivityDrafted { activity_id, organiser_id: ctx.actor.id, details, series: None }])
+}
+
+/// A series occurrence: drafted and published in one decision, by the system. Creating
+/// it again (a replay, a second scheduler) decides nothing.
+fn create_occurrence(
+    state: &ActivityState,
+    activity_id: Uuid,
+    organiser_id: Uuid,
+    series: SeriesLink,
+    details: ActivityDetails,
+    approved_by: Option<Uuid>,
+    ctx: &Context,
+) -> Result<Vec<ActivityEvent>, DomainError> {
+    if !ctx.is_system() {
+        return Err(DomainError::NotTheSystem);
+    }
+    if state.created {
+        return Ok(vec![]);
+    }
+    starts_in_the_future(details.time, ctx)?;
+    let (time, visibility) = (details.time, details.visibility);
+    Ok(vec![
+        ActivityEvent::ActivityDrafted { activity_id, organiser_id, details, series: Some(series) },
+        ActivityEvent::ActivityPublished { organiser_id, time, visibility, approved_by, series: Some(series) },
+    ])
 }
 
 fn starts_in_the_future(time: TimeRange, ctx: &Context) -> Result<(), DomainError> {
@@ -1087,6 +1164,7 @@ impl Decision<'_> {
             time: self.details.time,
             visibility: self.details.visibility,
             approved_by: Some(self.ctx.actor.id),
+            series: self.state.series,
         }])
     }
 
@@ -1112,6 +1190,7 @@ impl Decision<'_> {
             time: self.details.time,
             visibility: self.details.visibility,
             approved_by: None,
+            series: self.state.series,
         }])
     }
 
@@ -1130,8 +1209,52 @@ impl Decision<'_> {
         Ok(vec![ActivityEvent::ActivityRescheduled { time, previous: self.details.time }])
     }
 
+    /// Whether any booking still holds or waits for seats.
+    fn has_live_bookings(&self) -> bool {
+        self.state.bookings.values().any(|b| b.status.is_live())
+    }
+
+    /// A series update reaching this occurrence: only a published occurrence that has
+    /// not started and has no live bookings takes it (the rest keep their time and details).
+    fn update_occurrence(&self, new: ActivityDetails) -> Decided {
+        self.system_only()?;
+        if self.status() != ActivityStatus::Published || self.ctx.now >= self.details.time.starts_at() {
+            return Ok(vec![]);
+        }
+        if self.has_live_bookings() {
+            return Ok(vec![]);
+        }
+        let old = self.details;
+        let mut changed: Vec<String> = Vec::new();
+        macro_rules! differs {
+            ($($field:ident),+) => { $( if new.$field != old.$field { changed.push(stringify!($field).to_owned()); } )+ };
+        }
+        differs!(title, description, category, tags, capacity, price, visibility, location, age_range, waitlist);
+        let mut events = Vec::new();
+        if !changed.is_empty() {
+            let details = ActivityDetails { time: old.time, ..new.clone() };
+            let seats_left = details.capacity.get().saturating_sub(self.state.seats_taken);
+            events.push(ActivityEvent::ActivityDetailsUpdated { details, changed, seats_left });
+        }
+        if new.time != old.time {
+            starts_in_the_future(new.time, self.ctx)?;
+            events.push(ActivityEvent::ActivityRescheduled { time: new.time, previous: old.time });
+        }
+        Ok(events)
+    }
+
+    /// A skipped or ended occurrence is cancelled through the normal path (its
+    /// bookings are released and their members notified).
+    fn cancel_occurrence(&self, reason: Reason, only_unbooked: bool) -> Decided {
+        self.system_only()?;
+        if self.status().is_final() || (only_unbooked && self.has_live_bookings()) {
+            return Ok(vec![]);
+        }
+        self.cancel(reason)
+    }
+
     fn cancel(&self, reason: Reason) -> Decided {
-        if self.ctx.actor.id != self.state.organiser_id && !self.ctx.has(Role::Moderator) {
+        if self.ctx.actor.id != self.state.organiser_id && !self.ctx.has(Role::Moderator) && !self.ctx.is_system() {
             return Err(DomainError::NotTheOrganiser);
         }
         if self.status().is_final() {
@@ -1513,7 +1636,7 @@ impl AggregateCommand for ActivityCommand {
     type Aggregate = Activity;
 }
 
-fn describe_time(time: &TimeRange) -> String {
+pub(crate) fn describe_time(time: &TimeRange) -> String {
     let (starts, ends) = (time.starts_at(), time.ends_at());
     if starts.date_naive() == ends.date_naive() {
         format!("{}–{}", when(starts), ends.format("%H:%M"))
@@ -1558,7 +1681,7 @@ fn describe_field(details: &ActivityDetails, field: &str) -> String {
     }
 }
 
-fn describe_details(d: &ActivityDetails) -> String {
+pub(crate) fn describe_details(d: &ActivityDetails) -> String {
     format!(
         "\"{}\" ({}), {}, {} seats, {}, {}, {}, {}, waitlist {}",
         d.title,
@@ -1624,10 +1747,11 @@ impl Describe for ActivityEvent {
     fn describe(&self) -> String {
         use ActivityEvent as E;
         match self {
-            E::ActivityDrafted { activity_id, organiser_id, details } => format!(
-                "ActivityDrafted: {} by {}: {}",
+            E::ActivityDrafted { activity_id, organiser_id, details, series } => format!(
+                "ActivityDrafted: {} by {}{}: {}",
                 name(*activity_id),
                 name(*organiser_id),
+                describe_series(series),
                 describe_details(details)
             ),
             E::ActivityDetailsUpdated { details, changed, seats_left } => format!(
@@ -1636,13 +1760,19 @@ impl Describe for ActivityEvent {
                 seats_left_s = n_seats(*seats_left)
             ),
             E::ActivitySubmitted {} => "ActivitySubmitted for review".to_owned(),
-            E::ActivityPublished { time, visibility, approved_by, .. } => match approved_by {
-                Some(moderator) => {
-                    format!("ActivityPublished ({}), approved by {}", describe_time(time), name(*moderator))
-                }
-                None => {
-                    format!("ActivityPublished ({}) by its organiser, {}", describe_time(time), visibility.as_str())
-                }
+            E::ActivityPublished { time, visibility, approved_by, series, .. } => match approved_by {
+                Some(moderator) => format!(
+                    "ActivityPublished ({}){}, approved by {}",
+                    describe_time(time),
+                    describe_series(series),
+                    name(*moderator)
+                ),
+                None => format!(
+                    "ActivityPublished ({}){} by its organiser, {}",
+                    describe_time(time),
+                    describe_series(series),
+                    visibility.as_str()
+                ),
             },
             E::ActivityRejected { reason, .. } => format!("ActivityRejected: \"{reason}\""),
             E::ActivityRescheduled { time, previous } => {
@@ -1766,10 +1896,25 @@ impl Describe for ActivityEvent {
     }
 }
 
+fn describe_series(series: &Option<SeriesLink>) -> String {
+    series.map_or_else(String::new, |s| format!(" as occurrence #{} of {}", s.index, name(s.series_id)))
+}
+
 impl Describe for ActivityCommand {
     fn describe(&self) -> String {
         use ActivityCommand as C;
         match self {
+            C::CreateOccurrence { activity_id, series, details, .. } => format!(
+                "CreateOccurrence {}{}: {}",
+                name(*activity_id),
+                describe_series(&Some(*series)),
+                describe_details(details)
+            ),
+            C::UpdateOccurrence { details } => format!("UpdateOccurrence: {}", describe_details(details)),
+            C::CancelOccurrence { reason, only_unbooked } => format!(
+                "CancelOccurrence: \"{reason}\"{}",
+                if *only_unbooked { " unless it has bookings" } else { "" }
+            ),
             C::Create { activity_id, details } => {
                 format!("CreateActivity {}: {}", name(*activity_id), describe_details(details))
             }

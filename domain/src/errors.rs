@@ -87,6 +87,9 @@ pub enum DomainError {
     /// No such message in the chat.
     #[error("message not found")]
     MessageNotFound,
+    /// No series stream.
+    #[error("series not found")]
+    SeriesNotFound,
 
     // ----- rules of the current state (409) -----
     /// The stream already holds a member: registering again is refused.
@@ -209,6 +212,17 @@ pub enum DomainError {
     /// Messages can be edited within 24 hours of posting only.
     #[error("messages can be edited within 24 hours only")]
     EditWindowClosed,
+    /// The series stream already exists: creating it again is refused.
+    #[error("the series already exists")]
+    SeriesAlreadyExists,
+    /// The series' lifecycle does not allow this command in its current status.
+    #[error("cannot {action} a series that is {from}")]
+    SeriesTransition {
+        /// The current status (`draft`, `published`, `ended`, …).
+        from: &'static str,
+        /// What was attempted (`submit`, `approve`, `skip`, …).
+        action: &'static str,
+    },
 }
 
 impl DomainError {
@@ -242,6 +256,7 @@ impl DomainError {
             ChildNotFound => "child_not_found",
             ChatNotFound => "chat_not_found",
             MessageNotFound => "message_not_found",
+            SeriesNotFound => "series_not_found",
             AlreadyRegistered => "already_registered",
             AlreadyOrganiser => "already_organiser",
             TooManyChildren { .. } => "too_many_children",
@@ -274,6 +289,8 @@ impl DomainError {
             MessageIdTaken => "message_id_taken",
             MessageDeleted => "message_deleted",
             EditWindowClosed => "edit_window_closed",
+            SeriesAlreadyExists => "series_already_exists",
+            SeriesTransition { .. } => "series_transition",
         }
     }
 
@@ -294,7 +311,7 @@ impl DomainError {
             | MemberSuspended
             | InvitationRequired => ErrorKind::Forbidden,
             MemberNotFound | MemberForgotten | ActivityNotFound | BookingNotFound | InvitationNotFound
-            | ChildNotFound | ChatNotFound | MessageNotFound => ErrorKind::NotFound,
+            | ChildNotFound | ChatNotFound | MessageNotFound | SeriesNotFound => ErrorKind::NotFound,
             _ => ErrorKind::Conflict,
         }
     }
@@ -363,6 +380,9 @@ impl DomainError {
         "message_id_taken",
         "message_deleted",
         "edit_window_closed",
+        "series_not_found",
+        "series_already_exists",
+        "series_transition",
     ];
 }
 

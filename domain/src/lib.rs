@@ -19,6 +19,7 @@ pub mod errors;
 pub mod member;
 pub mod payment;
 pub mod process;
+pub mod series;
 pub mod specs;
 pub mod testkit;
 pub mod values;

@@ -1,17 +1,19 @@
-//! Process managers as pure reactions: given an event of an activity, which commands
-//! are due, and when (DOMAIN.md "Process managers and timers").
+//! Process managers as pure reactions: given an event of an activity or a series,
+//! which commands are due, and when (DOMAIN.md "Process managers and timers").
 //!
 //! A reaction schedules a command under a stable key (scheduling the same key again
 //! moves it) or cancels a key. The runtime stores them as durable timers and fires them
 //! as the system actor, with the causing event as causation.
 
-use crate::activity::ActivityEvent;
+use crate::activity::{ActivityDetails, ActivityEvent, SeriesLink};
+use crate::series::SeriesEvent;
+use crate::values::Reason;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// A command the system issues later (or now).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Scheduled {
     /// `SendAttendeeList` on the activity, one hour before it starts.
@@ -52,10 +54,46 @@ pub enum Scheduled {
         /// The former attendee.
         member_id: Uuid,
     },
+    /// `MaterializeSeries`: on publication, then daily (the scheduler moves the timer a
+    /// day ahead each time it succeeds; a series past its end refuses, which stops it).
+    MaterializeSeries {
+        /// The series.
+        series_id: Uuid,
+    },
+    /// `CreateOccurrence`: a scheduled occurrence becomes a published activity.
+    CreateOccurrence {
+        /// The occurrence's activity.
+        activity_id: Uuid,
+        /// The series' organiser.
+        organiser_id: Uuid,
+        /// Which series and occurrence.
+        series: SeriesLink,
+        /// The activity's details.
+        details: ActivityDetails,
+        /// The moderator who approved the series.
+        approved_by: Option<Uuid>,
+    },
+    /// `UpdateOccurrence`: a series update reaches a materialized occurrence.
+    UpdateOccurrence {
+        /// The occurrence's activity.
+        activity_id: Uuid,
+        /// The details under the updated series (with the new time).
+        details: ActivityDetails,
+    },
+    /// `CancelOccurrence`: a skipped occurrence, one after the series' end, or one the
+    /// updated rule no longer has (`only_unbooked`).
+    CancelOccurrence {
+        /// The occurrence's activity.
+        activity_id: Uuid,
+        /// Why, shown to its attendees.
+        reason: Reason,
+        /// Spare it if it has live bookings.
+        only_unbooked: bool,
+    },
 }
 
 /// What a process manager does with one event.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Reaction {
     /// Run `command` at `due_at` (at once if that has passed); replaces the same key.
     Schedule {
@@ -144,6 +182,66 @@ pub fn react(activity_id: Uuid, event: &ActivityEvent, at: DateTime<Utc>) -> Vec
     }
 }
 
+/// The timer key of a series' daily materialization.
+pub fn materialize_key(series_id: Uuid) -> String {
+    format!("series:{series_id}")
+}
+
+fn cancel_occurrence(activity_id: Uuid, reason: &str, only_unbooked: bool, at: DateTime<Utc>) -> Option<Reaction> {
+    let reason = Reason::parse(reason).ok()?;
+    Some(Reaction::Schedule {
+        key: format!("occurrence-cancel:{activity_id}"),
+        due_at: at,
+        command: Scheduled::CancelOccurrence { activity_id, reason, only_unbooked },
+    })
+}
+
+/// The reactions to one series event; `at` is when it was recorded.
+pub fn react_series(series_id: Uuid, event: &SeriesEvent, at: DateTime<Utc>) -> Vec<Reaction> {
+    use SeriesEvent as E;
+    match event {
+        E::SeriesPublished { .. } => vec![Reaction::Schedule {
+            key: materialize_key(series_id),
+            due_at: at,
+            command: Scheduled::MaterializeSeries { series_id },
+        }],
+        E::OccurrenceScheduled { activity_id, index, organiser_id, details, approved_by, .. } => {
+            vec![Reaction::Schedule {
+                key: format!("occurrence:{activity_id}"),
+                due_at: at,
+                command: Scheduled::CreateOccurrence {
+                    activity_id: *activity_id,
+                    organiser_id: *organiser_id,
+                    series: SeriesLink { series_id, index: *index },
+                    details: details.clone(),
+                    approved_by: *approved_by,
+                },
+            }]
+        }
+        E::SeriesUpdated { template, occurrences, dropped, .. } => occurrences
+            .iter()
+            .map(|o| Reaction::Schedule {
+                key: format!("occurrence-update:{}", o.activity_id),
+                due_at: at,
+                command: Scheduled::UpdateOccurrence { activity_id: o.activity_id, details: template.at(o.time) },
+            })
+            .chain(dropped.iter().filter_map(|id| {
+                cancel_occurrence(*id, "The series no longer has this occurrence", true, at)
+            }))
+            .collect(),
+        E::OccurrenceSkipped { activity_id: Some(id), .. } => {
+            cancel_occurrence(*id, "This occurrence of the series is skipped", false, at).into_iter().collect()
+        }
+        E::SeriesEnded { cancelled, .. } => {
+            cancelled.iter().filter_map(|id| cancel_occurrence(*id, "The series has ended", false, at)).collect()
+        }
+        E::OccurrenceSkipped { activity_id: None, .. }
+        | E::SeriesDrafted { .. }
+        | E::SeriesSubmitted { .. }
+        | E::SeriesRejected { .. } => vec![],
+    }
+}
+
 #[cfg(test)]
 mod specs {
     //! Given an event, then these commands are due.
@@ -163,7 +261,7 @@ mod specs {
     fn given_a_published_activity_then_the_attendee_list_completion_and_room_are_scheduled() {
         let (a, org, _) = ids();
         let time = TimeRange::parse(t(14), t(16)).unwrap();
-        let e = ActivityEvent::ActivityPublished {
+        let e = ActivityEvent::ActivityPublished { series: None,
             organiser_id: org,
             time,
             visibility: Visibility::Public,

@@ -112,6 +112,7 @@ pub fn catalogue() -> Vec<Section> {
     sections.extend(crate::activity::spec_sections());
     sections.extend(crate::chat::spec_sections());
     sections.extend(crate::payment::spec_sections());
+    sections.extend(crate::series::spec_sections());
     sections.extend(crate::values::spec_sections());
     sections
 }
@@ -229,6 +230,8 @@ pub mod fixtures {
     pub const MSG2: Uuid = id(0x92);
     /// Message MSG3.
     pub const MSG3: Uuid = id(0x93);
+    /// The series of the specs.
+    pub const SERIES: Uuid = id(0xA0);
 
     const NAMES: &[(Uuid, &str)] = &[
         (OLIVIA, "Olivia"),
@@ -258,6 +261,7 @@ pub mod fixtures {
         (MSG1, "MSG1"),
         (MSG2, "MSG2"),
         (MSG3, "MSG3"),
+        (SERIES, "the series"),
         (DEFAULT_ACTOR_ID, "a member"),
         (Actor::SYSTEM_ID, "the system"),
     ];

@@ -45,7 +45,17 @@ pub fn details_view(id: Uuid, organiser_id: Uuid, d: &ActivityDetails) -> Value 
         "age_max": d.age_range.map(|a| a.max()),
         "waitlist": d.waitlist,
         "media": [],
+        "series_id": null,
+        "index": null,
     })
+}
+
+/// Marks a details view as an occurrence of a series (`series_id`, `index`).
+pub fn link_series(view: &mut Value, series: Option<gather_domain::activity::SeriesLink>) {
+    if let Some(s) = series {
+        view["series_id"] = json!(s.series_id);
+        view["index"] = json!(s.index);
+    }
 }
 
 #[derive(Debug, Clone, FromRow)]
@@ -292,7 +302,7 @@ impl Fold {
     /// Applies one activity event to the rows in memory.
     fn apply(&mut self, e: &RecordedEvent, id: Uuid, event: ActivityEvent) {
         use ActivityEvent as E;
-        if let E::ActivityDrafted { organiser_id, details, .. } = &event {
+        if let E::ActivityDrafted { organiser_id, details, series, .. } = &event {
             if let std::collections::hash_map::Entry::Vacant(slot) = self.activities.entry(id) {
                 let cap = i64::from(details.capacity.get());
                 slot.insert(ActivityRec {
@@ -306,7 +316,11 @@ impl Fold {
                     seats_left: cap,
                     favourites: 0,
                     confirmed: 0,
-                    details: Json(details_view(id, *organiser_id, details)),
+                    details: Json({
+                        let mut view = details_view(id, *organiser_id, details);
+                        link_series(&mut view, *series);
+                        view
+                    }),
                     version: e.version,
                     created_at: e.recorded_at,
                     updated_at: e.recorded_at,
@@ -329,9 +343,12 @@ impl Fold {
             E::ActivityDrafted { .. } => {}
             E::ActivityDetailsUpdated { details: d, seats_left: left, .. } => {
                 if let Some(a) = self.activities.get_mut(&id) {
-                    let media = a.details.0.get("media").cloned().unwrap_or_else(|| json!([]));
                     let mut view = details_view(id, a.organiser_id, &d);
-                    view["media"] = media;
+                    for kept in ["media", "series_id", "index"] {
+                        if let Some(v) = a.details.0.get(kept) {
+                            view[kept] = v.clone();
+                        }
+                    }
                     a.details = Json(view);
                     a.title = d.title.as_str().into();
                     a.starts_at = d.time.starts_at();

@@ -9,10 +9,10 @@
 //! - [`verify`]: comparing a fresh rebuild with the live tables at one checkpoint;
 //! - [`events`]: decoding the log through the shared upcasters, matched exhaustively;
 //! - [`members`], [`activities`] (with bookings), [`invitations`], [`favourites`],
-//!   [`chats`], [`search`]: the read models and their projections;
+//!   [`chats`], [`search`], [`series`]: the read models and their projections;
 //! - [`sql`]: dynamic statements over both backends;
 //! - [`queries`]: typed reads of the read models for the API;
-//! - [`process`]: the process manager (activity events → durable timers);
+//! - [`process`]: the process manager (activity and series events → durable timers);
 //! - [`bus`]: RabbitMQ or in-process delivery of projection updates;
 //! - [`mail`]: the email outbox, its notifier projection and the sender.
 
@@ -31,6 +31,7 @@ pub mod queries;
 pub mod rebuild;
 pub mod runtime;
 pub mod search;
+pub mod series;
 pub mod sql;
 pub mod verify;
 
@@ -68,6 +69,7 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(favourites::FavouritesProjection),
         Arc::new(chats::ChatsProjection),
         Arc::new(search::SearchProjection),
+        Arc::new(series::SeriesProjection),
         Arc::new(process::ProcessManager),
     ]
 }

@@ -545,3 +545,71 @@ pub async fn chat_messages(db: &Db, chat: Uuid, after: Option<Cursor>, limit: i6
     let rows: Vec<MessageRow> = fetch_all(db, sql, a).await?;
     Ok(page(rows, limit, |r| Cursor { key: serde_json::json!(r.seq), id: r.message_id }, message))
 }
+
+/// A series as the `series` read model holds it.
+#[derive(Debug, Clone, FromRow)]
+pub struct SeriesRow {
+    /// The series.
+    pub series_id: Uuid,
+    /// Its organiser.
+    pub organiser_id: Uuid,
+    /// `draft`, `pending`, `published`, `rejected`, `ended`.
+    pub status: String,
+    /// `public` or `invite_only`.
+    pub visibility: String,
+    /// Whether it was ever published (approved or published directly).
+    pub was_published: bool,
+    /// The template as the API shows it.
+    pub template: Json<Value>,
+    /// The domain's schedule (rule, time zone, local start, duration, anchor).
+    pub schedule: Json<Value>,
+    /// The end date, once ended.
+    pub ended_after: Option<String>,
+    /// The last rejection's reason.
+    pub rejection_reason: Option<String>,
+    /// The stream version this row reflects.
+    pub version: i64,
+}
+
+/// One materialized occurrence with its activity as the `activities` read model shows
+/// it now (an occurrence with bookings keeps its own time after a series update).
+#[derive(Debug, Clone, FromRow)]
+pub struct OccurrenceRow {
+    /// The occurrence's index.
+    pub idx: i64,
+    /// Its activity.
+    pub activity_id: Uuid,
+    /// Its time as the series set it.
+    pub starts_at: chrono::DateTime<chrono::Utc>,
+    /// Its end as the series set it.
+    pub ends_at: chrono::DateTime<chrono::Utc>,
+    /// The activity's status, once the activity exists.
+    pub activity_status: Option<String>,
+    /// The activity's details, once it exists.
+    pub activity_details: Option<Json<Value>>,
+}
+
+/// One series, its materialized occurrences (by index) and its skipped indexes.
+pub async fn series(db: &Db, id: Uuid) -> Result<Option<(SeriesRow, Vec<OccurrenceRow>, Vec<i64>)>, sqlx::Error> {
+    let sql = "SELECT series_id, organiser_id, status, visibility, was_published, template, schedule, ended_after, \
+               rejection_reason, version FROM series WHERE series_id = $1";
+    let Some(row) = fetch_optional::<SeriesRow>(db, sql.into(), Args(vec![Arg::Uuid(Some(id))])).await? else {
+        return Ok(None);
+    };
+    let occurrences = fetch_all(
+        db,
+        "SELECT o.idx, o.activity_id, o.starts_at, o.ends_at, a.status AS activity_status, \
+         a.details AS activity_details FROM series_occurrences o \
+         LEFT JOIN activities a ON a.activity_id = o.activity_id WHERE o.series_id = $1 ORDER BY o.idx"
+            .into(),
+        Args(vec![Arg::Uuid(Some(id))]),
+    )
+    .await?;
+    let skipped: Vec<(i64,)> = fetch_all(
+        db,
+        "SELECT idx FROM series_skips WHERE series_id = $1 ORDER BY idx".into(),
+        Args(vec![Arg::Uuid(Some(id))]),
+    )
+    .await?;
+    Ok(Some((row, occurrences, skipped.into_iter().map(|(i,)| i).collect())))
+}

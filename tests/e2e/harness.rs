@@ -45,6 +45,26 @@ pub struct TestApp {
     pub http: reqwest::Client,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     pub app_state: gather_api::state::AppState,
+    clock: Option<gather_commands::handler::Clock>,
+}
+
+/// A clock a test moves by hand (shared by every process it spawns).
+#[derive(Clone)]
+pub struct TestClock(std::sync::Arc<std::sync::Mutex<chrono::DateTime<chrono::Utc>>>);
+
+impl TestClock {
+    pub fn at(now: chrono::DateTime<chrono::Utc>) -> Self {
+        TestClock(std::sync::Arc::new(std::sync::Mutex::new(now)))
+    }
+
+    pub fn set(&self, now: chrono::DateTime<chrono::Utc>) {
+        *self.0.lock().unwrap() = now;
+    }
+
+    pub fn clock(&self) -> gather_commands::handler::Clock {
+        let me = self.0.clone();
+        std::sync::Arc::new(move || *me.lock().unwrap())
+    }
 }
 
 impl Drop for TestApp {
@@ -68,6 +88,15 @@ fn init_test_log() {
 }
 
 pub async fn spawn_app(profile: Profile) -> TestApp {
+    spawn_app_with_clock(profile, None).await
+}
+
+/// [`spawn_app`] whose decisions and scheduler read `clock` instead of the system clock.
+pub async fn spawn_app_at(profile: Profile, clock: &TestClock) -> TestApp {
+    spawn_app_with_clock(profile, Some(clock.clock())).await
+}
+
+async fn spawn_app_with_clock(profile: Profile, clock: Option<gather_commands::handler::Clock>) -> TestApp {
     gather_api::install_crypto();
     init_test_log();
     let data_dir = std::env::temp_dir().join(format!("gather-test-{}", Uuid::new_v4().simple()));
@@ -86,30 +115,30 @@ pub async fn spawn_app(profile: Profile) -> TestApp {
         );
     }
     let settings = Settings::from_lookup(|k| env.get(k).cloned()).expect("test settings");
-    start(settings).await
+    start(settings, clock).await
 }
 
 /// A second Gather process on the same database (and data dir) as `app`.
 pub async fn spawn_beside(app: &TestApp) -> TestApp {
-    start(app.app_state.settings.as_ref().clone()).await
+    start(app.app_state.settings.as_ref().clone(), app.clock.clone()).await
 }
 
 /// A second Gather process on the same database as `app`, running only `roles`.
 pub async fn spawn_with_roles(app: &TestApp, roles: &[gather_api::settings::ProcessRole]) -> TestApp {
     let mut settings = app.app_state.settings.as_ref().clone();
     settings.roles = roles.to_vec();
-    start(settings).await
+    start(settings, app.clock.clone()).await
 }
 
-async fn start(settings: Settings) -> TestApp {
-    let app = App::build(settings).await.expect("gather starts");
+async fn start(settings: Settings, clock: Option<gather_commands::handler::Clock>) -> TestApp {
+    let app = App::build_with_clock(settings, clock.clone()).await.expect("gather starts");
     let addr = app.local_addr();
     let app_state = app.state().clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(app.run_until(async move {
         let _ = stopped.await;
     }));
-    TestApp { addr, http: reqwest::Client::new(), stop: Some(stop), app_state }
+    TestApp { addr, http: reqwest::Client::new(), stop: Some(stop), app_state, clock }
 }
 
 /// An HTTP answer, read whole.

@@ -19,4 +19,5 @@ mod operations;
 mod payments;
 mod reads;
 mod search;
+mod series;
 mod slice;

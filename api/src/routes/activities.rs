@@ -37,21 +37,21 @@ pub fn router() -> Router<AppState> {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PriceBody {
-    amount: i64,
-    currency: String,
+pub(crate) struct PriceBody {
+    pub(crate) amount: i64,
+    pub(crate) currency: String,
 }
 
 #[derive(Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-enum LocationBody {
+pub(crate) enum LocationBody {
     Venue { name: String, address: String, lat: f64, lng: f64 },
     Online { url: String },
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "snake_case")]
-enum VisibilityBody {
+pub(crate) enum VisibilityBody {
     Public,
     InviteOnly,
 }
@@ -150,7 +150,7 @@ async fn show(
 }
 
 impl LocationBody {
-    fn into_raw(self) -> RawLocation {
+    pub(crate) fn into_raw(self) -> RawLocation {
         match self {
             LocationBody::Venue { name, address, lat, lng } => RawLocation::Venue { name, address, lat, lng },
             LocationBody::Online { url } => RawLocation::Online { url },
@@ -159,7 +159,7 @@ impl LocationBody {
 }
 
 impl VisibilityBody {
-    fn into_domain(self) -> Visibility {
+    pub(crate) fn into_domain(self) -> Visibility {
         match self {
             VisibilityBody::Public => Visibility::Public,
             VisibilityBody::InviteOnly => Visibility::InviteOnly,
@@ -240,8 +240,8 @@ async fn update(
 
 /// `{reason}` for reject and cancel.
 #[derive(Deserialize)]
-struct ReasonBody {
-    reason: String,
+pub(crate) struct ReasonBody {
+    pub(crate) reason: String,
 }
 
 /// `{starts_at, ends_at}` for reschedule.

@@ -10,3 +10,4 @@ pub mod me;
 pub mod members;
 pub mod payments;
 pub mod reads;
+pub mod series;

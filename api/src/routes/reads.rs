@@ -378,6 +378,7 @@ fn state_view(s: &ActivityState) -> Value {
         Some(d) => gather_projections::activities::details_view(s.activity_id, s.organiser_id, d),
         None => json!({"id": s.activity_id, "organiser_id": s.organiser_id}),
     };
+    gather_projections::activities::link_series(&mut v, s.series);
     v["status"] = json!(s.status.as_str());
     v["seats_taken"] = json!(s.seats_taken);
     v["seats_left"] = json!(s.seats_left());

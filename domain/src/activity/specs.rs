@@ -79,7 +79,7 @@ fn details_with(change: impl FnOnce(&mut ActivityDetails)) -> ActivityDetails {
 }
 
 fn drafted_with(details: ActivityDetails) -> ActivityEvent {
-    ActivityEvent::ActivityDrafted { activity_id: ACTIVITY, organiser_id: OLIVIA, details }
+    ActivityEvent::ActivityDrafted { series: None, activity_id: ACTIVITY, organiser_id: OLIVIA, details }
 }
 
 fn drafted() -> ActivityEvent {
@@ -91,7 +91,7 @@ fn submitted() -> ActivityEvent {
 }
 
 fn approved() -> ActivityEvent {
-    ActivityEvent::ActivityPublished {
+    ActivityEvent::ActivityPublished { series: None,
         organiser_id: OLIVIA,
         time: time(starts(), ends()),
         visibility: Visibility::Public,
@@ -100,7 +100,7 @@ fn approved() -> ActivityEvent {
 }
 
 fn published_directly() -> ActivityEvent {
-    ActivityEvent::ActivityPublished {
+    ActivityEvent::ActivityPublished { series: None,
         organiser_id: OLIVIA,
         time: time(starts(), ends()),
         visibility: Visibility::InviteOnly,
@@ -436,7 +436,7 @@ spec_section!(moderation, "Activity — moderation lifecycle (draft → pending 
     the_organiser_publishes_an_invite_only_activity_directly =>
         given(draft_invite_only()).as_actor(olivia()).at(t0())
             .when(ActivityCommand::Publish)
-            .then([ActivityEvent::ActivityPublished {
+            .then([ActivityEvent::ActivityPublished { series: None,
                 organiser_id: OLIVIA,
                 time: time(starts(), ends()),
                 visibility: Visibility::InviteOnly,
