@@ -249,8 +249,15 @@ impl Scheduler {
             let tomorrow = (self.clock)() + Duration::days(1);
             let mut tx = self.db.begin().await?;
             let key = materialize_key(*series_id);
-            schedule(&mut tx, &key, tomorrow, &t.command.0, t.causation_id.unwrap_or(t.command_id), meta.correlation_id)
-                .await?;
+            schedule(
+                &mut tx,
+                &key,
+                tomorrow,
+                &t.command.0,
+                t.causation_id.unwrap_or(t.command_id),
+                meta.correlation_id,
+            )
+            .await?;
             tx.commit().await?;
         }
         let now = (self.clock)();

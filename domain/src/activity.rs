@@ -1911,10 +1911,9 @@ impl Describe for ActivityCommand {
                 describe_details(details)
             ),
             C::UpdateOccurrence { details } => format!("UpdateOccurrence: {}", describe_details(details)),
-            C::CancelOccurrence { reason, only_unbooked } => format!(
-                "CancelOccurrence: \"{reason}\"{}",
-                if *only_unbooked { " unless it has bookings" } else { "" }
-            ),
+            C::CancelOccurrence { reason, only_unbooked } => {
+                format!("CancelOccurrence: \"{reason}\"{}", if *only_unbooked { " unless it has bookings" } else { "" })
+            }
             C::Create { activity_id, details } => {
                 format!("CreateActivity {}: {}", name(*activity_id), describe_details(details))
             }

@@ -93,6 +93,8 @@ pub enum Scheduled {
 }
 
 /// What a process manager does with one event.
+// A reaction lives only between deciding it and writing its timer row: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reaction {
     /// Run `command` at `due_at` (at once if that has passed); replaces the same key.
@@ -225,9 +227,11 @@ pub fn react_series(series_id: Uuid, event: &SeriesEvent, at: DateTime<Utc>) -> 
                 due_at: at,
                 command: Scheduled::UpdateOccurrence { activity_id: o.activity_id, details: template.at(o.time) },
             })
-            .chain(dropped.iter().filter_map(|id| {
-                cancel_occurrence(*id, "The series no longer has this occurrence", true, at)
-            }))
+            .chain(
+                dropped
+                    .iter()
+                    .filter_map(|id| cancel_occurrence(*id, "The series no longer has this occurrence", true, at)),
+            )
             .collect(),
         E::OccurrenceSkipped { activity_id: Some(id), .. } => {
             cancel_occurrence(*id, "This occurrence of the series is skipped", false, at).into_iter().collect()
@@ -261,7 +265,8 @@ mod specs {
     fn given_a_published_activity_then_the_attendee_list_completion_and_room_are_scheduled() {
         let (a, org, _) = ids();
         let time = TimeRange::parse(t(14), t(16)).unwrap();
-        let e = ActivityEvent::ActivityPublished { series: None,
+        let e = ActivityEvent::ActivityPublished {
+            series: None,
             organiser_id: org,
             time,
             visibility: Visibility::Public,
@@ -383,5 +388,120 @@ mod specs {
     fn given_a_draft_then_nothing_is_scheduled() {
         let (a, _, _) = ids();
         assert!(react(a, &ActivityEvent::ActivitySubmitted {}, t(9)).is_empty());
+    }
+
+    mod series {
+        //! Given a series event, then these commands are due.
+        use super::super::*;
+        use crate::series::{MovedOccurrence, SeriesEvent, occurrence_id};
+        use crate::values::TimeRange;
+        use chrono::TimeZone;
+
+        fn t(d: u32, h: u32) -> DateTime<Utc> {
+            Utc.with_ymd_and_hms(2027, 3, d, h, 0, 0).unwrap()
+        }
+        const SERIES: Uuid = Uuid::from_u128(9);
+
+        #[test]
+        fn given_a_published_series_then_its_materialization_is_due_at_once() {
+            let e = SeriesEvent::SeriesPublished {
+                organiser_id: Uuid::from_u128(2),
+                visibility: crate::activity::Visibility::Public,
+                approved_by: None,
+            };
+            assert_eq!(
+                react_series(SERIES, &e, t(1, 9)),
+                vec![Reaction::Schedule {
+                    key: materialize_key(SERIES),
+                    due_at: t(1, 9),
+                    command: Scheduled::MaterializeSeries { series_id: SERIES },
+                }]
+            );
+        }
+
+        #[test]
+        fn given_a_skipped_occurrence_then_only_a_materialized_one_is_cancelled_bookings_or_not() {
+            let a = occurrence_id(SERIES, 1);
+            let skipped = |activity_id| SeriesEvent::OccurrenceSkipped {
+                index: 1,
+                date: chrono::NaiveDate::from_ymd_opt(2027, 4, 13).unwrap(),
+                activity_id,
+            };
+            let r = react_series(SERIES, &skipped(Some(a)), t(2, 9));
+            assert!(
+                matches!(&r[..], [Reaction::Schedule { key, command: Scheduled::CancelOccurrence { activity_id, only_unbooked: false, .. }, .. }]
+                    if *key == format!("occurrence-cancel:{a}") && *activity_id == a),
+                "{r:?}"
+            );
+            assert!(react_series(SERIES, &skipped(None), t(2, 9)).is_empty());
+        }
+
+        #[test]
+        fn given_an_ended_series_then_each_listed_occurrence_is_cancelled() {
+            let (a, b) = (occurrence_id(SERIES, 2), occurrence_id(SERIES, 3));
+            let e = SeriesEvent::SeriesEnded {
+                after: chrono::NaiveDate::from_ymd_opt(2027, 5, 1).unwrap(),
+                ended_by: Uuid::from_u128(2),
+                cancelled: vec![a, b],
+            };
+            let cancelled: Vec<Uuid> = react_series(SERIES, &e, t(2, 9))
+                .into_iter()
+                .filter_map(|r| match r {
+                    Reaction::Schedule {
+                        command: Scheduled::CancelOccurrence { activity_id, only_unbooked: false, .. },
+                        ..
+                    } => Some(activity_id),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(cancelled, vec![a, b]);
+        }
+
+        #[test]
+        fn given_an_update_then_moved_occurrences_are_updated_and_dropped_ones_cancelled_unless_booked() {
+            let (moved, dropped) = (occurrence_id(SERIES, 1), occurrence_id(SERIES, 2));
+            let time = TimeRange::parse(t(20, 18), t(20, 20)).unwrap();
+            let schedule = crate::series::Schedule::new(
+                crate::series::Rule::parse("FREQ=MONTHLY;BYDAY=2TU;COUNT=2").unwrap(),
+                crate::series::parse_timezone("Europe/Amsterdam").unwrap(),
+                crate::series::parse_local_start("19:00").unwrap(),
+                120,
+                chrono::NaiveDate::from_ymd_opt(2027, 3, 1).unwrap(),
+            )
+            .unwrap();
+            let template = crate::series::SeriesTemplate {
+                title: crate::values::Title::parse("Board game night").unwrap(),
+                description: crate::values::Description::parse("Games.").unwrap(),
+                category: crate::values::Category::parse("games").unwrap(),
+                tags: crate::values::Tags::parse(Vec::<String>::new()).unwrap(),
+                capacity: crate::values::Capacity::parse(10).unwrap(),
+                price: crate::values::Money::parse(0, "EUR").unwrap(),
+                visibility: crate::activity::Visibility::Public,
+                location: crate::values::Location::online("https://meet.example/games").unwrap(),
+                age_range: None,
+                waitlist: false,
+            };
+            let e = SeriesEvent::SeriesUpdated {
+                template: template.clone(),
+                schedule,
+                changed: vec!["rule".into()],
+                occurrences: vec![MovedOccurrence { index: 1, activity_id: moved, time }],
+                dropped: vec![dropped],
+            };
+            let r = react_series(SERIES, &e, t(2, 9));
+            assert_eq!(r.len(), 2, "{r:?}");
+            assert_eq!(
+                r[0],
+                Reaction::Schedule {
+                    key: format!("occurrence-update:{moved}"),
+                    due_at: t(2, 9),
+                    command: Scheduled::UpdateOccurrence { activity_id: moved, details: template.at(time) },
+                }
+            );
+            assert!(
+                matches!(&r[1], Reaction::Schedule { command: Scheduled::CancelOccurrence { activity_id, only_unbooked: true, .. }, .. } if *activity_id == dropped),
+                "{r:?}"
+            );
+        }
     }
 }

@@ -676,7 +676,8 @@ impl Decision<'_> {
         let ended_after = self.state.ended_after;
         match self.status() {
             SeriesStatus::Published => {}
-            SeriesStatus::Ended if ended_after.is_some_and(|a| now.with_timezone(&self.schedule.timezone).date_naive() <= a) => {}
+            SeriesStatus::Ended
+                if ended_after.is_some_and(|a| now.with_timezone(&self.schedule.timezone).date_naive() <= a) => {}
             _ => return Err(self.transition("materialize")),
         }
         let horizon = now + Duration::days(HORIZON_DAYS);
@@ -767,13 +768,7 @@ fn describe_schedule(s: &Schedule) -> String {
 }
 
 fn describe_template(t: &SeriesTemplate) -> String {
-    format!(
-        "\"{}\" ({}), {} seats, {}",
-        t.title,
-        t.category.as_str(),
-        t.capacity.get(),
-        t.visibility.as_str()
-    )
+    format!("\"{}\" ({}), {} seats, {}", t.title, t.category.as_str(), t.capacity.get(), t.visibility.as_str())
 }
 
 fn describe_activity(id: Uuid) -> String {
@@ -793,10 +788,8 @@ impl Describe for SeriesEvent {
                 describe_schedule(schedule)
             ),
             E::SeriesUpdated { template, schedule, changed, occurrences, dropped } => {
-                let moved: Vec<String> = occurrences
-                    .iter()
-                    .map(|m| format!("#{} to {}", m.index, describe_time(&m.time)))
-                    .collect();
+                let moved: Vec<String> =
+                    occurrences.iter().map(|m| format!("#{} to {}", m.index, describe_time(&m.time))).collect();
                 format!(
                     "SeriesUpdated ({}): {}, {}; occurrences: {}; dropped: {}",
                     changed.join(", "),

@@ -59,12 +59,12 @@ impl Projection for SeriesProjection {
 
     async fn apply(&self, tx: &mut Tx, at: Target, e: &RecordedEvent) -> Result<(), ProjectionError> {
         let Some((series, event)) = decode_of::<Series>(e)? else { return Ok(()) };
-        let (rows, occurrences, skips) =
-            (at.table("series"), at.table("series_occurrences"), at.table("series_skips"));
+        let (rows, occurrences, skips) = (at.table("series"), at.table("series_occurrences"), at.table("series_skips"));
         let touch = |set: &str| {
             format!("UPDATE {rows} SET {set}version = $2, updated_at = $3, position = $4 WHERE series_id = $1")
         };
-        let stamp = vec![id(series), Arg::Int(Some(e.version)), Arg::Time(Some(e.recorded_at)), Arg::Int(Some(e.position))];
+        let stamp =
+            vec![id(series), Arg::Int(Some(e.version)), Arg::Time(Some(e.recorded_at)), Arg::Int(Some(e.position))];
         let with = |mut more: Vec<Arg>| {
             let mut args = stamp.clone();
             args.append(&mut more);
@@ -115,7 +115,8 @@ impl Projection for SeriesProjection {
                 exec(tx, touch("status = 'pending', rejection_reason = NULL, "), stamp).await?;
             }
             E::SeriesPublished { .. } => {
-                exec(tx, touch("status = 'published', was_published = $5, "), with(vec![Arg::Bool(Some(true))])).await?;
+                exec(tx, touch("status = 'published', was_published = $5, "), with(vec![Arg::Bool(Some(true))]))
+                    .await?;
             }
             E::SeriesRejected { reason, .. } => {
                 let args = with(vec![Arg::Text(Some(reason.as_str().into()))]);

@@ -134,9 +134,9 @@ async fn a_monthly_series_lives_through_dst_skip_update_and_end(profile: Profile
     // Publication materializes the next three occurrences, on both sides of the DST change.
     eventually("the first three occurrences are published activities", || async {
         let a = app.get(&format!("/v1/series/{id}"), None, None).await;
-        a.body["occurrences"].as_array().is_some_and(|o| {
-            o.len() > 3 && o[..3].iter().all(|o| o["status"] == json!("published"))
-        })
+        a.body["occurrences"]
+            .as_array()
+            .is_some_and(|o| o.len() > 3 && o[..3].iter().all(|o| o["status"] == json!("published")))
     })
     .await;
     let body = show(&app, None, &id).await;
@@ -167,13 +167,19 @@ async fn a_monthly_series_lives_through_dst_skip_update_and_end(profile: Profile
         ids.iter().all(|i| listed.contains(i))
     })
     .await;
-    let booked = app.post(&format!("/v1/activities/{}/bookings", ids[1]), Some(&member_token), json!({"seats": 1})).await;
+    let booked =
+        app.post(&format!("/v1/activities/{}/bookings", ids[1]), Some(&member_token), json!({"seats": 1})).await;
     assert_eq!(booked.status, 201, "{:?}", booked.body);
     let booking = booked.body["id"].as_str().unwrap().to_owned();
 
     // An update reaches the unbooked occurrences and leaves the booked one alone.
     let a = app
-        .send(app.http.patch(app.url(&format!("/v1/series/{id}"))).bearer_auth(&org).json(&json!({"local_start": "20:00"})))
+        .send(
+            app.http
+                .patch(app.url(&format!("/v1/series/{id}")))
+                .bearer_auth(&org)
+                .json(&json!({"local_start": "20:00"})),
+        )
         .await;
     assert_eq!(a.status, 202, "{:?}", a.body);
     eventually("the unbooked occurrences move to 20:00 local", || async {

@@ -175,7 +175,8 @@ fn upcoming(
         let index = i64::from(o.index);
         if let Some(m) = materialized.get(&index) {
             let details = m.activity_details.as_ref().map(|d| &d.0);
-            let time = |key: &str, fallback| details.and_then(|d| d.get(key).cloned()).unwrap_or_else(|| json!(fallback));
+            let time =
+                |key: &str, fallback| details.and_then(|d| d.get(key).cloned()).unwrap_or_else(|| json!(fallback));
             let ends_at = details
                 .and_then(|d| d.get("ends_at"))
                 .and_then(|v| serde_json::from_value::<chrono::DateTime<chrono::Utc>>(v.clone()).ok())

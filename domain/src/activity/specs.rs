@@ -91,7 +91,8 @@ fn submitted() -> ActivityEvent {
 }
 
 fn approved() -> ActivityEvent {
-    ActivityEvent::ActivityPublished { series: None,
+    ActivityEvent::ActivityPublished {
+        series: None,
         organiser_id: OLIVIA,
         time: time(starts(), ends()),
         visibility: Visibility::Public,
@@ -100,7 +101,8 @@ fn approved() -> ActivityEvent {
 }
 
 fn published_directly() -> ActivityEvent {
-    ActivityEvent::ActivityPublished { series: None,
+    ActivityEvent::ActivityPublished {
+        series: None,
         organiser_id: OLIVIA,
         time: time(starts(), ends()),
         visibility: Visibility::InviteOnly,

@@ -121,7 +121,11 @@ fn scheduled_for(template: SeriesTemplate, index: u32, starts_at: DateTime<Utc>,
 /// The first three occurrences of the default series: 9 March (winter time), 13 April
 /// and 11 May (summer time).
 fn first_three() -> Vec<SeriesEvent> {
-    vec![scheduled(0, at(2027, 3, 9, 18, 0)), scheduled(1, at(2027, 4, 13, 17, 0)), scheduled(2, at(2027, 5, 11, 17, 0))]
+    vec![
+        scheduled(0, at(2027, 3, 9, 18, 0)),
+        scheduled(1, at(2027, 4, 13, 17, 0)),
+        scheduled(2, at(2027, 5, 11, 17, 0)),
+    ]
 }
 
 fn drafted_on() -> DateTime<Utc> {

@@ -143,9 +143,10 @@ fn activity_stream(id: Uuid) -> String {
 fn published(id: Uuid, organiser: Uuid, title: &str, capacity: i64) -> Vec<A> {
     let d = details(title, capacity, Visibility::Public);
     vec![
-        A::ActivityDrafted { activity_id: id, organiser_id: organiser, details: d.clone() },
+        A::ActivityDrafted { series: None, activity_id: id, organiser_id: organiser, details: d.clone() },
         A::ActivitySubmitted {},
         A::ActivityPublished {
+            series: None,
             organiser_id: organiser,
             time: d.time,
             visibility: Visibility::Public,
@@ -216,6 +217,8 @@ specs!(
     the_organisers_name_is_searchable_until_the_organiser_is_forgotten,
     unfavouriting_removes_the_activity_from_the_members_list,
     a_revoked_role_leaves_the_members_roles,
+    an_occurrence_shows_its_series_and_index,
+    the_series_read_model_follows_occurrences_skips_updates_and_the_end,
 );
 
 async fn seats_left_after_a_cancellation_is_the_one_the_event_carries(b: Backend) {
@@ -372,12 +375,15 @@ async fn a_resubmitted_activity_goes_to_the_back_of_the_moderation_queue(b: Back
     let d = details("Clay", 5, Visibility::Public);
     g.events(
         activity_stream(x),
-        &[A::ActivityDrafted { activity_id: x, organiser_id: org, details: d.clone() }, A::ActivitySubmitted {}],
+        &[
+            A::ActivityDrafted { series: None, activity_id: x, organiser_id: org, details: d.clone() },
+            A::ActivitySubmitted {},
+        ],
     )
     .await;
     g.events(
         activity_stream(y),
-        &[A::ActivityDrafted { activity_id: y, organiser_id: org, details: d }, A::ActivitySubmitted {}],
+        &[A::ActivityDrafted { series: None, activity_id: y, organiser_id: org, details: d }, A::ActivitySubmitted {}],
     )
     .await;
     let ids = |p: queries::Page| p.items.iter().map(|i| i["id"].clone()).collect::<Vec<_>>();
@@ -395,8 +401,9 @@ async fn an_answered_invitation_shows_its_answer_to_the_invited_address(b: Backe
     g.events(
         activity_stream(id),
         &[
-            A::ActivityDrafted { activity_id: id, organiser_id: org, details: d.clone() },
+            A::ActivityDrafted { series: None, activity_id: id, organiser_id: org, details: d.clone() },
             A::ActivityPublished {
+                series: None,
                 organiser_id: org,
                 time: d.time,
                 visibility: Visibility::InviteOnly,
@@ -475,4 +482,129 @@ async fn a_revoked_role_leaves_the_members_roles(b: Backend) {
     .await;
     let member = queries::member(&g.db, m).await.unwrap().unwrap();
     assert_eq!(member.roles.0, vec!["member".to_owned(), "auditor".to_owned()]);
+}
+
+async fn an_occurrence_shows_its_series_and_index(b: Backend) {
+    use gather_domain::activity::SeriesLink;
+    let (id, org, series) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let link = Some(SeriesLink { series_id: series, index: 4 });
+    let d = details("Board games", 10, Visibility::Public);
+    let mut g = Given::new(b).await;
+    g.events(
+        activity_stream(id),
+        &[
+            A::ActivityDrafted { activity_id: id, organiser_id: org, details: d.clone(), series: link },
+            A::ActivityPublished {
+                organiser_id: org,
+                time: d.time,
+                visibility: Visibility::Public,
+                approved_by: None,
+                series: link,
+            },
+            A::ActivityDetailsUpdated { details: d, changed: vec!["title".into()], seats_left: 10 },
+        ],
+    )
+    .await;
+    let row = queries::activity(&g.db, id).await.unwrap().unwrap();
+    assert_eq!(row.details.0["series_id"], json!(series), "kept across a details update");
+    assert_eq!(row.details.0["index"], json!(4));
+    let (one_off, _) = (Uuid::now_v7(), ());
+    g.events(activity_stream(one_off), &published(one_off, org, "Once", 2)).await;
+    let row = queries::activity(&g.db, one_off).await.unwrap().unwrap();
+    assert_eq!(row.details.0["series_id"], serde_json::Value::Null);
+}
+
+async fn the_series_read_model_follows_occurrences_skips_updates_and_the_end(b: Backend) {
+    use gather_domain::series::{
+        MovedOccurrence, Rule, Schedule, SeriesEvent as S, SeriesTemplate, occurrence_id, parse_local_start,
+        parse_timezone,
+    };
+    use gather_domain::values::TimeRange;
+    let (series, org) = (Uuid::now_v7(), Uuid::now_v7());
+    let d = details("Board games", 10, Visibility::Public);
+    let template = SeriesTemplate {
+        title: d.title.clone(),
+        description: d.description.clone(),
+        category: d.category.clone(),
+        tags: d.tags.clone(),
+        capacity: d.capacity,
+        price: d.price.clone(),
+        visibility: d.visibility,
+        location: d.location.clone(),
+        age_range: d.age_range,
+        waitlist: d.waitlist,
+    };
+    let schedule = Schedule::new(
+        Rule::parse("FREQ=MONTHLY;BYDAY=2TU;COUNT=6").unwrap(),
+        parse_timezone("Europe/Amsterdam").unwrap(),
+        parse_local_start("19:00").unwrap(),
+        120,
+        chrono::NaiveDate::from_ymd_opt(2031, 3, 1).unwrap(),
+    )
+    .unwrap();
+    let scheduled = |index: u32| {
+        let o = schedule.occurrence(index).unwrap();
+        S::OccurrenceScheduled {
+            activity_id: occurrence_id(series, index),
+            index,
+            starts_at: o.starts_at,
+            ends_at: o.ends_at,
+            organiser_id: org,
+            details: template.at(TimeRange::parse(o.starts_at, o.ends_at).unwrap()),
+            approved_by: None,
+        }
+    };
+    let later = TimeRange::parse(at(24), at(26)).unwrap();
+    let mut g = Given::new(b).await;
+    g.events(
+        format!("series-{series}"),
+        &[
+            S::SeriesDrafted {
+                series_id: series,
+                organiser_id: org,
+                template: template.clone(),
+                schedule: schedule.clone(),
+            },
+            S::SeriesSubmitted {},
+            S::SeriesPublished { organiser_id: org, visibility: Visibility::Public, approved_by: None },
+            scheduled(0),
+            scheduled(1),
+            S::OccurrenceSkipped {
+                index: 1,
+                date: schedule.occurrence(1).unwrap().date,
+                activity_id: Some(occurrence_id(series, 1)),
+            },
+            S::SeriesUpdated {
+                template: template.clone(),
+                schedule: schedule.clone(),
+                changed: vec!["local_start".into()],
+                occurrences: vec![MovedOccurrence { index: 0, activity_id: occurrence_id(series, 0), time: later }],
+                dropped: vec![],
+            },
+        ],
+    )
+    .await;
+    let (row, occurrences, skipped) = queries::series(&g.db, series).await.unwrap().unwrap();
+    assert_eq!(row.status, "published");
+    assert!(row.was_published);
+    assert_eq!(row.template.0["title"], json!("Board games"));
+    assert_eq!(row.schedule.0["rule"], json!("FREQ=MONTHLY;INTERVAL=1;BYDAY=2TU;COUNT=6"));
+    assert_eq!(
+        occurrences.iter().map(|o| (o.idx, o.activity_id)).collect::<Vec<_>>(),
+        vec![(0, occurrence_id(series, 0)), (1, occurrence_id(series, 1))]
+    );
+    assert_eq!(occurrences[0].starts_at, at(24), "the update moved occurrence 0");
+    assert_eq!(skipped, vec![1]);
+    g.events(
+        format!("series-{series}"),
+        &[S::SeriesEnded {
+            after: chrono::NaiveDate::from_ymd_opt(2031, 5, 1).unwrap(),
+            ended_by: org,
+            cancelled: vec![],
+        }],
+    )
+    .await;
+    let (row, _, _) = queries::series(&g.db, series).await.unwrap().unwrap();
+    assert_eq!(row.status, "ended");
+    assert_eq!(row.ended_after.as_deref(), Some("2031-05-01"));
 }
