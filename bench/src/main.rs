@@ -6,7 +6,8 @@
 //! [--only SECTION,…] [--scale 0.1] [--rate 200]` (`GATHER_BENCH_PG` overrides
 //! `postgres://postgres@127.0.0.1:5432`). Sections: `appends`, `read`, `bookings`,
 //! `snapshot`, `catchup` (the write side, on one log), `rebuild`, `ryw`, `search` (the
-//! read side, each on databases of its own); all by default. It creates and drops its
+//! read side, each on databases of its own), `login` (a login flood) and `series`
+//! (materializing 1,000 published series); all by default. It creates and drops its
 //! own databases and prints Markdown tables with the ratios.
 
 use anyhow::Context as _;
@@ -34,9 +35,11 @@ mod rebuild;
 mod ryw;
 mod search;
 mod seed;
+mod series;
 
 /// Every section, in the order they run.
-const SECTIONS: &[&str] = &["appends", "read", "bookings", "snapshot", "catchup", "rebuild", "ryw", "search", "login"];
+const SECTIONS: &[&str] =
+    &["appends", "read", "bookings", "snapshot", "catchup", "rebuild", "ryw", "search", "login", "series"];
 
 /// One measured cell.
 pub struct Cell {
@@ -195,6 +198,9 @@ async fn main() -> anyhow::Result<()> {
         }
         if on("login") {
             login_flood::run(secs, 50).await?;
+        }
+        if on("series") {
+            series::run(&create("_series").await?, 1000).await?;
         }
         anyhow::Ok(())
     }

@@ -208,7 +208,17 @@ async fn a_rebuild_restores_a_damaged_view_while_writes_go_on(app: TestApp) {
     let names: Vec<&str> = listed.iter().map(|p| p["name"].as_str().unwrap()).collect();
     assert_eq!(
         names,
-        ["members", "activities", "notifier", "invitations", "favourites", "chats", "search", "process_manager"]
+        [
+            "members",
+            "activities",
+            "notifier",
+            "invitations",
+            "favourites",
+            "chats",
+            "search",
+            "series",
+            "process_manager"
+        ]
     );
     for p in &listed {
         assert!(p["position"].as_i64().unwrap() > 0, "{p}");
@@ -234,7 +244,7 @@ async fn only_moderators_rebuild_and_only_projections_that_own_tables(app: TestA
     let listed = projections(&app, &moderator).await;
     let rebuildable: Vec<&str> =
         listed.iter().filter(|p| p["rebuildable"] == json!(true)).map(|p| p["name"].as_str().unwrap()).collect();
-    assert_eq!(rebuildable, ["members", "activities", "invitations", "favourites", "chats", "search"]);
+    assert_eq!(rebuildable, ["members", "activities", "invitations", "favourites", "chats", "search", "series"]);
     assert!(listed.iter().all(|p| p["rebuilding"].is_null()), "nothing was started: {listed:?}");
     assert_eq!(shadow_tables(&app).await, 0);
 }
