@@ -23,6 +23,10 @@ use std::time::Duration as StdDuration;
 use tokio::sync::watch;
 use uuid::Uuid;
 
+/// How many due timers one tick claims.
+pub const CLAIM_BATCH: i64 = 64;
+/// How many claimed timers fire at once.
+pub const FIRE_CONCURRENCY: usize = 16;
 /// Give up on a timer after this many failed attempts (its last error stays for operators).
 pub const MAX_ATTEMPTS: i32 = 10;
 /// How long an `Idempotency-Key`'s first answer is kept (the clean-up drops older ones).
@@ -279,13 +283,20 @@ impl Scheduler {
         Ok(())
     }
 
-    /// Claims and fires what is due once; returns how many it fired.
+    /// Claims and fires what is due once, [`FIRE_CONCURRENCY`] at a time (commands on
+    /// different streams share group commits; on one stream the handler queues them);
+    /// returns how many it fired.
     pub async fn tick(&self) -> Result<usize, sqlx::Error> {
-        let claimed = self.claim(50).await?;
-        for t in &claimed {
-            self.fire(t).await?;
-        }
-        Ok(claimed.len())
+        use futures::StreamExt;
+        let claimed = self.claim(CLAIM_BATCH).await?;
+        let fired = claimed.len();
+        let outcomes: Vec<Result<(), sqlx::Error>> = futures::stream::iter(claimed)
+            .map(|t| async move { self.fire(&t).await })
+            .buffer_unordered(FIRE_CONCURRENCY)
+            .collect()
+            .await;
+        outcomes.into_iter().collect::<Result<(), _>>()?;
+        Ok(fired)
     }
 
     /// Adds periodic clean-up jobs (the read side registers its own).
