@@ -2,12 +2,13 @@
 //! a sender that delivers pending rows through SMTP (production) or into `.eml` files
 //! (embedded), marking each row sent so a retry never sends it twice.
 
+use crate::events::decode_of;
 use crate::runtime::{Projection, ProjectionError, Target};
 use async_trait::async_trait;
 use chrono::Utc;
-use gather_domain::member::MemberEvent;
+use gather_domain::activity::{Activity, ActivityEvent};
+use gather_domain::member::{Member, MemberEvent};
 use gather_store::RecordedEvent;
-use gather_store::codec::decode;
 use gather_store::db::{Db, Tx};
 use gather_store::{on_db, on_tx};
 use lettre::message::{Mailbox, Message, header::ContentType};
@@ -75,9 +76,64 @@ impl Mailer {
     }
 }
 
-/// Turns events into outbox rows (welcome email for now; the rest of the
-/// notifications arrive with the notification issue).
+/// Turns events into outbox rows: the welcome email, and the cancellation of an
+/// activity (a one-off, or a series occurrence skipped or after the series' end) to
+/// each member whose booking it released. The other notifications arrive with the
+/// notification issue (10).
 pub struct NotifierProjection;
+
+async fn outbox(
+    tx: &mut Tx,
+    id: Uuid,
+    to: &str,
+    subject: &str,
+    body: &str,
+    at: chrono::DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    // Ids derive from the event: replaying it writes no second email.
+    on_tx!(tx, c => sqlx::query(
+        "INSERT INTO email_outbox (id, recipient, subject, body, created_at) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (id) DO NOTHING",
+    ).bind(id).bind(to).bind(subject).bind(body).bind(at)
+     .execute(&mut **c).await.map(|r| r.rows_affected()))?;
+    Ok(())
+}
+
+/// The cancellation email to each released booking's member. Addresses and the title
+/// come from the `members` and `activities` read models (written long before a
+/// cancellation); a member without an address (forgotten) gets nothing.
+async fn cancelled(
+    tx: &mut Tx,
+    e: &RecordedEvent,
+    activity: Uuid,
+    event: ActivityEvent,
+) -> Result<(), ProjectionError> {
+    let ActivityEvent::ActivityCancelled { reason, released, .. } = event else { return Ok(()) };
+    if released.is_empty() {
+        return Ok(());
+    }
+    let title: Option<(String, chrono::DateTime<Utc>)> = on_tx!(tx, c => sqlx::query_as(
+        "SELECT title, starts_at FROM activities WHERE activity_id = $1").bind(activity).fetch_optional(&mut **c).await)?;
+    let Some((title, starts_at)) = title else {
+        tracing::warn!(%activity, "cancellation emails skipped: the activity is not in the read model");
+        return Ok(());
+    };
+    for booking in released {
+        let member: Option<(String, String)> = on_tx!(tx, c => sqlx::query_as(
+            "SELECT email, display_name FROM members WHERE member_id = $1 AND email <> ''")
+            .bind(booking.member_id).fetch_optional(&mut **c).await)?;
+        let Some((email, name)) = member else { continue };
+        let body = format!(
+            "Hello {name},\n\n\"{title}\" on {} UTC is cancelled: {}.\nYour booking of {} seat(s) is released.\n",
+            starts_at.format("%Y-%m-%d %H:%M"),
+            reason.as_str(),
+            booking.seats
+        );
+        let id = Uuid::new_v5(&e.event_id, booking.booking_id.as_bytes());
+        outbox(tx, id, &email, &format!("Cancelled: {title}"), &body, e.recorded_at).await?;
+    }
+    Ok(())
+}
 
 #[async_trait]
 impl Projection for NotifierProjection {
@@ -86,22 +142,16 @@ impl Projection for NotifierProjection {
     }
 
     async fn apply(&self, tx: &mut Tx, _at: Target, e: &RecordedEvent) -> Result<(), ProjectionError> {
-        if e.event_type != "MemberRegistered" {
-            return Ok(());
+        if let Some((activity, event)) = decode_of::<Activity>(e)? {
+            return cancelled(tx, e, activity, event).await;
         }
-        if let MemberEvent::MemberRegistered { email, display_name, .. } =
-            decode::<MemberEvent>(e, crate::events::upcasters())?
-        {
+        let Some((_, event)) = decode_of::<Member>(e)? else { return Ok(()) };
+        if let MemberEvent::MemberRegistered { email, display_name, .. } = event {
             let body = format!(
                 "Hello {},\n\nwelcome to Gather. Find an activity, book a seat, or start organising your own.\n",
                 display_name.as_str()
             );
-            // The event id is the row id: replaying the event writes no second email.
-            on_tx!(tx, c => sqlx::query(
-                "INSERT INTO email_outbox (id, recipient, subject, body, created_at) VALUES ($1, $2, $3, $4, $5) \
-                 ON CONFLICT (id) DO NOTHING",
-            ).bind(e.event_id).bind(email.as_str()).bind("Welcome to Gather").bind(body).bind(e.recorded_at)
-             .execute(&mut **c).await.map(|r| r.rows_affected()))?;
+            outbox(tx, e.event_id, email.as_str(), "Welcome to Gather", &body, e.recorded_at).await?;
         }
         Ok(())
     }

@@ -94,7 +94,7 @@ async fn a_monthly_series_lives_through_dst_skip_update_and_end(profile: Profile
     let org = app.organiser("series-org@example.com").await;
     let moderator = app.login(MODERATOR.0, MODERATOR.1).await.body["token"].as_str().unwrap().to_owned();
 
-    let (_, member_token) = quick_member(&app).await;
+    let (member, member_token) = quick_member(&app).await;
     // Bad input is a 400 naming the field, and records nothing.
     let before = app.event_count().await;
     for (field, value, named) in [
@@ -214,6 +214,18 @@ async fn a_monthly_series_lives_through_dst_skip_update_and_end(profile: Profile
     assert_eq!(last["data"]["released"][0]["booking_id"], json!(booking), "{last:?}");
     let listed = show(&app, None, &id).await;
     assert_eq!(listed["occurrences"][1]["status"], json!("cancelled"), "{listed:?}");
+    let to = format!("m{}@example.com", member.simple());
+    let emails = || async {
+        gather_commands::on_db_read!(&app.app_state.db, p => sqlx::query_as::<_, (String, String)>(
+            "SELECT subject, body FROM email_outbox WHERE recipient = $1 AND subject LIKE 'Cancelled:%'")
+            .bind(&to).fetch_all(p).await)
+        .unwrap()
+    };
+    eventually("the attendee is emailed the cancellation", || async { !emails().await.is_empty() }).await;
+    let sent = emails().await;
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].0, "Cancelled: Board game night");
+    assert!(sent[0].1.contains("2027-04-13 17:00 UTC") && sent[0].1.contains("skipped"), "{sent:?}");
 
     // A day passes: the daily timer materializes what entered the horizon (June).
     clock.set(utc(2027, 3, 12, 10, 0));
