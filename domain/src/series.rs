@@ -555,7 +555,10 @@ impl Decision<'_> {
 
     fn update(&self, patch: SeriesPatch) -> Decided {
         self.organiser_only()?;
-        self.not_ended("edit")?;
+        // As for an activity: a series under review does not change under the moderator.
+        if matches!(self.status(), SeriesStatus::Pending | SeriesStatus::Ended) {
+            return Err(self.transition("edit"));
+        }
         let published = self.status() == SeriesStatus::Published;
         let mut template = self.template.clone();
         let mut changed: Vec<String> = Vec::new();

@@ -142,6 +142,11 @@ impl Projection for NotifierProjection {
     }
 
     async fn apply(&self, tx: &mut Tx, _at: Target, e: &RecordedEvent) -> Result<(), ProjectionError> {
+        // Only the events that send mail are decoded: one this projection cannot read
+        // stops the projectors that need it, not the welcome email of the next member.
+        if !matches!(e.event_type.as_str(), "MemberRegistered" | "ActivityCancelled") {
+            return Ok(());
+        }
         if let Some((activity, event)) = decode_of::<Activity>(e)? {
             return cancelled(tx, e, activity, event).await;
         }

@@ -113,9 +113,20 @@ async fn a_monthly_series_lives_through_dst_skip_update_and_end(profile: Profile
     assert_eq!(a.status, 403, "a member without an organiser profile cannot create a series: {:?}", a.body);
     assert_eq!(app.event_count().await, before, "refused commands record nothing");
 
-    let a = app.post("/v1/series", Some(&org), series_body()).await;
+    let create = || {
+        app.send(
+            app.http
+                .post(app.url("/v1/series"))
+                .bearer_auth(&org)
+                .header("Idempotency-Key", "series-1")
+                .json(&series_body()),
+        )
+    };
+    let a = create().await;
     assert_eq!(a.status, 201, "{:?}", a.body);
     let id = a.body["id"].as_str().unwrap().to_owned();
+    let again = create().await;
+    assert_eq!((again.status, &again.body["id"]), (201, &json!(id)), "an Idempotency-Key repeat answers the first id");
     assert_eq!(a.header("location"), Some(format!("/v1/series/{id}").as_str()));
     let drafted = a.position();
     assert_eq!(app.get(&format!("/v1/series/{id}"), None, Some(drafted)).await.status, 404, "a draft is private");
@@ -127,6 +138,44 @@ async fn a_monthly_series_lives_through_dst_skip_update_and_end(profile: Profile
 
     let a = app.post(&format!("/v1/series/{id}/approve"), Some(&moderator), json!({})).await;
     a.assert_problem(409, Some("series_transition"));
+    let stale = app
+        .send(
+            app.http
+                .patch(app.url(&format!("/v1/series/{id}")))
+                .bearer_auth(&org)
+                .header("If-Match", "\"7\"")
+                .json(&json!({"template": {"title": "Board game evening"}})),
+        )
+        .await;
+    stale.assert_problem(412, None);
+    let renamed = app
+        .send(
+            app.http
+                .patch(app.url(&format!("/v1/series/{id}")))
+                .bearer_auth(&org)
+                .header("If-Match", "\"0\"")
+                .json(&json!({"template": {"title": "Board game evening"}})),
+        )
+        .await;
+    assert_eq!(renamed.status, 202, "{:?}", renamed.body);
+    let a = app
+        .send(
+            app.http
+                .patch(app.url(&format!("/v1/series/{id}")))
+                .bearer_auth(&member_token)
+                .json(&json!({"rule": "FREQ=WEEKLY"})),
+        )
+        .await;
+    a.assert_problem(403, Some("not_the_organiser"));
+    let a = app
+        .send(
+            app.http
+                .patch(app.url(&format!("/v1/series/{id}")))
+                .bearer_auth(&org)
+                .json(&json!({"template": {"title": "Board game night"}})),
+        )
+        .await;
+    assert_eq!(a.status, 202, "{:?}", a.body);
     assert_eq!(app.post(&format!("/v1/series/{id}/submit"), Some(&org), json!({})).await.status, 202);
     let a = app.post(&format!("/v1/series/{id}/approve"), Some(&moderator), json!({})).await;
     assert_eq!(a.status, 202, "{:?}", a.body);

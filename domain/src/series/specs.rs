@@ -376,6 +376,15 @@ spec_section!(updates, "Series — updates reach the occurrences to come", {
         given(published()).as_actor(olivia()).at(at(2027, 3, 2, 10, 0))
             .when(SeriesCommand::Update { patch: SeriesPatch { local_start: Some(parse_local_start("19:00").expect("fixture")), ..SeriesPatch::default() } })
             .then_nothing(),
+    a_series_under_review_cannot_be_edited =>
+        given([drafted(), SeriesEvent::SeriesSubmitted {}]).as_actor(olivia()).at(at(2027, 3, 2, 10, 0))
+            .when(SeriesCommand::Update { patch: later_start() })
+            .then_error(DomainError::SeriesTransition { from: "pending", action: "edit" }),
+    an_ended_series_cannot_be_edited =>
+        given(with(published(), [SeriesEvent::SeriesEnded { after: date(2027, 3, 2), ended_by: OLIVIA, cancelled: vec![] }]))
+            .as_actor(olivia()).at(at(2027, 3, 2, 10, 0))
+            .when(SeriesCommand::Update { patch: later_start() })
+            .then_error(DomainError::SeriesTransition { from: "ended", action: "edit" }),
     only_the_organiser_updates_a_series =>
         given(published()).as_actor(oscar()).at(at(2027, 3, 2, 10, 0))
             .when(SeriesCommand::Update { patch: later_start() })
