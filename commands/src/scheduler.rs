@@ -123,6 +123,8 @@ pub struct Claimed {
     pub causation_id: Option<Uuid>,
     /// The flow it belongs to.
     pub correlation_id: Option<Uuid>,
+    /// When it was due.
+    pub due_at: DateTime<Utc>,
 }
 
 /// Fires due timers.
@@ -160,7 +162,7 @@ impl Scheduler {
         let sql = |lock: &str| {
             format!(
                 "UPDATE due_commands SET claimed_until = $2, attempts = attempts + 1 WHERE key IN ({pick}{lock}) \
-                 RETURNING key, command_id, command, causation_id, correlation_id"
+                 RETURNING key, command_id, command, causation_id, correlation_id, due_at"
             )
         };
         let (pg, lite) = (sql(" FOR UPDATE SKIP LOCKED"), sql(""));
@@ -283,15 +285,30 @@ impl Scheduler {
         Ok(())
     }
 
-    /// Claims and fires what is due once, [`FIRE_CONCURRENCY`] at a time (commands on
-    /// different streams share group commits; on one stream the handler queues them);
-    /// returns how many it fired.
+    /// Claims and fires what is due once; returns how many it fired. Timers of one
+    /// target (an activity and its room, a series) fire one after another in due order
+    /// (a room opens before its first member joins); different targets fire
+    /// [`FIRE_CONCURRENCY`] at a time, so their commands share group commits.
     pub async fn tick(&self) -> Result<usize, sqlx::Error> {
         use futures::StreamExt;
-        let claimed = self.claim(CLAIM_BATCH).await?;
+        let mut claimed = self.claim(CLAIM_BATCH).await?;
+        claimed.sort_by_key(|t| t.due_at);
         let fired = claimed.len();
-        let outcomes: Vec<Result<(), sqlx::Error>> = futures::stream::iter(claimed)
-            .map(|t| async move { self.fire(&t).await })
+        let mut groups: Vec<(Uuid, Vec<Claimed>)> = Vec::new();
+        for t in claimed {
+            let target = t.command.0.target();
+            match groups.iter_mut().find(|(g, _)| *g == target) {
+                Some((_, group)) => group.push(t),
+                None => groups.push((target, vec![t])),
+            }
+        }
+        let outcomes: Vec<Result<(), sqlx::Error>> = futures::stream::iter(groups)
+            .map(|(_, group)| async move {
+                for t in &group {
+                    self.fire(t).await?;
+                }
+                Ok(())
+            })
             .buffer_unordered(FIRE_CONCURRENCY)
             .collect()
             .await;

@@ -92,6 +92,25 @@ pub enum Scheduled {
     },
 }
 
+impl Scheduled {
+    /// The aggregate the command goes to (an activity's room has the activity's id):
+    /// timers of one target fire in due order, those of different targets at once.
+    pub fn target(&self) -> Uuid {
+        match self {
+            Scheduled::SendAttendeeList { activity_id }
+            | Scheduled::CompleteActivity { activity_id }
+            | Scheduled::ExpireReservation { activity_id, .. }
+            | Scheduled::OpenActivityRoom { activity_id, .. }
+            | Scheduled::AddRoomMember { activity_id, .. }
+            | Scheduled::RemoveRoomMember { activity_id, .. }
+            | Scheduled::CreateOccurrence { activity_id, .. }
+            | Scheduled::UpdateOccurrence { activity_id, .. }
+            | Scheduled::CancelOccurrence { activity_id, .. } => *activity_id,
+            Scheduled::MaterializeSeries { series_id } => *series_id,
+        }
+    }
+}
+
 /// What a process manager does with one event.
 // A reaction lives only between deciding it and writing its timer row: its size does not matter.
 #[allow(clippy::large_enum_variant)]
