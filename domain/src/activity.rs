@@ -222,6 +222,61 @@ pub struct ActivityPatch {
     pub waitlist: Option<bool>,
 }
 
+impl ActivityPatch {
+    /// A patch setting every field but the time to `details`' values.
+    pub fn every_field_of(details: &ActivityDetails) -> Self {
+        let d = details.clone();
+        ActivityPatch {
+            title: Some(d.title),
+            description: Some(d.description),
+            category: Some(d.category),
+            tags: Some(d.tags),
+            time: None,
+            capacity: Some(d.capacity),
+            price: Some(d.price),
+            visibility: Some(d.visibility),
+            location: Some(d.location),
+            age_range: Some(d.age_range),
+            waitlist: Some(d.waitlist),
+        }
+    }
+}
+
+/// Applies the fields an activity shares with a series' template from `$patch` (an
+/// `Option` per field) to `$target`, pushing each changed field's name onto
+/// `$changed`. Once `$published`, the fields a published activity (or series) locks
+/// are refused with `FieldLockedAfterPublish` (a `return` from the caller). The one
+/// list of those fields and their locks, for activities and series alike.
+macro_rules! apply_template_patch {
+    ($patch:expr, $target:expr, $changed:expr, $published:expr) => {{
+        let patch = $patch;
+        macro_rules! field {
+            ($field:ident, $locked:expr) => {
+                if let Some(value) = patch.$field
+                    && value != $target.$field
+                {
+                    if $published && $locked {
+                        return Err(DomainError::FieldLockedAfterPublish { field: stringify!($field) });
+                    }
+                    $target.$field = value;
+                    $changed.push(stringify!($field).to_owned());
+                }
+            };
+        }
+        field!(title, false);
+        field!(description, false);
+        field!(tags, false);
+        field!(capacity, false);
+        field!(category, true);
+        field!(price, true);
+        field!(visibility, true);
+        field!(location, true);
+        field!(age_range, true);
+        field!(waitlist, true);
+    }};
+}
+pub(crate) use apply_template_patch;
+
 /// Where an activity is in its lifecycle.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -1093,19 +1148,6 @@ impl Decision<'_> {
         let old = self.details;
         let mut new = old.clone();
         let mut changed: Vec<String> = Vec::new();
-        macro_rules! apply {
-            ($field:ident, $locked:expr) => {
-                if let Some(value) = patch.$field
-                    && value != new.$field
-                {
-                    if published && $locked {
-                        return Err(DomainError::FieldLockedAfterPublish { field: stringify!($field) });
-                    }
-                    new.$field = value;
-                    changed.push(stringify!($field).to_owned());
-                }
-            };
-        }
         if let Some(time) = patch.time
             && time != old.time
         {
@@ -1116,16 +1158,7 @@ impl Decision<'_> {
             new.time = time;
             changed.push("time".to_owned());
         }
-        apply!(title, false);
-        apply!(description, false);
-        apply!(tags, false);
-        apply!(capacity, false);
-        apply!(category, true);
-        apply!(price, true);
-        apply!(visibility, true);
-        apply!(location, true);
-        apply!(age_range, true);
-        apply!(waitlist, true);
+        apply_template_patch!(patch, new, changed, published);
         if changed.is_empty() {
             return Ok(vec![]);
         }
@@ -1226,13 +1259,11 @@ impl Decision<'_> {
         }
         let old = self.details;
         let mut changed: Vec<String> = Vec::new();
-        macro_rules! differs {
-            ($($field:ident),+) => { $( if new.$field != old.$field { changed.push(stringify!($field).to_owned()); } )+ };
-        }
-        differs!(title, description, category, tags, capacity, price, visibility, location, age_range, waitlist);
+        let mut details = old.clone();
+        // The system applies every template field (no field is locked for it).
+        apply_template_patch!(ActivityPatch::every_field_of(&new), details, changed, false);
         let mut events = Vec::new();
         if !changed.is_empty() {
-            let details = ActivityDetails { time: old.time, ..new.clone() };
             let seats_left = details.capacity.get().saturating_sub(self.state.seats_taken);
             events.push(ActivityEvent::ActivityDetailsUpdated { details, changed, seats_left });
         }

@@ -22,7 +22,7 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::activity::{ActivityDetails, Visibility, describe_details, describe_time};
+use crate::activity::{ActivityDetails, Visibility, apply_template_patch, describe_details, describe_time};
 use crate::core::{Aggregate, Context, DomainEvent, Role};
 use crate::errors::DomainError;
 use crate::specs::fixtures::name;
@@ -562,34 +562,12 @@ impl Decision<'_> {
         let published = self.status() == SeriesStatus::Published;
         let mut template = self.template.clone();
         let mut changed: Vec<String> = Vec::new();
-        macro_rules! apply {
-            ($field:ident, $locked:expr) => {
-                if let Some(value) = patch.$field
-                    && value != template.$field
-                {
-                    if published && $locked {
-                        return Err(DomainError::FieldLockedAfterPublish { field: stringify!($field) });
-                    }
-                    template.$field = value;
-                    changed.push(stringify!($field).to_owned());
-                }
-            };
-        }
-        apply!(title, false);
-        apply!(description, false);
-        apply!(tags, false);
-        apply!(capacity, false);
-        apply!(category, true);
-        apply!(price, true);
-        apply!(visibility, true);
-        apply!(location, true);
-        apply!(age_range, true);
-        apply!(waitlist, true);
         let old = self.schedule;
-        let rule = patch.rule.unwrap_or_else(|| old.rule.clone());
+        let rule = patch.rule.clone().unwrap_or_else(|| old.rule.clone());
         let timezone = patch.timezone.unwrap_or(old.timezone);
         let local_start = patch.local_start.unwrap_or(old.local_start);
         let duration = patch.duration_minutes.unwrap_or(old.duration_minutes);
+        apply_template_patch!(patch, template, changed, published);
         for (field, differs) in [
             ("rule", rule != old.rule),
             ("timezone", timezone != old.timezone),
