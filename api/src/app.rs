@@ -96,6 +96,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::payments::router())
         .merge(routes::health::router())
         .merge(routes::admin::router())
+        .merge(routes::audit::router())
         .fallback(|| async { crate::error::ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { crate::error::ApiError::MethodNotAllowed })
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::idempotency::layer))
@@ -212,8 +213,15 @@ impl App {
 
     /// Serves until `stop` resolves, then stops the workers.
     pub async fn run_until(self, stop: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let router = router(self.state.clone());
+        // A graceful shutdown waits for every open answer: the audit feed's follow ends
+        // when it sees the server draining.
+        let (draining, draining_rx) = watch::channel(false);
+        let router = router(self.state.clone()).layer(axum::Extension(routes::audit::Draining(draining_rx)));
         tracing::info!(addr = %self.local_addr(), "gather is listening");
+        let stop = async move {
+            stop.await;
+            let _ = draining.send(true);
+        };
         let result = axum::serve(self.listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(stop)
             .await;

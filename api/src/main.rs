@@ -2,6 +2,7 @@
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use gather_api::routes::audit;
 use gather_api::{App, Settings, ops};
 use gather_projections::rebuild::RebuildStatus;
 use std::io::IsTerminal;
@@ -49,6 +50,33 @@ enum Command {
     /// Operate the event store itself.
     #[command(subcommand)]
     Store(Store),
+    /// Read the event log as an auditor does.
+    #[command(subcommand)]
+    Events(Events),
+}
+
+#[derive(Subcommand)]
+enum Events {
+    /// Print the global log's events as JSON lines, oldest first, in the shape of
+    /// `GET /v1/audit/events` (README: "Audit feed"); with --follow, keep printing new
+    /// events until Ctrl-C.
+    Tail {
+        /// Wait for new events after the end of the log.
+        #[arg(long)]
+        follow: bool,
+        /// Only this stream ({category}-{id}).
+        #[arg(long)]
+        stream: Option<String>,
+        /// Only these categories (comma-separated).
+        #[arg(long)]
+        category: Option<String>,
+        /// Only these event types (comma-separated).
+        #[arg(long = "type", value_name = "TYPE")]
+        event_type: Option<String>,
+        /// Start after this global position (0: from the start).
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -142,6 +170,7 @@ async fn run() -> anyhow::Result<()> {
         Command::Projections(what) => projections(&settings, what).await,
         Command::Members(what) => members(&settings, what).await,
         Command::Store(Store::Rebase) => rebase(&settings).await,
+        Command::Events(what) => events(&settings, what).await,
         Command::Specs => Ok(()),
     }
 }
@@ -150,6 +179,23 @@ async fn open(settings: &Settings) -> anyhow::Result<(gather_commands::Db, Arc<d
     let (db, store) = gather_api::app::open_store(settings).await?;
     db.migrate_as(settings.migrate_database_url.as_deref()).await.context("could not migrate the database")?;
     Ok((db, store))
+}
+
+async fn events(settings: &Settings, what: Events) -> anyhow::Result<()> {
+    let Events::Tail { follow, stream, category, event_type, after } = what;
+    // The endpoint's parameters, checked the same way.
+    let params = [("stream", stream), ("category", category), ("type", event_type)]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v)))
+        .collect();
+    let filter = audit::AuditFilter::parse(&params)?;
+    // Read-only: no migration (an auditor's database role may not have the right).
+    let (_, store) = gather_api::app::open_store(settings).await?;
+    let mut out = std::io::BufWriter::new(std::io::stdout());
+    tokio::select! {
+        done = audit::tail(store, after, filter, follow, &mut out) => done,
+        _ = tokio::signal::ctrl_c() => Ok(()),
+    }
 }
 
 async fn rebase(settings: &Settings) -> anyhow::Result<()> {

@@ -5,6 +5,7 @@
 mod harness;
 mod activities_flow;
 mod admin;
+mod audit;
 mod chats;
 mod command_path;
 mod compose;
