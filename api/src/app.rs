@@ -17,8 +17,10 @@ use gather_domain::member::{Member, MemberCommand};
 use gather_domain::values::{DisplayName, Email};
 use gather_domain::{Actor, Role};
 use gather_projections::Projectors;
-use gather_projections::bus::Bus;
+use gather_projections::bus::{Broker, LocalBus};
 use gather_projections::mail::{Mailer, run_sender};
+use gather_projections::notifier::Notifier;
+use gather_projections::relay::{Relay, Sink};
 use secrecy::{ExposeSecret, SecretString};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -90,6 +92,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::me::router())
         .merge(routes::activities::router())
         .merge(routes::series::router())
+        .merge(routes::stream::router())
         .merge(routes::bookings::router())
         .merge(routes::chats::router())
         .merge(routes::members::router())
@@ -148,14 +151,19 @@ impl App {
         let (db, store) = open_store(&settings).await?;
         db.migrate_as(settings.migrate_database_url.as_deref()).await.context("could not migrate the database")?;
         let jwt = Jwt::new(&jwt_secret(&settings)?);
-        let bus = match &settings.amqp_url {
-            Some(url) => Some(Arc::new(
-                Bus::connect(url, Duration::from_secs(10)).await.context("could not connect to GATHER_AMQP_URL")?,
-            )),
+        let broker = match &settings.amqp_url {
+            Some(url) => Some(
+                Broker::start(url, Duration::from_secs(10)).await.context("could not connect to GATHER_AMQP_URL")?,
+            ),
             None => None,
         };
+        let local_bus = LocalBus::new();
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let projections = if settings.runs(ProcessRole::Projector) { gather_projections::all() } else { Vec::new() };
+        let projections = if settings.runs(ProcessRole::Projector) {
+            gather_projections::all_with(settings.audit_exchange)
+        } else {
+            Vec::new()
+        };
         let projectors = Projectors::start(db.clone(), store.clone(), projections, shutdown_rx.clone())
             .await
             .context("could not start the projectors")?;
@@ -164,7 +172,28 @@ impl App {
                 Some(url) => Mailer::smtp(url).context("GATHER_SMTP_URL")?,
                 None => Mailer::files(settings.data_dir.join("mail")).context("could not create the mail directory")?,
             };
-            tokio::spawn(run_sender(db.clone(), mailer, Duration::from_millis(500), shutdown_rx.clone()));
+            // Emails an upgraded store's legacy outbox still holds.
+            tokio::spawn(run_sender(db.clone(), mailer.clone(), Duration::from_secs(5), shutdown_rx.clone()));
+            let notifier = Arc::new(Notifier::new(db.clone(), mailer, &settings.public_base_url));
+            match &broker {
+                Some(b) => tokio::spawn(notifier.run_amqp(b.clone(), shutdown_rx.clone())),
+                None => tokio::spawn(notifier.run_local(local_bus.clone(), shutdown_rx.clone())),
+            };
+        }
+        if settings.runs(ProcessRole::Projector) {
+            // The projectors write the outbox; their process relays it.
+            let sink = match &broker {
+                Some(b) => Sink::Broker(b.clone()),
+                None => Sink::Local(local_bus.clone()),
+            };
+            tokio::spawn(Relay::new(db.clone(), sink).run(shutdown_rx.clone()));
+        }
+        let push = crate::push::PushHub::new();
+        if settings.runs(ProcessRole::Api) {
+            match &broker {
+                Some(b) => tokio::spawn(push.clone().run_amqp(b.clone(), shutdown_rx.clone())),
+                None => tokio::spawn(push.clone().run_local(local_bus.clone(), shutdown_rx.clone())),
+            };
         }
         let commands = match clock {
             Some(clock) => CommandHandler::new(store.clone()).with_clock(clock),
@@ -187,7 +216,9 @@ impl App {
             checkpoints,
             jwt,
             passwords,
-            bus,
+            broker,
+            local_bus,
+            push,
         };
         if let Some(a) = &settings.bootstrap_moderator {
             bootstrap(&state, a, Role::Moderator).await.context("GATHER_BOOTSTRAP_MODERATOR")?;
@@ -218,9 +249,12 @@ impl App {
         let (draining, draining_rx) = watch::channel(false);
         let router = router(self.state.clone()).layer(axum::Extension(routes::audit::Draining(draining_rx)));
         tracing::info!(addr = %self.local_addr(), "gather is listening");
+        let push = self.state.push.clone();
         let stop = async move {
             stop.await;
             let _ = draining.send(true);
+            // Real-time clients are told why and let go, so the shutdown is not held up.
+            push.close_all("the server is shutting down");
         };
         let result = axum::serve(self.listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(stop)

@@ -21,6 +21,7 @@ pub mod idempotency;
 pub mod ops;
 pub mod passwords;
 pub mod payments;
+pub mod push;
 pub mod routes;
 pub mod settings;
 pub mod state;

@@ -57,6 +57,12 @@ pub struct Settings {
     /// `GATHER_PAYMENT_WEBHOOK_SECRET`: the payment provider's signing secret; unset,
     /// the webhook answers 503.
     pub payment_webhook_secret: Option<SecretString>,
+    /// `GATHER_PUBLIC_BASE_URL`: where clients reach the API (links in emails, such as
+    /// an invitation's accept and decline links). Default: `http://` + `GATHER_BIND`.
+    pub public_base_url: String,
+    /// `GATHER_AUDIT_EXCHANGE`: `on` publishes every event to the `gather.audit`
+    /// exchange through the outbox (default `off`).
+    pub audit_exchange: bool,
 }
 
 /// A setting that cannot be used; the message names the variable.
@@ -159,7 +165,23 @@ impl Settings {
             Some(v) => Some(SecretString::from(v)),
             None => None,
         };
+        let public_base_url = match get("GATHER_PUBLIC_BASE_URL") {
+            Some(v) if (v.starts_with("http://") || v.starts_with("https://")) && !v.contains(char::is_whitespace) => {
+                v.trim_end_matches('/').to_owned()
+            }
+            Some(v) => {
+                return Err(err("GATHER_PUBLIC_BASE_URL", format!("expected http(s)://host[:port][/path], got {v:?}")));
+            }
+            None => format!("http://{bind}"),
+        };
+        let audit_exchange = match get("GATHER_AUDIT_EXCHANGE").as_deref().map(str::trim) {
+            None | Some("off") => false,
+            Some("on") => true,
+            Some(v) => return Err(err("GATHER_AUDIT_EXCHANGE", format!("expected on or off, got {v:?}"))),
+        };
         Ok(Settings {
+            public_base_url,
+            audit_exchange,
             bind,
             data_dir,
             database_url,
@@ -197,6 +219,8 @@ mod tests {
         assert_eq!(s.bind.to_string(), "127.0.0.1:8080");
         assert_eq!(s.database_url, "sqlite://./gather-data/gather.db");
         assert!(s.amqp_url.is_none());
+        assert_eq!(s.public_base_url, "http://127.0.0.1:8080");
+        assert!(!s.audit_exchange);
         assert_eq!(s.roles.len(), 4);
     }
 
@@ -212,6 +236,10 @@ mod tests {
         assert_eq!(e.variable, "GATHER_DATABASE_URL");
         let e = settings(&[("GATHER_AMQP_URL", "http://x")]).unwrap_err();
         assert_eq!(e.variable, "GATHER_AMQP_URL");
+        let e = settings(&[("GATHER_PUBLIC_BASE_URL", "gather.example")]).unwrap_err();
+        assert_eq!(e.variable, "GATHER_PUBLIC_BASE_URL");
+        let e = settings(&[("GATHER_AUDIT_EXCHANGE", "yes")]).unwrap_err();
+        assert_eq!(e.variable, "GATHER_AUDIT_EXCHANGE");
         let e = settings(&[("GATHER_BOOTSTRAP_MODERATOR", "no-colon")]).unwrap_err();
         assert_eq!(e.variable, "GATHER_BOOTSTRAP_MODERATOR");
     }

@@ -26,6 +26,10 @@ pub struct AppState {
     pub jwt: Jwt,
     /// Password hashing, bounded (argon2 is memory-hungry).
     pub passwords: Arc<Passwords>,
-    /// The message bus (None: in-process only).
-    pub bus: Option<Arc<gather_projections::bus::Bus>>,
+    /// RabbitMQ (None: the in-process bus carries updates).
+    pub broker: Option<gather_projections::bus::Broker>,
+    /// The in-process bus (embedded, or no `GATHER_AMQP_URL`).
+    pub local_bus: gather_projections::bus::LocalBus,
+    /// This process's real-time clients.
+    pub push: Arc<crate::push::PushHub>,
 }

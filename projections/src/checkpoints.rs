@@ -50,7 +50,7 @@ impl Checkpoints {
             });
         }
         if let Db::Postgres(pool) = &db {
-            tokio::spawn(listen(pool.clone(), tick.clone(), shutdown));
+            tokio::spawn(listen(pool.clone(), CHECKPOINT_CHANNEL, tick.clone(), shutdown));
         }
         Checkpoints { db, tick }
     }
@@ -105,19 +105,24 @@ impl Checkpoints {
     }
 }
 
-/// LISTENs on the checkpoint channel and bumps `tick` on every notification (and after
-/// every reconnect, since notifications may have been missed meanwhile).
-async fn listen(pool: sqlx::PgPool, tick: Arc<watch::Sender<u64>>, mut shutdown: watch::Receiver<bool>) {
+/// LISTENs on `channel` and bumps `tick` on every notification (and after every
+/// reconnect, since notifications may have been missed meanwhile).
+pub(crate) async fn listen(
+    pool: sqlx::PgPool,
+    channel: &'static str,
+    tick: Arc<watch::Sender<u64>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut backoff = Duration::from_millis(100);
     loop {
         let connected = tokio::select! {
-            l = connect(&pool) => l,
+            l = connect(&pool, channel) => l,
             _ = shutdown.wait_for(|s| *s) => return,
         };
         let mut listener = match connected {
             Ok(l) => l,
             Err(e) => {
-                tracing::warn!(error = %e, "checkpoint listener could not connect; retrying");
+                tracing::warn!(error = %e, channel, "listener could not connect; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
                 continue;
@@ -130,7 +135,7 @@ async fn listen(pool: sqlx::PgPool, tick: Arc<watch::Sender<u64>>, mut shutdown:
                 n = listener.recv() => match n {
                     Ok(_) => tick.send_modify(|n| *n += 1),
                     Err(e) => {
-                        tracing::warn!(error = %e, "checkpoint listener lost its connection; reconnecting");
+                        tracing::warn!(error = %e, channel, "listener lost its connection; reconnecting");
                         break;
                     }
                 },
@@ -140,8 +145,8 @@ async fn listen(pool: sqlx::PgPool, tick: Arc<watch::Sender<u64>>, mut shutdown:
     }
 }
 
-async fn connect(pool: &sqlx::PgPool) -> Result<sqlx::postgres::PgListener, sqlx::Error> {
+async fn connect(pool: &sqlx::PgPool, channel: &str) -> Result<sqlx::postgres::PgListener, sqlx::Error> {
     let mut l = sqlx::postgres::PgListener::connect_with(pool).await?;
-    l.listen(CHECKPOINT_CHANNEL).await?;
+    l.listen(channel).await?;
     Ok(l)
 }

@@ -13,8 +13,12 @@
 //! - [`sql`]: dynamic statements over both backends;
 //! - [`queries`]: typed reads of the read models for the API;
 //! - [`process`]: the process manager (activity and series events → durable timers);
-//! - [`bus`]: RabbitMQ or in-process delivery of projection updates;
-//! - [`mail`]: the email outbox, its notifier projection and the sender.
+//! - [`outbox`]: the `updates` projection writing what members and workers care about
+//!   into the outbox (and `audit_exchange`, every event for `gather.audit`);
+//! - [`relay`]: outbox → RabbitMQ (or the in-process bus), confirmed, then deleted;
+//! - [`bus`]: the update contract, the RabbitMQ topology and the in-process bus;
+//! - [`notifier`]: the notification worker (templates, recipients, retries);
+//! - [`mail`]: SMTP or `.eml` files, and the legacy email outbox's sender.
 
 pub mod activities;
 pub mod bus;
@@ -26,9 +30,12 @@ pub mod favourites;
 pub mod invitations;
 pub mod mail;
 pub mod members;
+pub mod notifier;
+pub mod outbox;
 pub mod process;
 pub mod queries;
 pub mod rebuild;
+pub mod relay;
 pub mod runtime;
 pub mod search;
 pub mod series;
@@ -56,20 +63,35 @@ pub fn clean_ups() -> Vec<CleanUp> {
             sql: "DELETE FROM email_outbox WHERE sent_at IS NOT NULL AND sent_at < $1",
             age: chrono::Duration::days(7),
         },
+        CleanUp {
+            what: "sent-notification records",
+            sql: "DELETE FROM sent_notifications WHERE sent_at < $1",
+            age: chrono::Duration::days(7),
+        },
     ]
 }
 
 /// Every projection Gather runs, in a stable order.
 pub fn all() -> Vec<Arc<dyn Projection>> {
-    vec![
+    all_with(false)
+}
+
+/// Every projection, plus `audit_exchange` when `audit_exchange` is on
+/// (`GATHER_AUDIT_EXCHANGE=on`).
+pub fn all_with(audit_exchange: bool) -> Vec<Arc<dyn Projection>> {
+    let mut all: Vec<Arc<dyn Projection>> = vec![
         Arc::new(members::MembersProjection),
         Arc::new(activities::ActivitiesProjection),
-        Arc::new(mail::NotifierProjection),
+        Arc::new(outbox::UpdatesProjection),
         Arc::new(invitations::InvitationsProjection),
         Arc::new(favourites::FavouritesProjection),
         Arc::new(chats::ChatsProjection),
         Arc::new(search::SearchProjection),
         Arc::new(series::SeriesProjection),
         Arc::new(process::ProcessManager),
-    ]
+    ];
+    if audit_exchange {
+        all.push(Arc::new(outbox::AuditProjection));
+    }
+    all
 }

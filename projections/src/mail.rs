@@ -1,17 +1,14 @@
-//! Email: an outbox written by the [`NotifierProjection`] in its batch transaction, and
-//! a sender that delivers pending rows through SMTP (production) or into `.eml` files
-//! (embedded), marking each row sent so a retry never sends it twice.
+//! Email transport: SMTP (production) or `.eml` files (embedded).
+//!
+//! Also the sender of the legacy `email_outbox` table, which the notifier projection
+//! wrote before the outbox → bus → [`notifier`](crate::notifier) path replaced it: it
+//! drains rows an upgraded store still holds, marking each row sent so a retry never
+//! sends it twice.
 
-use crate::events::decode_of;
-use crate::runtime::{Projection, ProjectionError, Target};
-use async_trait::async_trait;
 use chrono::Utc;
-use gather_domain::activity::{Activity, ActivityEvent};
-use gather_domain::member::{Member, MemberEvent};
-use gather_store::RecordedEvent;
-use gather_store::db::{Db, Tx};
-use gather_store::{on_db, on_tx};
-use lettre::message::{Mailbox, Message, header::ContentType};
+use gather_store::db::Db;
+use gather_store::on_db;
+use lettre::message::{Mailbox, Message, MultiPart, header::ContentType};
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -41,9 +38,14 @@ pub enum MailError {
     /// The message could not be built (bad address).
     #[error("invalid email: {0}")]
     Build(String),
-    /// Delivery failed: retried later.
-    #[error("delivery failed: {0}")]
-    Send(String),
+    /// Delivery failed; a permanent failure (SMTP 5xx) will fail again.
+    #[error("delivery failed: {message}")]
+    Send {
+        /// What the server or transport said.
+        message: String,
+        /// Whether retrying is pointless.
+        permanent: bool,
+    },
 }
 
 impl Mailer {
@@ -60,105 +62,31 @@ impl Mailer {
 
     /// Sends one plain-text email.
     pub async fn send(&self, to: &str, subject: &str, body: &str) -> Result<(), MailError> {
+        self.send_email(to, subject, body, None).await
+    }
+
+    /// Sends one email: plain text, and HTML as an alternative when given.
+    pub async fn send_email(&self, to: &str, subject: &str, text: &str, html: Option<&str>) -> Result<(), MailError> {
         let to: Mailbox = to.parse().map_err(|e| MailError::Build(format!("{e}")))?;
         let from: Mailbox = FROM.parse().map_err(|e| MailError::Build(format!("{e}")))?;
-        let message = Message::builder()
-            .from(from)
-            .to(to)
-            .subject(subject)
-            .header(ContentType::TEXT_PLAIN)
-            .body(body.to_string())
-            .map_err(|e| MailError::Build(e.to_string()))?;
+        let builder = Message::builder().from(from).to(to).subject(subject);
+        let message = match html {
+            Some(html) => builder.multipart(MultiPart::alternative_plain_html(text.to_string(), html.to_string())),
+            None => builder.header(ContentType::TEXT_PLAIN).body(text.to_string()),
+        }
+        .map_err(|e| MailError::Build(e.to_string()))?;
         match self {
-            Mailer::Files(t, _) => t.send(message).await.map(|_| ()).map_err(|e| MailError::Send(e.to_string())),
-            Mailer::Smtp(t) => t.send(message).await.map(|_| ()).map_err(|e| MailError::Send(e.to_string())),
+            Mailer::Files(t, _) => t
+                .send(message)
+                .await
+                .map(|_| ())
+                .map_err(|e| MailError::Send { message: e.to_string(), permanent: false }),
+            Mailer::Smtp(t) => t
+                .send(message)
+                .await
+                .map(|_| ())
+                .map_err(|e| MailError::Send { message: e.to_string(), permanent: e.is_permanent() }),
         }
-    }
-}
-
-/// Turns events into outbox rows: the welcome email, and the cancellation of an
-/// activity (a one-off, or a series occurrence skipped or after the series' end) to
-/// each member whose booking it released. The other notifications arrive with the
-/// notification issue (10).
-pub struct NotifierProjection;
-
-async fn outbox(
-    tx: &mut Tx,
-    id: Uuid,
-    to: &str,
-    subject: &str,
-    body: &str,
-    at: chrono::DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
-    // Ids derive from the event: replaying it writes no second email.
-    on_tx!(tx, c => sqlx::query(
-        "INSERT INTO email_outbox (id, recipient, subject, body, created_at) VALUES ($1, $2, $3, $4, $5) \
-         ON CONFLICT (id) DO NOTHING",
-    ).bind(id).bind(to).bind(subject).bind(body).bind(at)
-     .execute(&mut **c).await.map(|r| r.rows_affected()))?;
-    Ok(())
-}
-
-/// The cancellation email to each released booking's member. Addresses and the title
-/// come from the `members` and `activities` read models (written long before a
-/// cancellation); a member without an address (forgotten) gets nothing.
-async fn cancelled(
-    tx: &mut Tx,
-    e: &RecordedEvent,
-    activity: Uuid,
-    event: ActivityEvent,
-) -> Result<(), ProjectionError> {
-    let ActivityEvent::ActivityCancelled { reason, released, .. } = event else { return Ok(()) };
-    if released.is_empty() {
-        return Ok(());
-    }
-    let title: Option<(String, chrono::DateTime<Utc>)> = on_tx!(tx, c => sqlx::query_as(
-        "SELECT title, starts_at FROM activities WHERE activity_id = $1").bind(activity).fetch_optional(&mut **c).await)?;
-    let Some((title, starts_at)) = title else {
-        tracing::warn!(%activity, "cancellation emails skipped: the activity is not in the read model");
-        return Ok(());
-    };
-    for booking in released {
-        let member: Option<(String, String)> = on_tx!(tx, c => sqlx::query_as(
-            "SELECT email, display_name FROM members WHERE member_id = $1 AND email <> ''")
-            .bind(booking.member_id).fetch_optional(&mut **c).await)?;
-        let Some((email, name)) = member else { continue };
-        let body = format!(
-            "Hello {name},\n\n\"{title}\" on {} UTC is cancelled: {}.\nYour booking of {} seat(s) is released.\n",
-            starts_at.format("%Y-%m-%d %H:%M"),
-            reason.as_str(),
-            booking.seats
-        );
-        let id = Uuid::new_v5(&e.event_id, booking.booking_id.as_bytes());
-        outbox(tx, id, &email, &format!("Cancelled: {title}"), &body, e.recorded_at).await?;
-    }
-    Ok(())
-}
-
-#[async_trait]
-impl Projection for NotifierProjection {
-    fn name(&self) -> &'static str {
-        "notifier"
-    }
-
-    async fn apply(&self, tx: &mut Tx, _at: Target, e: &RecordedEvent) -> Result<(), ProjectionError> {
-        // Only the events that send mail are decoded: one this projection cannot read
-        // stops the projectors that need it, not the welcome email of the next member.
-        if !matches!(e.event_type.as_str(), "MemberRegistered" | "ActivityCancelled") {
-            return Ok(());
-        }
-        if let Some((activity, event)) = decode_of::<Activity>(e)? {
-            return cancelled(tx, e, activity, event).await;
-        }
-        let Some((_, event)) = decode_of::<Member>(e)? else { return Ok(()) };
-        if let MemberEvent::MemberRegistered { email, display_name, .. } = event {
-            let body = format!(
-                "Hello {},\n\nwelcome to Gather. Find an activity, book a seat, or start organising your own.\n",
-                display_name.as_str()
-            );
-            outbox(tx, e.event_id, email.as_str(), "Welcome to Gather", &body, e.recorded_at).await?;
-        }
-        Ok(())
     }
 }
 

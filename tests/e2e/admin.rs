@@ -211,7 +211,7 @@ async fn a_rebuild_restores_a_damaged_view_while_writes_go_on(app: TestApp) {
         [
             "members",
             "activities",
-            "notifier",
+            "updates",
             "invitations",
             "favourites",
             "chats",
@@ -236,7 +236,7 @@ async fn only_moderators_rebuild_and_only_projections_that_own_tables(app: TestA
     app.post(&rebuild("members"), None, json!({})).await.assert_problem(401, None);
     app.post(&rebuild("members"), Some(&member), json!({})).await.assert_problem(403, Some("forbidden"));
     app.post(&rebuild("nope"), Some(&moderator), json!({})).await.assert_problem(404, None);
-    for side_effects in ["notifier", "process_manager"] {
+    for side_effects in ["updates", "process_manager"] {
         app.post(&rebuild(side_effects), Some(&moderator), json!({}))
             .await
             .assert_problem(409, Some("projection_not_rebuildable"));
@@ -390,7 +390,7 @@ async fn expired_invitations_and_old_emails_are_cleaned_up(app: TestApp) {
     assert_eq!(invitations_count(&app).await, (1, 1, true));
     let sent = || async {
         on_db_read!(&app.app_state.db, p => sqlx::query_scalar::<_, i64>(
-            "SELECT count(*) FROM email_outbox WHERE sent_at IS NOT NULL").fetch_one(p).await)
+            "SELECT count(*) FROM sent_notifications").fetch_one(p).await)
         .unwrap()
     };
     let members = || async {
@@ -398,8 +398,9 @@ async fn expired_invitations_and_old_emails_are_cleaned_up(app: TestApp) {
             .fetch_one(p).await)
         .unwrap()
     };
-    // Every member's welcome email (the organiser, the guest, the bootstrap accounts).
-    eventually("the welcome emails are delivered", || async { sent().await == members().await }).await;
+    // Every member's welcome email (the organiser, the guest, the bootstrap accounts),
+    // the two invitations and the accepted invitation's booking confirmation.
+    eventually("the emails are delivered", || async { sent().await == members().await + 3 }).await;
     let delivered = sent().await;
 
     let state = &app.app_state;

@@ -46,6 +46,8 @@ pub struct TestApp {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     pub app_state: gather_api::state::AppState,
     clock: Option<gather_commands::handler::Clock>,
+    /// The RabbitMQ vhost this test owns (Postgres profile), held until the app drops.
+    pub vhost: Option<std::sync::Arc<VhostLease>>,
 }
 
 /// A clock a test moves by hand (shared by every process it spawns).
@@ -97,6 +99,191 @@ pub async fn spawn_app_at(profile: Profile, clock: &TestClock) -> TestApp {
 }
 
 async fn spawn_app_with_clock(profile: Profile, clock: Option<gather_commands::handler::Clock>) -> TestApp {
+    let (settings, lease) = spawn_settings(profile).await;
+    let mut app = start(settings, clock).await;
+    app.vhost = lease.map(std::sync::Arc::new);
+    app
+}
+
+/// The RabbitMQ server tests use, without a vhost (override with GATHER_TEST_AMQP_BASE).
+pub fn amqp_base() -> String {
+    std::env::var("GATHER_TEST_AMQP_BASE").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672".into())
+}
+
+/// Vhosts in the pool: more than tests run at once.
+const VHOSTS: usize = 24;
+
+/// One RabbitMQ vhost of a pool, owned by one test at a time (a file lock), so the
+/// work queues of tests running side by side never mix. Taken empty: the queues a
+/// previous owner left are deleted first.
+pub struct VhostLease {
+    pub name: String,
+    pub url: String,
+    _lock: std::fs::File,
+}
+
+impl VhostLease {
+    pub async fn take() -> VhostLease {
+        let dir = std::env::temp_dir().join("gather-test-vhosts");
+        std::fs::create_dir_all(&dir).unwrap();
+        loop {
+            for i in 0..VHOSTS {
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(dir.join(format!("{i}.lock")))
+                    .unwrap();
+                if file.try_lock().is_err() {
+                    continue;
+                }
+                let name = format!("gather-test-{i}");
+                let url = format!("{}/{name}", amqp_base());
+                let lease = VhostLease { name, url, _lock: file };
+                lease.reset().await;
+                return lease;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Creates the vhost if missing and deletes the queues a previous test left.
+    async fn reset(&self) {
+        let connect = || lapin::Connection::connect(&self.url, lapin::ConnectionProperties::default());
+        let connection = match connect().await {
+            Ok(c) => c,
+            Err(_) => {
+                rabbitmqctl(&["add_vhost", &self.name]);
+                rabbitmqctl(&["set_permissions", "-p", &self.name, "guest", ".*", ".*", ".*"]);
+                connect().await.expect("RabbitMQ must run on 127.0.0.1:5672 (the test command starts it)")
+            }
+        };
+        let channel = connection.create_channel().await.unwrap();
+        let mut queues = vec![
+            gather_projections::bus::NOTIFY_QUEUE.to_string(),
+            gather_projections::bus::DEAD_QUEUE.to_string(),
+            "gather.test.audit".to_string(),
+        ];
+        queues.extend(gather_projections::bus::RETRY_TIERS.iter().map(|(q, _)| q.to_string()));
+        for q in queues {
+            channel.queue_delete(q.as_str().into(), Default::default()).await.unwrap();
+        }
+        let _ = connection.close(200, "reset".into()).await;
+    }
+}
+
+/// Runs `rabbitmqctl` and panics with its output when it fails.
+pub fn rabbitmqctl(args: &[&str]) -> String {
+    let out = std::process::Command::new("rabbitmqctl").args(args).output().expect("rabbitmqctl runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() || text.contains("already exists"), "rabbitmqctl {args:?}: {text}");
+    text
+}
+
+/// A real SMTP server (mailin-embedded) on a free port, recording what it receives.
+/// It can refuse for a while (451, transient) and always refuses addresses that
+/// start with `bounce` (550, permanent).
+#[derive(Clone, Default)]
+pub struct TestSmtp {
+    pub state: std::sync::Arc<std::sync::Mutex<SmtpState>>,
+    pub port: u16,
+}
+
+#[derive(Default)]
+pub struct SmtpState {
+    /// Received messages: (recipients, raw message).
+    pub received: Vec<(Vec<String>, String)>,
+    /// Answer 451 to every message while set.
+    pub refusing: bool,
+    /// Messages refused so far.
+    pub refused: usize,
+}
+
+/// One per connection (the server clones it): the message being received is its own.
+#[derive(Clone)]
+struct SmtpHandler(std::sync::Arc<std::sync::Mutex<SmtpState>>, Option<(Vec<String>, Vec<u8>)>);
+
+impl mailin_embedded::Handler for SmtpHandler {
+    fn rcpt(&mut self, to: &str) -> mailin_embedded::Response {
+        if to.trim_start_matches('<').starts_with("bounce") {
+            return mailin_embedded::response::NO_MAILBOX;
+        }
+        mailin_embedded::response::OK
+    }
+
+    fn data_start(&mut self, _domain: &str, _from: &str, _is8bit: bool, to: &[String]) -> mailin_embedded::Response {
+        let mut s = self.0.lock().unwrap();
+        if s.refusing {
+            s.refused += 1;
+            return mailin_embedded::response::INTERNAL_ERROR;
+        }
+        self.1 = Some((to.to_vec(), Vec::new()));
+        mailin_embedded::response::START_DATA
+    }
+
+    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        if let Some((_, data)) = self.1.as_mut() {
+            data.extend_from_slice(buf);
+        }
+        Ok(())
+    }
+
+    fn data_end(&mut self) -> mailin_embedded::Response {
+        if let Some((to, data)) = self.1.take() {
+            self.0.lock().unwrap().received.push((to, String::from_utf8_lossy(&data).into_owned()));
+        }
+        mailin_embedded::response::OK
+    }
+}
+
+impl TestSmtp {
+    /// Starts the server on a thread (it lives as long as the test process).
+    pub fn start() -> TestSmtp {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = std::sync::Arc::new(std::sync::Mutex::new(SmtpState::default()));
+        let mut server = mailin_embedded::Server::new(SmtpHandler(state.clone(), None));
+        server.with_name("smtp.gather.test").with_num_threads(16).with_tcp_listener(listener);
+        server.with_ssl(mailin_embedded::SslConfig::None).unwrap();
+        std::thread::spawn(move || {
+            let _ = server.serve().map_err(|e| e.to_string());
+        });
+        TestSmtp { state, port }
+    }
+
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    /// Messages received for `address` (raw, headers and body).
+    pub fn to(&self, address: &str) -> Vec<String> {
+        let s = self.state.lock().unwrap();
+        s.received.iter().filter(|(to, _)| to.iter().any(|t| t.contains(address))).map(|(_, m)| m.clone()).collect()
+    }
+
+    pub fn refuse(&self, on: bool) {
+        self.state.lock().unwrap().refusing = on;
+    }
+}
+
+/// A Postgres + RabbitMQ app that mails through `smtp`.
+pub async fn spawn_mailing(smtp: &TestSmtp) -> TestApp {
+    spawn_mailing_with(smtp, |_| {}).await
+}
+
+/// [`spawn_mailing`] with the settings adjusted by `adjust` first.
+pub async fn spawn_mailing_with(smtp: &TestSmtp, adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    let base = spawn_settings(Profile::Postgres).await;
+    let (mut settings, lease) = base;
+    settings.smtp_url = Some(smtp.url());
+    adjust(&mut settings);
+    let mut app = start(settings, None).await;
+    app.vhost = lease.map(std::sync::Arc::new);
+    app
+}
+
+/// The settings a Postgres test app starts with (a fresh database and vhost).
+async fn spawn_settings(profile: Profile) -> (Settings, Option<VhostLease>) {
     gather_api::install_crypto();
     init_test_log();
     let data_dir = std::env::temp_dir().join(format!("gather-test-{}", Uuid::new_v4().simple()));
@@ -106,28 +293,31 @@ async fn spawn_app_with_clock(profile: Profile, clock: Option<gather_commands::h
     env.insert("GATHER_BOOTSTRAP_MODERATOR", format!("{}:{}", MODERATOR.0, MODERATOR.1));
     env.insert("GATHER_BOOTSTRAP_AUDITOR", format!("{}:{}", AUDITOR.0, AUDITOR.1));
     env.insert("GATHER_PAYMENT_WEBHOOK_SECRET", WEBHOOK_SECRET.into());
+    let mut lease = None;
     if profile == Profile::Postgres {
         env.insert("GATHER_DATABASE_URL", fresh_pg_database().await);
         env.insert("GATHER_JWT_SECRET", "test-secret-test-secret-test-secret-0123".into());
-        env.insert(
-            "GATHER_AMQP_URL",
-            std::env::var("GATHER_TEST_AMQP").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into()),
-        );
+        let l = VhostLease::take().await;
+        env.insert("GATHER_AMQP_URL", l.url.clone());
+        lease = Some(l);
     }
-    let settings = Settings::from_lookup(|k| env.get(k).cloned()).expect("test settings");
-    start(settings, clock).await
+    (Settings::from_lookup(|k| env.get(k).cloned()).expect("test settings"), lease)
 }
 
 /// A second Gather process on the same database (and data dir) as `app`.
 pub async fn spawn_beside(app: &TestApp) -> TestApp {
-    start(app.app_state.settings.as_ref().clone(), app.clock.clone()).await
+    let mut beside = start(app.app_state.settings.as_ref().clone(), app.clock.clone()).await;
+    beside.vhost = app.vhost.clone();
+    beside
 }
 
 /// A second Gather process on the same database as `app`, running only `roles`.
 pub async fn spawn_with_roles(app: &TestApp, roles: &[gather_api::settings::ProcessRole]) -> TestApp {
     let mut settings = app.app_state.settings.as_ref().clone();
     settings.roles = roles.to_vec();
-    start(settings, app.clock.clone()).await
+    let mut beside = start(settings, app.clock.clone()).await;
+    beside.vhost = app.vhost.clone();
+    beside
 }
 
 async fn start(settings: Settings, clock: Option<gather_commands::handler::Clock>) -> TestApp {
@@ -138,7 +328,7 @@ async fn start(settings: Settings, clock: Option<gather_commands::handler::Clock
     tokio::spawn(app.run_until(async move {
         let _ = stopped.await;
     }));
-    TestApp { addr, http: reqwest::Client::new(), stop: Some(stop), app_state, clock }
+    TestApp { addr, http: reqwest::Client::new(), stop: Some(stop), app_state, clock, vhost: None }
 }
 
 /// An HTTP answer, read whole.
@@ -335,4 +525,16 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
     panic!("{what} did not happen within 10 s");
+}
+
+/// The emails a process mailing to files (no `GATHER_SMTP_URL`) wrote for `address`.
+pub fn mail_files_to(app: &TestApp, address: &str) -> Vec<String> {
+    let dir = app.app_state.settings.data_dir.join("mail");
+    let header = format!("To: {address}");
+    std::fs::read_dir(&dir)
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| std::fs::read_to_string(e.path()).unwrap_or_default()).collect())
+        .unwrap_or_else(|_| Vec::new())
+        .into_iter()
+        .filter(|m: &String| m.lines().any(|l| l.trim() == header))
+        .collect()
 }

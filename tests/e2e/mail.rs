@@ -8,9 +8,15 @@ use uuid::Uuid;
 
 both_profiles!(two_senders_deliver_each_email_once);
 
+/// The legacy outbox's emails in `dir` (the notifier writes welcome emails there too).
 fn eml_files(dir: &std::path::Path) -> usize {
     std::fs::read_dir(dir)
-        .map(|d| d.filter_map(Result::ok).filter(|e| e.path().extension().is_some_and(|x| x == "eml")).count())
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+                .filter(|e| std::fs::read_to_string(e.path()).is_ok_and(|m| m.contains("Subject: Hello")))
+                .count()
+        })
         .unwrap_or(0)
 }
 

@@ -10,6 +10,7 @@ mod chats;
 mod command_path;
 mod compose;
 mod consistency;
+mod distribution;
 mod idempotency;
 mod idempotency_scope;
 mod input_bounds;

@@ -124,21 +124,7 @@ async fn show(
     Path(id): Path<Uuid>,
 ) -> Result<Response, ApiError> {
     let position = consistent_read(&state, &headers, &["activities", "invitations", "members"]).await?;
-    let not_found = || ApiError::NotFound(format!("no activity {id}"));
-    let row = queries::activity(&state.db, id).await?.ok_or_else(not_found)?;
-    let public = row.status == "published" || row.status == "completed" || row.status == "cancelled";
-    let mut visible = (public && row.visibility == "public")
-        || actor.as_ref().is_some_and(|a| a.id == row.organiser_id || a.has(Role::Moderator));
-    // An invitee sees the invite-only activity it was invited to, once published.
-    if !visible
-        && public
-        && let Some(a) = &actor
-    {
-        visible = crate::routes::reads::invited(&state, id, a.id).await?;
-    }
-    if !visible {
-        return Err(not_found());
-    }
+    let row = visible_activity(&state, actor.as_ref(), id).await?;
     let mut body = row.details.0;
     body["status"] = json!(row.status);
     body["seats_left"] = json!(row.seats_left);
@@ -147,6 +133,31 @@ async fn show(
     body["popularity"] = json!(row.favourites + row.confirmed);
     body["version"] = json!(row.version);
     Ok(read_response(body, position, Some(row.version)))
+}
+
+/// The activity `id` if `actor` may see it (a 404 otherwise, as if it did not exist):
+/// published public activities for everyone, its organiser and moderators always, an
+/// invitee the invite-only activity it was invited to once published.
+pub(crate) async fn visible_activity(
+    state: &AppState,
+    actor: Option<&gather_domain::Actor>,
+    id: Uuid,
+) -> Result<queries::ActivityRow, ApiError> {
+    let not_found = || ApiError::NotFound(format!("no activity {id}"));
+    let row = queries::activity(&state.db, id).await?.ok_or_else(not_found)?;
+    let public = row.status == "published" || row.status == "completed" || row.status == "cancelled";
+    let mut visible = (public && row.visibility == "public")
+        || actor.is_some_and(|a| a.id == row.organiser_id || a.has(Role::Moderator));
+    if !visible
+        && public
+        && let Some(a) = actor
+    {
+        visible = crate::routes::reads::invited(state, id, a.id).await?;
+    }
+    if !visible {
+        return Err(not_found());
+    }
+    Ok(row)
 }
 
 impl LocationBody {

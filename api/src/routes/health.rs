@@ -21,8 +21,8 @@ async fn live() -> Response {
 /// projector has caught up with the log as it was at start-up.
 async fn ready(State(state): State<AppState>) -> Response {
     let database = state.db.ping().await.is_ok();
-    let broker = match &state.bus {
-        Some(bus) => bus.is_connected(),
+    let broker = match &state.broker {
+        Some(broker) => broker.is_connected(),
         None => true,
     };
     // Faults are read from the database: any process's projector may have stopped.

@@ -12,3 +12,4 @@ pub mod members;
 pub mod payments;
 pub mod reads;
 pub mod series;
+pub mod stream;

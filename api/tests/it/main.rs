@@ -32,7 +32,7 @@ fn the_operator_commands_report_status_replay_verify_and_refuse_bad_decisions() 
     let status = gather(&dir, &["projections", "status"]);
     assert!(status.status.success(), "{}", text(&status.stderr));
     let printed = text(&status.stdout);
-    for name in ["members", "activities", "notifier", "invitations", "process_manager"] {
+    for name in ["members", "activities", "updates", "invitations", "process_manager"] {
         let line = printed.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name} in {printed}"));
         assert!(line.ends_with("live"), "{line}");
     }
@@ -50,7 +50,7 @@ fn the_operator_commands_report_status_replay_verify_and_refuse_bad_decisions() 
     for table in ["members: members", "activities: activities", "invitations: invitations"] {
         assert!(printed.contains(&format!("{table}: identical at position 0 (0 rows)")), "{table} in {printed}");
     }
-    assert!(!printed.contains("notifier"), "only projections that own tables: {printed}");
+    assert!(!printed.contains("updates"), "only projections that own tables: {printed}");
 
     // `rebuild` is kept as an alias of `replay`; stdout is not a terminal, so no bar.
     let rebuild = gather(&dir, &["rebuild", "members"]);
@@ -60,7 +60,7 @@ fn the_operator_commands_report_status_replay_verify_and_refuse_bad_decisions() 
         "{}",
         text(&rebuild.stdout)
     );
-    let refused = gather(&dir, &["replay", "notifier"]);
+    let refused = gather(&dir, &["replay", "updates"]);
     assert!(!refused.status.success());
     assert!(text(&refused.stderr).contains("cannot be rebuilt"), "{}", text(&refused.stderr));
     let _ = std::fs::remove_dir_all(&dir);
