@@ -432,6 +432,37 @@ async fn refused_mail_is_retried_until_delivered_and_a_permanent_failure_is_dead
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closing_the_broker_connections_mid_stream_loses_and_repeats_nothing() {
+    updates_survive_the_broker(|vhost, _| {
+        rabbitmqctl(&["close_all_connections", "-p", vhost, "test: the broker drops every connection"]);
+    })
+    .await;
+}
+
+/// Stops and starts the whole RabbitMQ application: every vhost notices, so it runs
+/// alone, after the suite (scripts/test), and always starts the broker again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "restarts the RabbitMQ application for every vhost: scripts/test runs it alone after the suite"]
+async fn a_broker_restart_mid_stream_loses_and_repeats_nothing() {
+    struct StartAgain;
+    impl Drop for StartAgain {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("rabbitmqctl").arg("start_app").output();
+        }
+    }
+    let _restore = StartAgain;
+    updates_survive_the_broker(|_, i| {
+        if i == 1 {
+            rabbitmqctl(&["stop_app"]);
+            rabbitmqctl(&["start_app"]);
+        }
+    })
+    .await;
+}
+
+/// 1,000 updates flow while `drop_broker(vhost, n)` breaks the broker twice (n = 0, 1):
+/// afterwards every welcome email was sent exactly once, every update reached the push
+/// consumer once, and the outbox is empty.
+async fn updates_survive_the_broker(drop_broker: impl Fn(&str, usize)) {
     let smtp = TestSmtp::start();
     let app = spawn_mailing(&smtp).await;
     eventually("the bootstrap accounts' welcome emails", || async { smtp.to("@gather.test").len() == 2 }).await;
@@ -442,7 +473,7 @@ async fn closing_the_broker_connections_mid_stream_loses_and_repeats_nothing() {
     for i in 0..N {
         ids.push(quick_member(&app).await.0);
         if i == N / 3 || i == 2 * N / 3 {
-            rabbitmqctl(&["close_all_connections", "-p", &vhost, "test: the broker drops every connection"]);
+            drop_broker(&vhost, usize::from(i == 2 * N / 3));
         }
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(180);
@@ -467,3 +498,84 @@ async fn closing_the_broker_connections_mid_stream_loses_and_repeats_nothing() {
     assert_eq!(app.app_state.push.dispatched() - before, N as u64, "every update pushed, each once");
     assert_eq!(outbox().await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_audit_exchange_on_every_event_reaches_gather_audit() {
+    let smtp = TestSmtp::start();
+    let app = spawn_mailing_with(&smtp, |s| s.audit_exchange = true).await;
+    let url = app.vhost.as_ref().unwrap().url.clone();
+    let c = lapin::Connection::connect(&url, lapin::ConnectionProperties::default()).await.unwrap();
+    let ch = c.create_channel().await.unwrap();
+    ch.queue_declare("gather.test.audit".into(), Default::default(), Default::default()).await.unwrap();
+    ch.queue_bind(
+        "gather.test.audit".into(),
+        gather_projections::bus::AUDIT_EXCHANGE.into(),
+        "member.#".into(),
+        Default::default(),
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    let (member, _) = quick_member(&app).await;
+    let mut found = None;
+    for _ in 0..800 {
+        if let Some(m) =
+            ch.basic_get("gather.test.audit".into(), lapin::options::BasicGetOptions { no_ack: true }).await.unwrap()
+        {
+            let v: Value = serde_json::from_slice(&m.delivery.data).unwrap();
+            if v["data"]["stream"] == json!(format!("member-{member}")) {
+                found = Some((m.delivery.routing_key.to_string(), v));
+                break;
+            }
+            continue;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let (key, v) = found.expect("the member's registration on gather.audit");
+    assert_eq!(key, "member.MemberRegistered");
+    assert_eq!(v["data"]["type"], json!("MemberRegistered"));
+    assert!(v["data"]["metadata"]["event_id"].is_string() && v["data"]["metadata"]["recorded_at"].is_string());
+    let _ = c.close(200, "done".into()).await;
+}
+
+async fn invitations_carry_their_links_and_a_suspended_member_gets_nothing(app: TestApp) {
+    let org = app.organiser(&format!("o{}@example.com", uuid::Uuid::now_v7().simple())).await;
+    let id = published_activity(&app, &org, 10, false).await;
+    let mut body = activity_body();
+    body["visibility"] = json!("invite_only");
+    let private = app.post("/v1/activities", Some(&org), body).await.body["id"].as_str().unwrap().to_string();
+    let a = app.post(&format!("/v1/activities/{private}/publish"), Some(&org), json!({})).await;
+    assert_eq!(a.status, 202, "{:?}", a.body);
+    let guest = format!("guest{}@example.com", uuid::Uuid::now_v7().simple());
+    let a = app.post(&format!("/v1/activities/{private}/invitations"), Some(&org), json!({"emails": [guest]})).await;
+    assert_eq!(a.status, 201, "{:?}", a.body);
+    let invitation = a.body["invitations"][0]["id"].as_str().unwrap().to_string();
+    let mail = wait_for_mail(&Mailbox::Files, &app, &guest, "You are invited: Kids pottery").await;
+    let base = &app.app_state.settings.public_base_url;
+    assert!(mail.contains(&format!("Accept: {base}/v1/invitations/{invitation}/accept")), "{mail}");
+    assert!(mail.contains(&format!("Decline: {base}/v1/invitations/{invitation}/decline")), "{mail}");
+    // A suspended member's booking cancellation sends nothing; another's does.
+    let moderator = app.login(MODERATOR.0, MODERATOR.1).await.body["token"].as_str().unwrap().to_string();
+    let (suspended, s_token) = quick_member(&app).await;
+    let (other, o_token) = quick_member(&app).await;
+    for token in [&s_token, &o_token] {
+        let a = app.post(&format!("/v1/activities/{id}/bookings"), Some(token), json!({"seats": 1})).await;
+        assert_eq!(a.status, 201, "{:?}", a.body);
+    }
+    let to_suspended = format!("m{}@example.com", suspended.simple());
+    wait_for_mail(&Mailbox::Files, &app, &to_suspended, "Booking confirmed: Kids pottery").await;
+    let a = app.post(&format!("/v1/members/{suspended}/suspend"), Some(&moderator), json!({"reason": "spam"})).await;
+    assert_eq!(a.status, 202, "{:?}", a.body);
+    let members_at = a.position();
+    app.get("/v1/me", Some(&o_token), Some(members_at)).await;
+    let a = app.post(&format!("/v1/activities/{id}/cancel"), Some(&org), json!({"reason": "the kiln broke"})).await;
+    assert_eq!(a.status, 202, "{:?}", a.body);
+    let to_other = format!("m{}@example.com", other.simple());
+    wait_for_mail(&Mailbox::Files, &app, &to_other, "Cancelled: Kids pottery").await;
+    // One message for both attendees: the other's email is out, so the suspended
+    // member's was decided too.
+    let got = mail_files_to(&app, &to_suspended);
+    assert!(got.iter().all(|m| !m.contains("Cancelled:")), "a suspended member gets nothing: {got:?}");
+}
+
+both_profiles!(invitations_carry_their_links_and_a_suspended_member_gets_nothing);

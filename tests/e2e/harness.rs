@@ -258,7 +258,7 @@ impl TestSmtp {
     /// Messages received for `address` (raw, headers and body).
     pub fn to(&self, address: &str) -> Vec<String> {
         let s = self.state.lock().unwrap();
-        s.received.iter().filter(|(to, _)| to.iter().any(|t| t.contains(address))).map(|(_, m)| m.clone()).collect()
+        s.received.iter().filter(|(to, _)| to.iter().any(|t| t.contains(address))).map(|(_, m)| unfold(m)).collect()
     }
 
     pub fn refuse(&self, on: bool) {
@@ -536,5 +536,11 @@ pub fn mail_files_to(app: &TestApp, address: &str) -> Vec<String> {
         .unwrap_or_else(|_| Vec::new())
         .into_iter()
         .filter(|m: &String| m.lines().any(|l| l.trim() == header))
+        .map(|m| unfold(&m))
         .collect()
+}
+
+/// Joins quoted-printable soft line breaks, so a test can look for a whole long line.
+pub fn unfold(mail: &str) -> String {
+    mail.replace("=\r\n", "").replace("=\n", "")
 }
