@@ -579,3 +579,28 @@ async fn invitations_carry_their_links_and_a_suspended_member_gets_nothing(app: 
 }
 
 both_profiles!(invitations_carry_their_links_and_a_suspended_member_gets_nothing);
+
+async fn at_shutdown_every_stream_client_is_closed_with_a_reason(app: TestApp) {
+    let (_, member) = quick_member(&app).await;
+    let mut events = sse(&app, &member, "", None).await;
+    let mut socket = ws(&app, &member).await;
+    drop(app); // stops the server
+    let close = loop {
+        let e = events.next().await;
+        if e.event == "close" {
+            break e;
+        }
+    };
+    assert!(close.data["reason"].as_str().unwrap().contains("shutting down"), "{close:?}");
+    let frame = loop {
+        match tokio::time::timeout(Duration::from_secs(20), socket.next()).await.expect("a close frame") {
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    let frame = frame.expect("a close frame with a reason");
+    assert!(frame.reason.contains("shutting down"), "{frame:?}");
+}
+
+both_profiles!(at_shutdown_every_stream_client_is_closed_with_a_reason);
