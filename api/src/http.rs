@@ -79,8 +79,16 @@ pub fn position_headers(headers: &mut HeaderMap, position: i64, version: Option<
 /// for the answer's `Gather-Position`. A projection that stays behind (or failed) makes
 /// only the endpoints that read it answer 503 with `Retry-After: 1` after [`MAX_WAIT`].
 pub async fn consistent_read(state: &AppState, headers: &HeaderMap, reads: &[&str]) -> Result<i64, ApiError> {
+    // A read of the log itself (no projections) is as fresh as the log's head.
+    let current = || async {
+        Ok::<_, ApiError>(if reads.is_empty() {
+            state.store.head().await?.position
+        } else {
+            state.checkpoints.lowest(reads).await?.position
+        })
+    };
     let Some(v) = headers.get(GATHER_MIN_POSITION) else {
-        return Ok(state.checkpoints.lowest(reads).await?.position);
+        return current().await;
     };
     let position: i64 = v
         .to_str()
@@ -89,7 +97,7 @@ pub async fn consistent_read(state: &AppState, headers: &HeaderMap, reads: &[&st
         .filter(|p| *p >= 0)
         .ok_or_else(|| ApiError::field("Gather-Min-Position", "must be a non-negative integer"))?;
     if position == 0 {
-        return Ok(state.checkpoints.lowest(reads).await?.position);
+        return current().await;
     }
     let deadline = Instant::now() + MAX_WAIT;
     let mut wake = state.store.wake();
@@ -104,6 +112,9 @@ pub async fn consistent_read(state: &AppState, headers: &HeaderMap, reads: &[&st
         }
         let _ = tokio::time::timeout(left.min(Duration::from_millis(100)), wake.changed()).await;
     };
+    if reads.is_empty() {
+        return current().await; // readable now, so the log holds it
+    }
     let left = deadline.saturating_duration_since(Instant::now());
     match state.checkpoints.wait_for(reads, target, left).await {
         Ok(cp) => Ok(cp.position),

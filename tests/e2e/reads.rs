@@ -389,3 +389,16 @@ async fn rebuilding_every_projection_while_queries_run_keeps_every_answer(app: T
         assert!(report.identical(), "{name}: {report:?}");
     }
 }
+
+async fn history_honours_gather_min_position(app: TestApp) {
+    let org = app.organiser(&format!("o{}@example.com", uuid::Uuid::now_v7().simple())).await;
+    let a = app.post("/v1/activities", Some(&org), activity_body()).await;
+    assert_eq!(a.status, 201, "{:?}", a.body);
+    let id = a.body["id"].as_str().unwrap().to_string();
+    let h = app.get(&format!("/v1/activities/{id}/history"), Some(&org), Some(a.position())).await;
+    assert_eq!(h.status, 200, "the log itself is the source: nothing to wait for: {:?}", h.body);
+    assert!(h.position() >= a.position(), "Gather-Position {} covers the write {}", h.position(), a.position());
+    assert_eq!(h.body["events"][0]["type"], json!("ActivityDrafted"));
+}
+
+both_profiles!(history_honours_gather_min_position);
