@@ -358,6 +358,7 @@ impl Notifier {
                 r = self.clone().consume(&broker, &mut attempt) => r,
                 _ = shutdown.wait_for(|s| *s) => return,
             };
+            broker.set_connected(false);
             if let Err(e) = result {
                 tracing::warn!(error = %e, attempt, "the notification worker lost rabbitmq; reconnecting");
             }
@@ -379,6 +380,7 @@ impl Notifier {
             .basic_consume(NOTIFY_QUEUE.into(), "".into(), BasicConsumeOptions::default(), FieldTable::default())
             .await?;
         tracing::info!("the notification worker is consuming {NOTIFY_QUEUE}");
+        broker.set_connected(true);
         *attempt = 0;
         let publisher = &publisher;
         // The first broker error ends the consumption (the supervisor reconnects); the
