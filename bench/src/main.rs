@@ -6,9 +6,13 @@
 //! [--only SECTION,…] [--scale 0.1] [--rate 200]` (`GATHER_BENCH_PG` overrides
 //! `postgres://postgres@127.0.0.1:5432`). Sections: `appends`, `read`, `bookings`,
 //! `snapshot`, `catchup` (the write side, on one log), `rebuild`, `ryw`, `search` (the
-//! read side, each on databases of its own), `login` (a login flood) and `series`
-//! (materializing 1,000 published series); all by default. It creates and drops its
-//! own databases and prints Markdown tables with the ratios.
+//! read side, each on databases of its own), `login` (a login flood), `series`
+//! (materializing 1,000 published series), `push` (POST booking → WebSocket frame over
+//! RabbitMQ) and `relay` (outbox → RabbitMQ throughput); all by default. It creates and
+//! drops its own databases and prints Markdown tables with the ratios. `push` and
+//! `relay` use the RabbitMQ vhost `gather-bench` (created with `rabbitmqctl` if missing,
+//! its queues deleted first; `GATHER_BENCH_AMQP` overrides
+//! `amqp://guest:guest@127.0.0.1:5672`).
 
 use anyhow::Context as _;
 use futures::TryStreamExt;
@@ -28,6 +32,7 @@ use uuid::Uuid;
 
 mod app;
 mod bookings;
+mod distribution;
 mod login_flood;
 mod postgres_es;
 mod read_rebuild;
@@ -38,8 +43,10 @@ mod seed;
 mod series;
 
 /// Every section, in the order they run.
-const SECTIONS: &[&str] =
-    &["appends", "read", "bookings", "snapshot", "catchup", "rebuild", "ryw", "search", "login", "series"];
+const SECTIONS: &[&str] = &[
+    "appends", "read", "bookings", "snapshot", "catchup", "rebuild", "ryw", "search", "login", "series", "push",
+    "relay",
+];
 
 /// One measured cell.
 pub struct Cell {
@@ -201,6 +208,12 @@ async fn main() -> anyhow::Result<()> {
         }
         if on("series") {
             series::run(&create("_series").await?, 1000).await?;
+        }
+        if on("push") {
+            distribution::push(&create("_push").await?, secs, rate).await?;
+        }
+        if on("relay") {
+            distribution::relay(&create("_relay").await?).await?;
         }
         anyhow::Ok(())
     }
