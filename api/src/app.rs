@@ -180,13 +180,16 @@ impl App {
                 None => tokio::spawn(notifier.run_local(local_bus.clone(), shutdown_rx.clone())),
             };
         }
+        let mut relay_stats = None;
         if settings.runs(ProcessRole::Projector) {
             // The projectors write the outbox; their process relays it.
             let sink = match &broker {
                 Some(b) => Sink::Broker(b.clone()),
                 None => Sink::Local(local_bus.clone()),
             };
-            tokio::spawn(Relay::new(db.clone(), sink).run(shutdown_rx.clone()));
+            let relay = Relay::new(db.clone(), sink);
+            relay_stats = Some(relay.stats());
+            tokio::spawn(relay.run(shutdown_rx.clone()));
         }
         let push = crate::push::PushHub::new();
         if settings.runs(ProcessRole::Api) {
@@ -219,6 +222,7 @@ impl App {
             broker,
             local_bus,
             push,
+            relay: relay_stats,
         };
         if let Some(a) = &settings.bootstrap_moderator {
             bootstrap(&state, a, Role::Moderator).await.context("GATHER_BOOTSTRAP_MODERATOR")?;

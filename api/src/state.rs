@@ -32,4 +32,13 @@ pub struct AppState {
     pub local_bus: gather_projections::bus::LocalBus,
     /// This process's real-time clients.
     pub push: Arc<crate::push::PushHub>,
+    /// The outbox relay's counters (None: this process has no projector role).
+    pub relay: Option<Arc<gather_projections::relay::RelayStats>>,
+}
+
+impl AppState {
+    /// Rounds the relay failed so far (broker errors, refused messages).
+    pub fn relay_failures(&self) -> u64 {
+        self.relay.as_ref().map_or(0, |r| r.failures.load(std::sync::atomic::Ordering::Relaxed))
+    }
 }

@@ -2,19 +2,21 @@
 //!
 //! One relay per partition at a time: on Postgres each process's relay holds a
 //! session-level advisory lock per partition it serves (a dead process's locks go with
-//! its connection; the others pick them up within [`RECLAIM`]). Within a partition, rows
-//! are published in `seq` order on one channel: up to [`BATCH`] publishes, then their
-//! confirms are awaited together and the confirmed rows deleted in one statement. A
-//! message the broker nacks or returns unroutable (`mandatory`) is a failure: it and
-//! everything after it in its lane stay in the outbox and are retried after a backoff;
-//! the other lanes go on. Nothing is deleted before its confirm, so a broker failure
-//! means at-least-once delivery (ids are stable; consumers drop duplicates).
+//! its connection; the others pick them up within [`RECLAIM`]). A lane is a
+//! partition's messages for one exchange. Each round reads the oldest [`BATCH`] rows
+//! of every owned lane in `seq` order (one query), publishes them in that order on one
+//! channel (so each lane keeps its order), awaits their confirms together and deletes
+//! each lane's confirmed prefix in one statement. A message the broker nacks or
+//! returns unroutable (`mandatory`) is a failure: it and everything after it in its
+//! lane stay in the outbox and are retried after a backoff, while the other lanes go
+//! on. Nothing is deleted before its confirm, so a broker failure means at-least-once
+//! delivery (ids are stable; consumers drop duplicates).
 //!
 //! Woken by `NOTIFY gather_outbox` (Postgres) with polling every [`POLL`] as the
 //! guarantee. The relay supervises itself: any broker error drops the connection and
 //! reconnects (declaring the topology again) with backoff.
 
-use crate::bus::{AUDIT_EXCHANGE, Broker, BusError, EXCHANGE, LocalBus, Update, backoff};
+use crate::bus::{Broker, BusError, LocalBus, Update, backoff};
 use crate::outbox::PARTITIONS;
 use gather_store::db::Db;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
@@ -57,23 +59,23 @@ pub struct RelayStats {
 struct Row {
     seq: i64,
     id: Uuid,
+    partition: i32,
+    exchange: String,
     routing_key: String,
     message: String,
 }
 
-/// Why a lane stopped this round.
-enum LaneError {
+/// Why a round stopped.
+enum RoundError {
     /// The broker connection or channel failed: reconnect.
     Broker(BusError),
-    /// A message was nacked or returned: back the lane off, the others go on.
-    Refused(String),
     /// The database failed: retry the round.
     Db(sqlx::Error),
 }
 
-impl From<sqlx::Error> for LaneError {
+impl From<sqlx::Error> for RoundError {
     fn from(e: sqlx::Error) -> Self {
-        LaneError::Db(e)
+        RoundError::Db(e)
     }
 }
 
@@ -84,7 +86,8 @@ pub struct Relay {
     stats: Arc<RelayStats>,
 }
 
-type Lane = (i32, &'static str);
+/// A lane: a partition's messages for one exchange, published in order.
+type Lane = (i32, String);
 
 impl Relay {
     /// A relay from `db`'s outbox into `sink`.
@@ -113,6 +116,8 @@ impl Relay {
         let mut broker: Option<(Connection, Channel)> = None;
         let mut attempt = 0u32;
         let mut lane_backoff: HashMap<Lane, (Instant, u32)> = HashMap::new();
+        // Consecutive refusals per lane (the backoff grows with them).
+        let mut tried: HashMap<Lane, u32> = HashMap::new();
         loop {
             if *shutdown.borrow() {
                 break;
@@ -143,44 +148,41 @@ impl Relay {
                     }
                 }
             }
-            let mut moved = 0;
+            let now = Instant::now();
+            lane_backoff.retain(|_, (until, _)| *until > now);
+            let skip: Vec<Lane> = lane_backoff.keys().cloned().collect();
+            let channel = broker.as_ref().map(|(_, ch)| ch);
             let mut broke = false;
-            'lanes: for partition in owned {
-                for exchange in [EXCHANGE, AUDIT_EXCHANGE] {
-                    let lane = (partition, exchange);
-                    if lane_backoff.get(&lane).is_some_and(|(until, _)| Instant::now() < *until) {
-                        continue;
+            let moved = match self.round(&owned, &skip, channel).await {
+                Ok(Round { moved, refused }) => {
+                    for (lane, why) in refused {
+                        self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                        let n = tried.get(&lane).map_or(0, |n| n + 1);
+                        tried.insert(lane.clone(), n);
+                        tracing::warn!(partition = lane.0, exchange = %lane.1, %why, "the broker refused an outbox message; the lane backs off");
+                        lane_backoff.insert(lane, (Instant::now() + backoff(n), n));
                     }
-                    let channel = broker.as_ref().map(|(_, ch)| ch);
-                    match self.lane(lane, channel).await {
-                        Ok(n) => {
-                            moved += n;
-                            lane_backoff.remove(&lane);
-                        }
-                        Err(LaneError::Refused(why)) => {
-                            self.stats.failures.fetch_add(1, Ordering::Relaxed);
-                            let n = lane_backoff.get(&lane).map_or(0, |(_, n)| *n + 1);
-                            tracing::warn!(partition, exchange, %why, "the broker refused an outbox message; the lane backs off");
-                            lane_backoff.insert(lane, (Instant::now() + backoff(n), n));
-                        }
-                        Err(LaneError::Broker(e)) => {
-                            self.stats.failures.fetch_add(1, Ordering::Relaxed);
-                            tracing::warn!(error = %e, "outbox relay lost rabbitmq; reconnecting");
-                            if let Sink::Broker(b) = &self.sink {
-                                b.set_connected(false);
-                            }
-                            broker = None;
-                            broke = true;
-                            break 'lanes;
-                        }
-                        Err(LaneError::Db(e)) => {
-                            self.stats.failures.fetch_add(1, Ordering::Relaxed);
-                            tracing::warn!(error = %e, "outbox relay could not read or delete outbox rows; retrying");
-                            broke = true;
-                            break 'lanes;
-                        }
-                    }
+                    moved
                 }
+                Err(RoundError::Broker(e)) => {
+                    self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(error = %e, "outbox relay lost rabbitmq; reconnecting");
+                    if let Sink::Broker(b) = &self.sink {
+                        b.set_connected(false);
+                    }
+                    broker = None;
+                    broke = true;
+                    0
+                }
+                Err(RoundError::Db(e)) => {
+                    self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(error = %e, "outbox relay could not read or delete outbox rows; retrying");
+                    broke = true;
+                    0
+                }
+            };
+            if moved > 0 && lane_backoff.is_empty() {
+                tried.clear();
             }
             if broke {
                 if wait(&mut shutdown, backoff(attempt)).await {
@@ -202,68 +204,115 @@ impl Relay {
         }
     }
 
-    /// Publishes one batch of a lane; returns how many rows it moved.
-    async fn lane(&self, (partition, exchange): Lane, channel: Option<&Channel>) -> Result<usize, LaneError> {
-        let rows = self.read(partition, exchange).await?;
-        if rows.is_empty() {
-            return Ok(0);
+    /// One round: the oldest [`BATCH`] rows of every owned lane not backing off, in
+    /// `seq` order, published together (each lane's rows keep their order), their
+    /// confirms awaited together, and each lane's confirmed prefix deleted in one
+    /// statement. A lane whose message was refused keeps it and what follows it.
+    async fn round(&self, owned: &[i32], skip: &[Lane], channel: Option<&Channel>) -> Result<Round, RoundError> {
+        if owned.is_empty() {
+            return Ok(Round::default());
         }
-        let confirmed = match (&self.sink, channel) {
+        let rows = self.read(owned, skip).await?;
+        if rows.is_empty() {
+            return Ok(Round::default());
+        }
+        let outcomes: Vec<Result<(), String>> = match (&self.sink, channel) {
             (Sink::Local(bus), _) => {
-                let mut n = 0;
+                let mut out = Vec::with_capacity(rows.len());
                 for row in &rows {
                     match serde_json::from_str::<Update>(&row.message) {
-                        Ok(update) => bus.publish(update).await.map_err(LaneError::Broker)?,
+                        Ok(update) => bus.publish(update).await.map_err(RoundError::Broker)?,
                         Err(e) => tracing::error!(id = %row.id, error = %e, "an unreadable outbox row is dropped"),
                     }
-                    n += 1;
+                    out.push(Ok(()));
                 }
-                n
+                out
             }
-            (Sink::Broker(_), Some(channel)) => publish_batch(channel, exchange, &rows).await?,
-            (Sink::Broker(_), None) => return Ok(0),
+            (Sink::Broker(_), Some(channel)) => publish_all(channel, &rows).await?,
+            (Sink::Broker(_), None) => return Ok(Round::default()),
         };
-        if confirmed > 0 {
-            self.delete(partition, &rows[..confirmed]).await?;
-            self.stats.published.fetch_add(confirmed as u64, Ordering::Relaxed);
-        }
-        if confirmed < rows.len() {
-            return Err(LaneError::Refused(format!("message {} was not confirmed", rows[confirmed].id)));
-        }
-        Ok(confirmed)
-    }
-
-    async fn read(&self, partition: i32, exchange: &str) -> Result<Vec<Row>, sqlx::Error> {
-        let sql = "SELECT seq, id, routing_key, message FROM outbox WHERE partition = $1 AND exchange = $2 \
-                   ORDER BY seq LIMIT $3";
-        match &self.db {
-            Db::Postgres(p) => sqlx::query_as(sql).bind(partition).bind(exchange).bind(BATCH).fetch_all(p).await,
-            // The writer: a row committed a moment ago is visible (no stale reader).
-            Db::Sqlite { writer, .. } => {
-                sqlx::query_as(sql).bind(partition).bind(exchange).bind(BATCH).fetch_all(writer).await
+        // Per lane: everything up to its first failure is done.
+        let mut failed: HashMap<Lane, String> = HashMap::new();
+        let mut done = Vec::with_capacity(rows.len());
+        let mut broker_error = None;
+        for (row, outcome) in rows.iter().zip(outcomes) {
+            let lane = (row.partition, row.exchange.clone());
+            if failed.contains_key(&lane) {
+                continue;
+            }
+            match outcome {
+                Ok(()) => done.push(row.seq),
+                Err(why) => {
+                    if why.starts_with("broker:") {
+                        broker_error.get_or_insert_with(|| why.clone());
+                    }
+                    failed.insert(lane, why);
+                }
             }
         }
+        if !done.is_empty() {
+            self.delete(&done).await?;
+            self.stats.published.fetch_add(done.len() as u64, Ordering::Relaxed);
+        }
+        if let Some(e) = broker_error {
+            return Err(RoundError::Broker(BusError::NotConfirmed(e)));
+        }
+        Ok(Round { moved: done.len(), refused: failed.into_iter().collect() })
     }
 
-    async fn delete(&self, partition: i32, rows: &[Row]) -> Result<(), sqlx::Error> {
-        let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
+    async fn read(&self, owned: &[i32], skip: &[Lane]) -> Result<Vec<Row>, sqlx::Error> {
         match &self.db {
             Db::Postgres(p) => {
-                sqlx::query("DELETE FROM outbox WHERE seq = ANY($1)").bind(&seqs).execute(p).await?;
+                let (skip_p, skip_x): (Vec<i32>, Vec<String>) = skip.iter().cloned().unzip();
+                sqlx::query_as(
+                    "SELECT seq, id, partition, exchange, routing_key, message FROM outbox o \
+                     WHERE partition = ANY($1) AND NOT EXISTS (\
+                       SELECT 1 FROM unnest($2::int[], $3::text[]) AS s(p, x) WHERE s.p = o.partition AND s.x = o.exchange) \
+                     ORDER BY seq LIMIT $4",
+                )
+                .bind(owned)
+                .bind(&skip_p)
+                .bind(&skip_x)
+                .bind(BATCH)
+                .fetch_all(p)
+                .await
+            }
+            // One process owns every partition, and the in-process bus refuses nothing.
+            // The writer: a row committed a moment ago is visible (no stale reader).
+            Db::Sqlite { writer, .. } => {
+                sqlx::query_as(
+                    "SELECT seq, id, partition, exchange, routing_key, message FROM outbox ORDER BY seq LIMIT $1",
+                )
+                .bind(BATCH)
+                .fetch_all(writer)
+                .await
+            }
+        }
+    }
+
+    async fn delete(&self, seqs: &[i64]) -> Result<(), sqlx::Error> {
+        match &self.db {
+            Db::Postgres(p) => {
+                sqlx::query("DELETE FROM outbox WHERE seq = ANY($1)").bind(seqs).execute(p).await?;
             }
             Db::Sqlite { writer, .. } => {
-                // One writer: seqs are assigned in commit order, so a prefix is a range.
-                let (first, last) = (seqs[0], seqs[seqs.len() - 1]);
-                sqlx::query("DELETE FROM outbox WHERE partition = $1 AND seq BETWEEN $2 AND $3")
-                    .bind(partition)
-                    .bind(first)
-                    .bind(last)
-                    .execute(writer)
-                    .await?;
+                // One writer: seqs are committed in order and every row was read and
+                // delivered, so what was read is exactly the rows up to the last seq.
+                let last = seqs.iter().copied().max().unwrap_or(0);
+                sqlx::query("DELETE FROM outbox WHERE seq <= $1").bind(last).execute(writer).await?;
             }
         }
         Ok(())
     }
+}
+
+/// What a round did.
+#[derive(Default)]
+struct Round {
+    /// Rows confirmed and deleted.
+    moved: usize,
+    /// Lanes whose message the broker refused, and why.
+    refused: Vec<(Lane, String)>,
 }
 
 /// Opens a connection (topology declared) and a confirming channel.
@@ -274,9 +323,9 @@ async fn open(broker: &Broker) -> Result<(Connection, Channel), BusError> {
     Ok((connection, channel))
 }
 
-/// Publishes `rows` in order (persistent, mandatory), then awaits every confirm; returns
-/// the length of the confirmed prefix.
-async fn publish_batch(channel: &Channel, exchange: &str, rows: &[Row]) -> Result<usize, LaneError> {
+/// Publishes `rows` in order (persistent, mandatory, each to its exchange), then awaits
+/// every confirm; per row `Ok`, or why not (`broker: …` when the channel failed).
+async fn publish_all(channel: &Channel, rows: &[Row]) -> Result<Vec<Result<(), String>>, RoundError> {
     let mut confirms = Vec::with_capacity(rows.len());
     for row in rows {
         let props = BasicProperties::default()
@@ -285,36 +334,35 @@ async fn publish_batch(channel: &Channel, exchange: &str, rows: &[Row]) -> Resul
             .with_content_type("application/json".into());
         let confirm = channel
             .basic_publish(
-                exchange.into(),
+                row.exchange.as_str().into(),
                 row.routing_key.as_str().into(),
                 BasicPublishOptions { mandatory: true, ..Default::default() },
                 row.message.as_bytes(),
                 props,
             )
-            .await
-            .map_err(|e| LaneError::Broker(e.into()))?;
-        confirms.push(confirm);
-    }
-    let results = futures::future::join_all(confirms).await;
-    let mut prefix = 0;
-    for result in results {
-        match result {
-            Ok(c) if c.is_ack() => {
-                if c.take_message().is_some() {
-                    break; // returned: unroutable
-                }
-                prefix += 1;
-            }
-            Ok(_) => break,
-            Err(e) => {
-                if prefix == 0 {
-                    return Err(LaneError::Broker(e.into()));
-                }
-                break;
-            }
+            .await;
+        match confirm {
+            Ok(c) => confirms.push(c),
+            // Nothing after it was published: the earlier ones still get their confirms.
+            Err(e) if confirms.is_empty() => return Err(RoundError::Broker(e.into())),
+            Err(_) => break,
         }
     }
-    Ok(prefix)
+    let published = confirms.len();
+    let mut out: Vec<Result<(), String>> = futures::future::join_all(confirms)
+        .await
+        .into_iter()
+        .map(|r| match r {
+            Ok(c) if c.is_ack() => match c.take_message() {
+                None => Ok(()),
+                Some(_) => Err("returned unroutable".to_owned()),
+            },
+            Ok(_) => Err("nacked by the broker".to_owned()),
+            Err(e) => Err(format!("broker: {e}")),
+        })
+        .collect();
+    out.extend((published..rows.len()).map(|_| Err("broker: the channel failed while publishing".to_owned())));
+    Ok(out)
 }
 
 /// Waits `d` or until shutdown; true when shutting down.
