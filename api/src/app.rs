@@ -83,6 +83,7 @@ pub fn router(state: AppState) -> Router {
     if !state.settings.runs(ProcessRole::Api) {
         return Router::new()
             .merge(routes::health::router())
+            .route("/metrics", axum::routing::get(crate::metrics::render))
             .fallback(|| async { crate::error::ApiError::NotFound("this process does not serve the API".into()) })
             .with_state(state);
     }
@@ -100,6 +101,8 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::health::router())
         .merge(routes::admin::router())
         .merge(routes::audit::router())
+        .route("/metrics", axum::routing::get(crate::metrics::render))
+        .route_layer(axum::middleware::from_fn(crate::metrics::track))
         .fallback(|| async { crate::error::ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { crate::error::ApiError::MethodNotAllowed })
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::idempotency::layer))
@@ -148,6 +151,7 @@ impl App {
         settings: Settings,
         clock: Option<gather_commands::handler::Clock>,
     ) -> anyhow::Result<App> {
+        crate::metrics::handle(); // the recorder, before anything records
         let (db, store) = open_store(&settings).await?;
         db.migrate_as(settings.migrate_database_url.as_deref()).await.context("could not migrate the database")?;
         let jwt = Jwt::new(&jwt_secret(&settings)?);

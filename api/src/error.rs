@@ -108,6 +108,11 @@ impl ApiError {
         ApiError::Internal(e.into())
     }
 
+    /// The problem's `code` (`validation_failed`, `forbidden`, a domain code, …).
+    pub fn code(&self) -> &'static str {
+        self.parts().1
+    }
+
     fn parts(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::BadRequest { .. } => (StatusCode::BAD_REQUEST, "validation_failed"),

@@ -194,7 +194,13 @@ where
     A::Command: Clone,
 {
     let meta = command_meta(headers, actor, route)?;
-    Ok(state.commands.handle::<A>(id, command, &meta).await?)
+    let outcome = state.commands.handle::<A>(id, command, &meta).await.map_err(ApiError::from);
+    let result = match &outcome {
+        Ok(_) => "ok",
+        Err(e) => e.code(),
+    };
+    metrics::counter!("gather_commands_total", "command" => route.to_owned(), "outcome" => result).increment(1);
+    outcome
 }
 
 /// `202 Accepted` with `{id, position, version}` for a command on `id`.

@@ -338,7 +338,10 @@ impl CommandHandler {
                 actor: Some(meta.actor.id),
             };
             match self.append_all(&append_meta, appends).await {
-                Ok(result) => return Ok(self.finish::<A>(stream, loaded, events, result)),
+                Ok(result) => {
+                    metrics::counter!("gather_store_appends_total").increment(1);
+                    return Ok(self.finish::<A>(stream, loaded, events, result));
+                }
                 Err(StoreError::Conflict { stream: s, actual, .. }) => {
                     self.local.put(&stream, None);
                     if s != stream {
@@ -463,6 +466,7 @@ fn derived_id(command_id: Uuid, index: u32) -> Uuid {
 }
 
 fn metrics_conflict() {
+    metrics::counter!("gather_store_conflicts_total").increment(1);
     CONFLICTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 }
 

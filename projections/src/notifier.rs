@@ -340,6 +340,7 @@ impl Notifier {
             Err(e) => return Err(Failure::Transient(e.to_string())),
         }
         self.stats.sent.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("gather_emails_sent_total", "kind" => kind.to_owned()).increment(1);
         if let Err(e) = self.mark_sent(id).await {
             // Sent but not recorded: a redelivery may send it again (at least once).
             tracing::warn!(message_id = %id, error = %e, "a sent email could not be recorded");
@@ -419,11 +420,15 @@ impl Notifier {
                 let tier = RETRY_TIERS[(attempt as usize - 1).min(RETRY_TIERS.len() - 1)].0;
                 tracing::warn!(id = %update.id, kind = %update.kind, attempt, error = %e, tier, "notification failed; retrying later");
                 self.stats.retried.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("gather_emails_failed_total", "kind" => update.kind.clone(), "result" => "retry")
+                    .increment(1);
                 (("", tier), e)
             }
             Err(Failure::Transient(e)) | Err(Failure::Permanent(e)) => {
                 tracing::error!(id = %update.id, kind = %update.kind, attempt, error = %e, "notification dead-lettered");
                 self.stats.dead.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("gather_emails_failed_total", "kind" => update.kind.clone(), "result" => "dead")
+                    .increment(1);
                 ((DEAD_EXCHANGE, DEAD_QUEUE), e)
             }
         };

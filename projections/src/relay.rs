@@ -253,6 +253,7 @@ impl Relay {
         if !done.is_empty() {
             self.delete(&done).await?;
             self.stats.published.fetch_add(done.len() as u64, Ordering::Relaxed);
+            metrics::counter!("gather_relay_published_total").increment(done.len() as u64);
         }
         if let Some(e) = broker_error {
             return Err(RoundError::Broker(BusError::NotConfirmed(e)));

@@ -201,6 +201,7 @@ async fn committer(pool: PgPool, queue: Arc<Mutex<mpsc::Receiver<Pending>>>) {
                 }
             }
         }
+        metrics::histogram!("gather_store_group_commit_appends").record(batch.len() as f64);
         if batch.len() == 1 {
             let p = batch.pop().expect("one pending append");
             let r = append_one(&pool, p.member).await;

@@ -17,6 +17,7 @@ mod input_bounds;
 mod login_flood;
 mod mail;
 mod members;
+mod metrics;
 mod operations;
 mod payments;
 mod reads;
