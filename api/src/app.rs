@@ -106,8 +106,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { crate::error::ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { crate::error::ApiError::MethodNotAllowed })
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::idempotency::layer))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::limits::layer))
         .layer(DefaultBodyLimit::max(crate::extract::MAX_BODY))
         .layer(TraceLayer::new_for_http())
+        .layer(tower::util::option_layer(crate::limits::cors(&state.settings.cors_origins)))
         .with_state(state)
 }
 
@@ -227,6 +229,11 @@ impl App {
             local_bus,
             push,
             relay: relay_stats,
+            limits: Arc::new(crate::limits::Limits::new(
+                settings.rate_limit_commands,
+                settings.rate_limit_guests,
+                settings.rate_limit_auth,
+            )),
         };
         if let Some(a) = &settings.bootstrap_moderator {
             bootstrap(&state, a, Role::Moderator).await.context("GATHER_BOOTSTRAP_MODERATOR")?;

@@ -76,6 +76,14 @@ pub enum ApiError {
     /// 503 with `Retry-After`.
     #[error("{0}")]
     Unavailable(String),
+    /// 429 with `Retry-After` (seconds).
+    #[error("{detail}")]
+    TooManyRequests {
+        /// Why.
+        detail: String,
+        /// When to try again, in whole seconds.
+        retry_after: u64,
+    },
     /// 500: logged, never detailed to the client.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -126,6 +134,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             ApiError::Unprocessable { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -157,6 +166,11 @@ impl IntoResponse for ApiError {
         res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         if status == StatusCode::SERVICE_UNAVAILABLE {
             res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let ApiError::TooManyRequests { retry_after, .. } = &self
+            && let Ok(v) = HeaderValue::from_str(&retry_after.to_string())
+        {
+            res.headers_mut().insert(header::RETRY_AFTER, v);
         }
         if let ApiError::PreconditionFailed { actual } = self
             && let Ok(v) = HeaderValue::from_str(&format!("\"{actual}\""))

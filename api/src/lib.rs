@@ -18,6 +18,7 @@ pub mod error;
 pub mod extract;
 pub mod http;
 pub mod idempotency;
+pub mod limits;
 pub mod metrics;
 pub mod ops;
 pub mod passwords;

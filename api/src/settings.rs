@@ -63,6 +63,21 @@ pub struct Settings {
     /// `GATHER_AUDIT_EXCHANGE`: `on` publishes every event to the `gather.audit`
     /// exchange through the outbox (default `off`).
     pub audit_exchange: bool,
+    /// `GATHER_RATE_LIMIT_COMMANDS`: commands per second per member (bursts of twice
+    /// that); 0 = off. Default 20.
+    pub rate_limit_commands: u32,
+    /// `GATHER_RATE_LIMIT_GUESTS`: requests per second per IP without a token; 0 = off.
+    /// Default 20.
+    pub rate_limit_guests: u32,
+    /// `GATHER_RATE_LIMIT_AUTH`: logins and registrations per second per IP; 0 = off.
+    /// Default 5.
+    pub rate_limit_auth: u32,
+    /// `GATHER_REQUEST_TIMEOUT_SECS`: the longest a request may take to answer (a
+    /// stream's body is not bounded); 503 after it. Default 30.
+    pub request_timeout: std::time::Duration,
+    /// `GATHER_CORS_ORIGINS`: origins allowed to call the API from a browser,
+    /// comma-separated (`https://app.example.com`); unset = no cross-origin access.
+    pub cors_origins: Vec<String>,
 }
 
 /// A setting that cannot be used; the message names the variable.
@@ -179,7 +194,48 @@ impl Settings {
             Some("on") => true,
             Some(v) => return Err(err("GATHER_AUDIT_EXCHANGE", format!("expected on or off, got {v:?}"))),
         };
+        let number = |var: &'static str, default: u32, max: u32| -> Result<u32, SettingsError> {
+            match get(var) {
+                None => Ok(default),
+                Some(v) => v
+                    .trim()
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| *n <= max)
+                    .ok_or_else(|| err(var, format!("expected 0 to {max}, got {v:?}"))),
+            }
+        };
+        let rate_limit_commands = number("GATHER_RATE_LIMIT_COMMANDS", 20, 100_000)?;
+        let rate_limit_guests = number("GATHER_RATE_LIMIT_GUESTS", 20, 100_000)?;
+        let rate_limit_auth = number("GATHER_RATE_LIMIT_AUTH", 5, 100_000)?;
+        let timeout = number("GATHER_REQUEST_TIMEOUT_SECS", 30, 3600)?;
+        if timeout == 0 {
+            return Err(err("GATHER_REQUEST_TIMEOUT_SECS", "must be at least 1"));
+        }
+        let cors_origins = match get("GATHER_CORS_ORIGINS") {
+            None => Vec::new(),
+            Some(v) => v
+                .split(',')
+                .map(|o| o.trim().trim_end_matches('/').to_owned())
+                .filter(|o| !o.is_empty())
+                .map(|o| {
+                    if (o.starts_with("http://") || o.starts_with("https://")) && !o[8..].contains('/') {
+                        Ok(o)
+                    } else {
+                        Err(err(
+                            "GATHER_CORS_ORIGINS",
+                            format!("expected origins like https://app.example.com, got {o:?}"),
+                        ))
+                    }
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        };
         Ok(Settings {
+            rate_limit_commands,
+            rate_limit_guests,
+            rate_limit_auth,
+            request_timeout: std::time::Duration::from_secs(u64::from(timeout)),
+            cors_origins,
             public_base_url,
             audit_exchange,
             bind,
@@ -240,6 +296,14 @@ mod tests {
         assert_eq!(e.variable, "GATHER_PUBLIC_BASE_URL");
         let e = settings(&[("GATHER_AUDIT_EXCHANGE", "yes")]).unwrap_err();
         assert_eq!(e.variable, "GATHER_AUDIT_EXCHANGE");
+        let e = settings(&[("GATHER_RATE_LIMIT_COMMANDS", "-1")]).unwrap_err();
+        assert_eq!(e.variable, "GATHER_RATE_LIMIT_COMMANDS");
+        let e = settings(&[("GATHER_REQUEST_TIMEOUT_SECS", "0")]).unwrap_err();
+        assert_eq!(e.variable, "GATHER_REQUEST_TIMEOUT_SECS");
+        let e = settings(&[("GATHER_CORS_ORIGINS", "app.example.com")]).unwrap_err();
+        assert_eq!(e.variable, "GATHER_CORS_ORIGINS");
+        let e = settings(&[("GATHER_CORS_ORIGINS", "https://app.example.com/path")]).unwrap_err();
+        assert_eq!(e.variable, "GATHER_CORS_ORIGINS");
         let e = settings(&[("GATHER_BOOTSTRAP_MODERATOR", "no-colon")]).unwrap_err();
         assert_eq!(e.variable, "GATHER_BOOTSTRAP_MODERATOR");
     }

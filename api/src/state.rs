@@ -32,6 +32,8 @@ pub struct AppState {
     pub local_bus: gather_projections::bus::LocalBus,
     /// This process's real-time clients.
     pub push: Arc<crate::push::PushHub>,
+    /// Rate limits (commands per member, guests and logins per IP).
+    pub limits: Arc<crate::limits::Limits>,
     /// The outbox relay's counters (None: this process has no projector role).
     pub relay: Option<Arc<gather_projections::relay::RelayStats>>,
 }

@@ -42,6 +42,10 @@ pub async fn start(database_url: Option<&str>, roles: &[&str], moderator: bool) 
     let mut env: HashMap<&str, String> = HashMap::new();
     env.insert("GATHER_BIND", "127.0.0.1:0".into());
     env.insert("GATHER_DATA_DIR", data_dir.display().to_string());
+    // Throughput and latency of the server, not of its rate limiter.
+    for limit in ["GATHER_RATE_LIMIT_COMMANDS", "GATHER_RATE_LIMIT_GUESTS", "GATHER_RATE_LIMIT_AUTH"] {
+        env.insert(limit, "0".into());
+    }
     if let Some(url) = database_url {
         env.insert("GATHER_DATABASE_URL", url.into());
         env.insert("GATHER_JWT_SECRET", "bench-secret-bench-secret-bench-secret-0123".into());

@@ -113,6 +113,11 @@ impl Gather {
         env.insert("GATHER_DATABASE_URL", database_url.into());
         env.insert("GATHER_JWT_SECRET", "bench-secret-bench-secret-bench-secret-0123".into());
         env.insert("GATHER_AMQP_URL", amqp_url.into());
+        // Throughput and latency of the server, not of its rate limiter.
+        for limit in ["GATHER_RATE_LIMIT_COMMANDS", "GATHER_RATE_LIMIT_GUESTS", "GATHER_RATE_LIMIT_AUTH"] {
+            env.insert(limit, "0".into());
+        }
+
         env.insert("GATHER_BOOTSTRAP_MODERATOR", format!("{}:{}", crate::app::MODERATOR.0, crate::app::MODERATOR.1));
         let settings = Settings::from_lookup(|k| env.get(k).cloned())?;
         let app = App::build(settings).await?;

@@ -282,7 +282,16 @@ pub async fn spawn_mailing_with(smtp: &TestSmtp, adjust: impl FnOnce(&mut Settin
     app
 }
 
-/// The settings a Postgres test app starts with (a fresh database and vhost).
+/// An app of `profile` with its settings adjusted by `adjust` first.
+pub async fn spawn_app_with(profile: Profile, adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    let (mut settings, lease) = spawn_settings(profile).await;
+    adjust(&mut settings);
+    let mut app = start(settings, None).await;
+    app.vhost = lease.map(std::sync::Arc::new);
+    app
+}
+
+/// The settings a test app starts with (Postgres: a fresh database and vhost).
 async fn spawn_settings(profile: Profile) -> (Settings, Option<VhostLease>) {
     gather_api::install_crypto();
     init_test_log();
@@ -293,6 +302,10 @@ async fn spawn_settings(profile: Profile) -> (Settings, Option<VhostLease>) {
     env.insert("GATHER_BOOTSTRAP_MODERATOR", format!("{}:{}", MODERATOR.0, MODERATOR.1));
     env.insert("GATHER_BOOTSTRAP_AUDITOR", format!("{}:{}", AUDITOR.0, AUDITOR.1));
     env.insert("GATHER_PAYMENT_WEBHOOK_SECRET", WEBHOOK_SECRET.into());
+    // Tests drive many requests from one address; the limits test turns them on.
+    for limit in ["GATHER_RATE_LIMIT_COMMANDS", "GATHER_RATE_LIMIT_GUESTS", "GATHER_RATE_LIMIT_AUTH"] {
+        env.insert(limit, "0".into());
+    }
     let mut lease = None;
     if profile == Profile::Postgres {
         env.insert("GATHER_DATABASE_URL", fresh_pg_database().await);

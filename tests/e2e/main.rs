@@ -14,6 +14,7 @@ mod distribution;
 mod idempotency;
 mod idempotency_scope;
 mod input_bounds;
+mod limits;
 mod login_flood;
 mod mail;
 mod members;

@@ -1,0 +1,119 @@
+//! Hardening: rate limits (429 problem+json with `Retry-After`, nothing runs), CORS
+//! from the configured origins, and the request timeout.
+
+use crate::harness::*;
+use gather_api::settings::Settings;
+use serde_json::json;
+
+fn limited(s: &mut Settings) {
+    s.rate_limit_commands = 2;
+    s.rate_limit_guests = 3;
+    s.rate_limit_auth = 1;
+}
+
+macro_rules! with_profiles {
+    ($name:ident, $adjust:expr) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_sqlite() {
+                super::$name(crate::harness::spawn_app_with(crate::harness::Profile::Sqlite, $adjust).await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_postgres() {
+                super::$name(crate::harness::spawn_app_with(crate::harness::Profile::Postgres, $adjust).await).await;
+            }
+        }
+    };
+}
+
+async fn commands_of_a_member_and_guests_are_rate_limited(app: TestApp) {
+    // Guests: a burst of 6 (twice the rate; a slow run may refill one more), then 429.
+    let mut ok = 0;
+    let refused = loop {
+        let a = app.get("/v1/activities", None, None).await;
+        if a.status != 200 {
+            break a;
+        }
+        ok += 1;
+        assert!(ok <= 8, "no refusal after {ok} guest requests");
+    };
+    assert!((6..=7).contains(&ok), "{ok}");
+    refused.assert_problem(429, Some("rate_limited"));
+    let retry: u64 = refused.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=2).contains(&retry), "{retry}");
+
+    // A member's commands: a burst of 4, then 429 and nothing appended; reads go on.
+    let (_, member) = quick_member(&app).await;
+    let mut ok = 0;
+    loop {
+        let before = app.event_count().await;
+        let a = app
+            .post("/v1/me/children", Some(&member), json!({"name": format!("Kid {ok}"), "birth_date": "2019-04-01"}))
+            .await;
+        if a.status == 429 {
+            a.assert_problem(429, Some("rate_limited"));
+            assert_eq!(app.event_count().await, before, "a refused command appends nothing");
+            break;
+        }
+        assert!(a.status == 201 || a.status == 202, "{:?}", a.body);
+        ok += 1;
+        assert!(ok <= 6, "no refusal after {ok} commands");
+    }
+    assert!((4..=5).contains(&ok), "{ok}");
+    assert_eq!(app.get("/v1/me", Some(&member), None).await.status, 200, "reads of a member are not commands");
+
+    // Logins per address: a burst of 2.
+    let statuses: Vec<u16> = futures::future::join_all(
+        (0..4).map(|_| app.post("/v1/auth/login", None, json!({"email": "nobody@example.com", "password": "x"}))),
+    )
+    .await
+    .into_iter()
+    .map(|a| a.status)
+    .collect();
+    assert!(statuses.contains(&429), "{statuses:?}");
+}
+
+with_profiles!(commands_of_a_member_and_guests_are_rate_limited, super::limited);
+
+fn with_cors(s: &mut Settings) {
+    s.cors_origins = vec!["https://app.gather.test".into()];
+}
+
+async fn cors_allows_the_configured_origins_only(app: TestApp) {
+    let preflight = |origin: &'static str| {
+        app.http
+            .request(reqwest::Method::OPTIONS, app.url("/v1/activities"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "authorization,idempotency-key")
+            .send()
+    };
+    let ok = preflight("https://app.gather.test").await.unwrap();
+    assert_eq!(ok.headers().get("access-control-allow-origin").unwrap(), "https://app.gather.test");
+    let allowed = ok.headers()["access-control-allow-headers"].to_str().unwrap().to_lowercase();
+    assert!(allowed.contains("idempotency-key"), "{allowed}");
+    let other = preflight("https://evil.example").await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+    let get = app.http.get(app.url("/v1/activities")).header("origin", "https://app.gather.test").send().await.unwrap();
+    assert_eq!(get.headers().get("access-control-allow-origin").unwrap(), "https://app.gather.test");
+    let exposed = get.headers()["access-control-expose-headers"].to_str().unwrap().to_lowercase();
+    assert!(exposed.contains("gather-position"), "{exposed}");
+}
+
+with_profiles!(cors_allows_the_configured_origins_only, super::with_cors);
+
+fn short_timeout(s: &mut Settings) {
+    s.request_timeout = std::time::Duration::from_secs(1);
+}
+
+async fn a_request_that_takes_too_long_is_a_503(app: TestApp) {
+    let (_, member) = quick_member(&app).await;
+    // Waiting for a position far ahead would take 5 s; the bound is 1 s.
+    let started = std::time::Instant::now();
+    let a = app.get("/v1/me/bookings", Some(&member), Some(1_000_000_000)).await;
+    a.assert_problem(503, Some("unavailable"));
+    assert!(a.body["detail"].as_str().unwrap().contains("longer than 1 s"), "{:?}", a.body);
+    assert!(started.elapsed() < std::time::Duration::from_secs(4));
+}
+
+with_profiles!(a_request_that_takes_too_long_is_a_503, super::short_timeout);
