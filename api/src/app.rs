@@ -108,7 +108,14 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::idempotency::layer))
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::limits::layer))
         .layer(DefaultBodyLimit::max(crate::extract::MAX_BODY))
-        .layer(TraceLayer::new_for_http())
+        // Every log line of a request carries its id, which is also the correlation id
+        // of the events it appends; the answer echoes it in X-Request-Id.
+        .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+        }))
+        .layer(tower_http::request_id::SetRequestIdLayer::x_request_id(tower_http::request_id::MakeRequestUuid))
         .layer(tower::util::option_layer(crate::limits::cors(&state.settings.cors_origins)))
         .with_state(state)
 }
@@ -156,7 +163,7 @@ impl App {
         crate::metrics::handle(); // the recorder, before anything records
         let (db, store) = open_store(&settings).await?;
         db.migrate_as(settings.migrate_database_url.as_deref()).await.context("could not migrate the database")?;
-        let jwt = Jwt::new(&jwt_secret(&settings)?);
+        let jwt = Jwt::with(&jwt_secret(&settings)?, &settings.jwt_issuer, settings.token_ttl);
         let broker = match &settings.amqp_url {
             Some(url) => Some(
                 Broker::start(url, Duration::from_secs(10)).await.context("could not connect to GATHER_AMQP_URL")?,

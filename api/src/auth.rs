@@ -13,10 +13,12 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// How long a token lives.
+/// How long a token lives unless `GATHER_TOKEN_TTL_MINUTES` says otherwise.
 pub const TOKEN_TTL_HOURS: i64 = 12;
+/// The issuer unless `GATHER_JWT_ISSUER` says otherwise.
+pub const DEFAULT_ISSUER: &str = "gather";
 
-/// The token's claims (API.md: `sub`, `roles`, `exp`).
+/// The token's claims (API.md: `sub`, `roles`, `exp`; and `iat`, `iss`).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Claims {
     /// The member id.
@@ -27,37 +29,64 @@ pub struct Claims {
     pub exp: i64,
     /// Issued at.
     pub iat: i64,
+    /// Who issued it.
+    pub iss: String,
 }
 
-/// Signs and checks tokens with the configured secret.
+/// Signs and checks tokens with the configured secret: HS256 only (`alg: none` and
+/// every other algorithm are refused), `exp`, `iat`, `iss` and `sub` required, the
+/// issuer checked, 30 s of clock leeway.
 #[derive(Clone)]
 pub struct Jwt {
     encoding: EncodingKey,
     decoding: DecodingKey,
+    issuer: String,
+    ttl: Duration,
+    validation: Validation,
 }
 
 impl Jwt {
-    /// Keys from a secret.
+    /// Keys from a secret, with the default issuer and lifetime.
     pub fn new(secret: &SecretString) -> Self {
+        Jwt::with(secret, DEFAULT_ISSUER, Duration::hours(TOKEN_TTL_HOURS))
+    }
+
+    /// Keys from a secret; tokens name `issuer` and live `ttl`.
+    pub fn with(secret: &SecretString, issuer: &str, ttl: Duration) -> Self {
         let bytes = secret.expose_secret().as_bytes();
-        Jwt { encoding: EncodingKey::from_secret(bytes), decoding: DecodingKey::from_secret(bytes) }
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[issuer]);
+        validation.set_required_spec_claims(&["exp", "iat", "iss", "sub"]);
+        validation.leeway = 30;
+        Jwt {
+            encoding: EncodingKey::from_secret(bytes),
+            decoding: DecodingKey::from_secret(bytes),
+            issuer: issuer.to_owned(),
+            ttl,
+            validation,
+        }
     }
 
     /// A token for `member_id` with `roles`.
     pub fn issue(&self, member_id: Uuid, roles: &[Role]) -> Result<String, ApiError> {
-        let now = Utc::now();
+        self.issue_at(member_id, roles, Utc::now())
+    }
+
+    /// A token issued at `now` (tests make expired ones with it).
+    pub fn issue_at(&self, member_id: Uuid, roles: &[Role], now: chrono::DateTime<Utc>) -> Result<String, ApiError> {
         let claims = Claims {
             sub: member_id,
             roles: roles.iter().map(|r| r.as_str().to_string()).collect(),
             iat: now.timestamp(),
-            exp: (now + Duration::hours(TOKEN_TTL_HOURS)).timestamp(),
+            exp: (now + self.ttl).timestamp(),
+            iss: self.issuer.clone(),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).map_err(ApiError::internal)
     }
 
     /// The actor a token names; any failure is a 401.
     pub fn verify(&self, token: &str) -> Result<Actor, ApiError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &Validation::new(Algorithm::HS256))
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| ApiError::Unauthorized(format!("invalid token: {e}")))?;
         let mut roles: Vec<Role> =
             data.claims.roles.iter().filter_map(|r| Role::parse(r)).filter(|r| *r != Role::System).collect();
@@ -77,6 +106,14 @@ fn bearer(parts: &Parts) -> Result<Option<&str>, ApiError> {
     Ok(Some(token.trim()))
 }
 
+/// Whether the members read model shows `member` forgotten (its token is worthless
+/// then). A member it does not show yet (just registered) is not.
+async fn forgotten(state: &AppState, member: Uuid) -> Result<bool, ApiError> {
+    let row: Option<(bool,)> = gather_commands::on_db_read!(&state.db, p =>
+        sqlx::query_as("SELECT email = '' FROM members WHERE member_id = $1").bind(member).fetch_optional(p).await)?;
+    Ok(row.is_some_and(|(f,)| f))
+}
+
 /// An authenticated member (401 without a valid token).
 pub struct Authed(pub Actor);
 
@@ -88,7 +125,13 @@ impl FromRequestParts<AppState> for MaybeAuthed {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         match bearer(parts)? {
-            Some(token) => Ok(MaybeAuthed(Some(state.jwt.verify(token)?))),
+            Some(token) => {
+                let actor = state.jwt.verify(token)?;
+                if forgotten(state, actor.id).await? {
+                    return Err(ApiError::Unauthorized("this member no longer exists".into()));
+                }
+                Ok(MaybeAuthed(Some(actor)))
+            }
             None => Ok(MaybeAuthed(None)),
         }
     }

@@ -78,6 +78,12 @@ pub struct Settings {
     /// `GATHER_CORS_ORIGINS`: origins allowed to call the API from a browser,
     /// comma-separated (`https://app.example.com`); unset = no cross-origin access.
     pub cors_origins: Vec<String>,
+    /// `GATHER_JWT_ISSUER`: the `iss` of the tokens this deployment issues and accepts.
+    /// Default `gather`.
+    pub jwt_issuer: String,
+    /// `GATHER_TOKEN_TTL_MINUTES`: how long a token lives (5 minutes to 30 days).
+    /// Default 720 (12 h).
+    pub token_ttl: chrono::Duration,
 }
 
 /// A setting that cannot be used; the message names the variable.
@@ -230,7 +236,18 @@ impl Settings {
                 })
                 .collect::<Result<Vec<_>, _>>()?,
         };
+        let jwt_issuer = match get("GATHER_JWT_ISSUER") {
+            Some(v) if v.len() <= 200 && !v.chars().any(char::is_control) => v.trim().to_owned(),
+            Some(_) => return Err(err("GATHER_JWT_ISSUER", "at most 200 printable characters")),
+            None => crate::auth::DEFAULT_ISSUER.to_owned(),
+        };
+        let ttl = number("GATHER_TOKEN_TTL_MINUTES", 720, 43_200)?;
+        if ttl < 5 {
+            return Err(err("GATHER_TOKEN_TTL_MINUTES", "at least 5 minutes"));
+        }
         Ok(Settings {
+            jwt_issuer,
+            token_ttl: chrono::Duration::minutes(i64::from(ttl)),
             rate_limit_commands,
             rate_limit_guests,
             rate_limit_auth,
@@ -298,6 +315,8 @@ mod tests {
         assert_eq!(e.variable, "GATHER_AUDIT_EXCHANGE");
         let e = settings(&[("GATHER_RATE_LIMIT_COMMANDS", "-1")]).unwrap_err();
         assert_eq!(e.variable, "GATHER_RATE_LIMIT_COMMANDS");
+        let e = settings(&[("GATHER_TOKEN_TTL_MINUTES", "1")]).unwrap_err();
+        assert_eq!(e.variable, "GATHER_TOKEN_TTL_MINUTES");
         let e = settings(&[("GATHER_REQUEST_TIMEOUT_SECS", "0")]).unwrap_err();
         assert_eq!(e.variable, "GATHER_REQUEST_TIMEOUT_SECS");
         let e = settings(&[("GATHER_CORS_ORIGINS", "app.example.com")]).unwrap_err();

@@ -343,6 +343,13 @@ async fn a_follow_delivers_an_event_appended_after_it_caught_up(app: TestApp) {
     let auditor = token_of(&app, AUDITOR).await;
     let (member, token) = quick_member(&app).await;
     let stream = format!("member-{member}");
+    // Appended is not yet readable while an older transaction of the cluster is open
+    // (other tests run beside): wait until the log shows both, then follow.
+    eventually("the registration is readable", || async {
+        let a = app.get(&format!("{FEED}?stream={stream}"), Some(&auditor), None).await;
+        a.body["items"].as_array().is_some_and(|i| i.len() == 2)
+    })
+    .await;
     let mut lines = follow(&app, &auditor, &[("stream", &stream)]).await;
     // The catch-up (the registration), then a heartbeat: caught up.
     let mut caught_up = Vec::new();

@@ -25,3 +25,4 @@ mod reads;
 mod search;
 mod series;
 mod slice;
+mod tokens;

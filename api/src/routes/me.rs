@@ -26,6 +26,10 @@ async fn me(State(state): State<AppState>, Authed(actor): Authed, headers: Heade
     let m = queries::member(&state.db, actor.id)
         .await?
         .ok_or_else(|| ApiError::NotFound("no profile for this member (yet)".into()))?;
+    if m.email.is_empty() {
+        // Forgotten since the token was checked (the read waited for the forget).
+        return Err(ApiError::Unauthorized("this member no longer exists".into()));
+    }
     let body = json!({
         "member_id": m.member_id,
         "email": m.email,
