@@ -117,3 +117,13 @@ async fn a_request_that_takes_too_long_is_a_503(app: TestApp) {
 }
 
 with_profiles!(a_request_that_takes_too_long_is_a_503, super::short_timeout);
+
+async fn every_answer_carries_its_request_id(app: TestApp) {
+    let res = app.http.get(app.url("/v1/activities")).send().await.unwrap();
+    let generated = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert!(uuid::Uuid::parse_str(&generated).is_ok(), "{generated}");
+    let res = app.http.get(app.url("/v1/activities")).header("x-request-id", "trace-me-42").send().await.unwrap();
+    assert_eq!(res.headers()["x-request-id"], "trace-me-42");
+}
+
+both_profiles!(every_answer_carries_its_request_id);
