@@ -17,6 +17,7 @@ mod input_bounds;
 mod limits;
 mod login_flood;
 mod mail;
+mod matrix;
 mod members;
 mod metrics;
 mod operations;

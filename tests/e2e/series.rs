@@ -14,7 +14,7 @@ fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(y, mo, d, h, mi, 0).unwrap()
 }
 
-fn series_body() -> Value {
+pub(crate) fn series_body() -> Value {
     json!({
         "template": {
             "title": "Board game night",

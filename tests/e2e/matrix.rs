@@ -1,0 +1,225 @@
+//! The authorization matrix: every endpoint called as a guest, a member, another
+//! member, the owner (an organiser), another organiser, a moderator and an auditor,
+//! each answer checked against one table (the table is the spec). `Ok` is any answer
+//! past the authorization check (2xx, or a domain 409/412/422 when the fixture's
+//! state refuses the action itself); `Unauth` is 401; `Denied` is 403, or 404 where
+//! the resource is invisible to the caller.
+
+use crate::harness::*;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum E {
+    Ok,
+    Unauth,
+    Denied,
+}
+use E::{Denied as D, Ok as K, Unauth as U};
+
+const ROLES: [&str; 7] = ["guest", "member", "other member", "owner", "other organiser", "moderator", "auditor"];
+
+fn class(status: u16) -> Option<E> {
+    match status {
+        200..=299 | 409 | 412 | 422 => Some(E::Ok),
+        401 => Some(E::Unauth),
+        403 | 404 => Some(E::Denied),
+        _ => None,
+    }
+}
+
+struct Row {
+    method: Method,
+    path: String,
+    body: Option<Value>,
+    expect: [E; 7],
+}
+
+fn row(method: Method, path: impl Into<String>, body: Option<Value>, expect: [E; 7]) -> Row {
+    Row { method, path: path.into(), body, expect }
+}
+
+async fn call(app: &TestApp, token: Option<&str>, r: &Row) -> Answer {
+    let mut req = app.http.request(r.method.clone(), app.url(&r.path));
+    if let Some(b) = &r.body {
+        req = req.json(b);
+    }
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    app.send(req).await
+}
+
+async fn token(app: &TestApp, who: (&str, &str)) -> String {
+    let a = app.login(who.0, who.1).await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    a.body["token"].as_str().unwrap().to_owned()
+}
+
+fn id_of(a: &Answer) -> String {
+    assert!(a.status == 201 || a.status == 202, "{:?}", a.body);
+    a.body["id"].as_str().unwrap().to_owned()
+}
+
+async fn every_endpoint_checks_role_and_ownership(app: TestApp) {
+    let (member_id, member) = quick_member(&app).await;
+    let (_, other) = quick_member(&app).await;
+    let (target, _) = quick_member(&app).await;
+    let owner = app.organiser(&format!("o{}@example.com", uuid::Uuid::now_v7().simple())).await;
+    let owner_id = app.app_state.jwt.verify(&owner).unwrap().id;
+    let other_org = app.organiser(&format!("p{}@example.com", uuid::Uuid::now_v7().simple())).await;
+    let moderator = token(&app, MODERATOR).await;
+    let auditor = token(&app, AUDITOR).await;
+    let tokens: [Option<&str>; 7] =
+        [None, Some(&member), Some(&other), Some(&owner), Some(&other_org), Some(&moderator), Some(&auditor)];
+
+    // Fixtures, all the owner's: a published public activity with the member's booking,
+    // a pending one, a published one to cancel, an invite-only one with the member
+    // invited, a chat of the member and the owner with a message, a draft series.
+    let public = published_activity(&app, &owner, 100, false).await;
+    let to_cancel = published_activity(&app, &owner, 100, false).await;
+    let pending = id_of(&app.post("/v1/activities", Some(&owner), activity_body()).await);
+    app.post(&format!("/v1/activities/{pending}/submit"), Some(&owner), json!({})).await;
+    let mut body = activity_body();
+    body["visibility"] = json!("invite_only");
+    let private = id_of(&app.post("/v1/activities", Some(&owner), body).await);
+    app.post(&format!("/v1/activities/{private}/publish"), Some(&owner), json!({})).await;
+    let member_email = format!("m{}@example.com", member_id.simple());
+    let inv = app
+        .post(&format!("/v1/activities/{private}/invitations"), Some(&owner), json!({"emails": [member_email]}))
+        .await;
+    let invitation = inv.body["invitations"][0]["id"].as_str().unwrap().to_owned();
+    let booking =
+        id_of(&app.post(&format!("/v1/activities/{public}/bookings"), Some(&member), json!({"seats": 1})).await);
+    let chat = id_of(&app.post("/v1/chats", Some(&member), json!({"member_ids": [owner_id]})).await);
+    let posted = app.post(&format!("/v1/chats/{chat}/messages"), Some(&member), json!({"text": "hi"})).await;
+    let message = id_of(&posted);
+    let series = id_of(&app.post("/v1/series", Some(&owner), crate::series::series_body()).await);
+    // Every later read sees the fixtures.
+    let at = posted.position();
+    app.get("/v1/me", Some(&member), Some(at)).await;
+    app.get(&format!("/v1/chats/{chat}"), Some(&member), Some(at)).await;
+
+    let when = json!({"starts_at": "2031-05-01T14:00:00Z", "ends_at": "2031-05-01T16:00:00Z"});
+    let child = json!({"name": "Kid", "birth_date": "2019-04-01"});
+    use Method as M;
+    let rows = vec![
+        // the member's own resources
+        row(M::GET, "/v1/me", None, [U, K, K, K, K, K, K]),
+        row(M::PATCH, "/v1/me", Some(json!({"display_name": "Renamed"})), [U, K, K, K, K, K, K]),
+        row(M::POST, "/v1/me/children", Some(child), [U, K, K, K, K, K, K]),
+        row(M::GET, "/v1/me/bookings", None, [U, K, K, K, K, K, K]),
+        row(M::GET, "/v1/me/favourites", None, [U, K, K, K, K, K, K]),
+        row(M::GET, "/v1/me/invitations", None, [U, K, K, K, K, K, K]),
+        row(M::GET, "/v1/me/chats", None, [U, K, K, K, K, K, K]),
+        row(M::POST, format!("/v1/members/{target}/suspend"), Some(json!({"reason": "spam"})), [U, D, D, D, D, K, D]),
+        // activities
+        row(M::POST, "/v1/activities", Some(activity_body()), [U, D, D, K, K, D, D]),
+        row(M::GET, format!("/v1/activities/{public}"), None, [K, K, K, K, K, K, K]),
+        row(M::GET, format!("/v1/activities/{pending}"), None, [D, D, D, K, D, K, D]),
+        row(M::GET, format!("/v1/activities/{private}"), None, [D, K, D, K, D, K, D]),
+        row(M::GET, "/v1/activities?q=pottery", None, [K, K, K, K, K, K, K]),
+        row(
+            M::PATCH,
+            format!("/v1/activities/{public}"),
+            Some(json!({"description": "New words."})),
+            [U, D, D, K, D, D, D],
+        ),
+        row(M::POST, format!("/v1/activities/{pending}/approve"), Some(json!({})), [U, D, D, D, D, K, D]),
+        row(
+            M::POST,
+            format!("/v1/activities/{pending}/reject"),
+            Some(json!({"reason": "not ok"})),
+            [U, D, D, D, D, K, D],
+        ),
+        row(M::POST, format!("/v1/activities/{public}/submit"), Some(json!({})), [U, D, D, K, D, D, D]),
+        row(M::POST, format!("/v1/activities/{private}/publish"), Some(json!({})), [U, D, D, K, D, D, D]),
+        row(M::POST, format!("/v1/activities/{public}/reschedule"), Some(when), [U, D, D, K, D, D, D]),
+        row(
+            M::POST,
+            format!("/v1/activities/{to_cancel}/cancel"),
+            Some(json!({"reason": "rain"})),
+            [U, D, D, K, D, K, D],
+        ),
+        row(M::GET, "/v1/organiser/activities", None, [U, D, D, K, K, D, D]),
+        row(M::GET, "/v1/moderation/queue", None, [U, D, D, D, D, K, D]),
+        row(M::GET, format!("/v1/activities/{public}/attendees"), None, [U, D, D, K, D, D, D]),
+        row(M::GET, format!("/v1/activities/{public}/history"), None, [U, D, D, K, D, D, K]),
+        row(M::PUT, format!("/v1/activities/{public}/favourite"), Some(json!({})), [U, K, K, K, K, K, K]),
+        row(M::DELETE, format!("/v1/activities/{public}/favourite"), None, [U, K, K, K, K, K, K]),
+        // bookings and invitations
+        row(M::GET, format!("/v1/activities/{public}/bookings/{booking}"), None, [U, K, D, K, D, D, D]),
+        row(
+            M::POST,
+            format!("/v1/activities/{public}/bookings/{booking}/payment"),
+            Some(json!({"payment_ref": "pay_123"})),
+            [U, K, D, D, D, D, D],
+        ),
+        row(
+            M::POST,
+            format!("/v1/activities/{private}/invitations"),
+            Some(json!({"emails": ["x@example.com"]})),
+            [U, D, D, K, D, D, D],
+        ),
+        row(M::POST, format!("/v1/invitations/{invitation}/decline"), Some(json!({})), [U, K, D, D, D, D, D]),
+        row(M::POST, format!("/v1/invitations/{invitation}/accept"), Some(json!({})), [U, K, D, D, D, D, D]),
+        // series
+        row(M::POST, "/v1/series", Some(crate::series::series_body()), [U, D, D, K, K, D, D]),
+        row(M::GET, format!("/v1/series/{series}"), None, [D, D, D, K, D, K, D]),
+        row(
+            M::PATCH,
+            format!("/v1/series/{series}"),
+            Some(json!({"template": {"title": "Games"}})),
+            [U, D, D, K, D, D, D],
+        ),
+        row(M::POST, format!("/v1/series/{series}/submit"), Some(json!({})), [U, D, D, K, D, D, D]),
+        // chats
+        row(M::POST, "/v1/chats", Some(json!({"member_ids": [target]})), [U, K, K, K, K, K, K]),
+        row(M::GET, format!("/v1/chats/{chat}"), None, [U, K, D, K, D, D, D]),
+        row(M::GET, format!("/v1/chats/{chat}/messages"), None, [U, K, D, K, D, D, D]),
+        row(M::POST, format!("/v1/chats/{chat}/messages"), Some(json!({"text": "hello"})), [U, K, D, K, D, D, D]),
+        row(
+            M::PATCH,
+            format!("/v1/chats/{chat}/messages/{message}"),
+            Some(json!({"text": "edited"})),
+            [U, K, D, D, D, D, D],
+        ),
+        row(M::DELETE, format!("/v1/chats/{chat}/messages/{message}"), None, [U, K, D, D, D, D, D]),
+        row(M::POST, format!("/v1/chats/{chat}/members"), Some(json!({"member_id": target})), [U, K, D, K, D, D, D]),
+        // operators and auditors
+        row(M::GET, "/v1/audit/events", None, [U, D, D, D, D, D, K]),
+        row(M::GET, "/v1/admin/projections", None, [U, D, D, D, D, K, D]),
+        row(M::POST, "/v1/admin/projections/favourites/rebuild", Some(json!({})), [U, D, D, D, D, K, D]),
+        // last: what ends a fixture
+        row(M::DELETE, format!("/v1/activities/{public}/bookings/{booking}"), None, [U, K, D, D, D, D, D]),
+        row(M::DELETE, format!("/v1/chats/{chat}/members/me"), None, [U, K, D, K, D, D, D]),
+        row(M::POST, "/v1/me/organiser", Some(json!({"organisation_name": "Club"})), [U, K, K, K, K, K, K]),
+    ];
+    let mut wrong = Vec::new();
+    for r in &rows {
+        // The refused first: an allowed call may change the fixture.
+        let mut order: Vec<usize> = (0..7).collect();
+        order.sort_by_key(|i| r.expect[*i] == E::Ok);
+        for i in order {
+            let a = call(&app, tokens[i], r).await;
+            let got = class(a.status);
+            if got != Some(r.expect[i]) {
+                wrong.push(format!(
+                    "{} {} as {}: expected {:?}, got {} {}",
+                    r.method, r.path, ROLES[i], r.expect[i], a.status, a.body
+                ));
+            } else if got != Some(E::Ok) {
+                assert_eq!(a.header("content-type"), Some("application/problem+json"), "{} {}", r.method, r.path);
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {} answers differ from the table:\n{}",
+        wrong.len(),
+        rows.len() * 7,
+        wrong.join("\n")
+    );
+}
+
+both_profiles!(every_endpoint_checks_role_and_ownership);
