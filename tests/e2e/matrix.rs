@@ -61,23 +61,22 @@ fn id_of(a: &Answer) -> String {
     a.body["id"].as_str().unwrap().to_owned()
 }
 
-async fn every_endpoint_checks_role_and_ownership(app: TestApp) {
-    let (member_id, member) = quick_member(&app).await;
-    let (_, other) = quick_member(&app).await;
-    let (target, _) = quick_member(&app).await;
+/// The actors' tokens (in [`ROLES`] order, the guest has none) and every endpoint's row.
+async fn fixture(app: &TestApp) -> ([Option<String>; 7], Vec<Row>) {
+    let (member_id, member) = quick_member(app).await;
+    let (_, other) = quick_member(app).await;
+    let (target, _) = quick_member(app).await;
     let owner = app.organiser(&format!("o{}@example.com", uuid::Uuid::now_v7().simple())).await;
     let owner_id = app.app_state.jwt.verify(&owner).unwrap().id;
     let other_org = app.organiser(&format!("p{}@example.com", uuid::Uuid::now_v7().simple())).await;
-    let moderator = token(&app, MODERATOR).await;
-    let auditor = token(&app, AUDITOR).await;
-    let tokens: [Option<&str>; 7] =
-        [None, Some(&member), Some(&other), Some(&owner), Some(&other_org), Some(&moderator), Some(&auditor)];
+    let moderator = token(app, MODERATOR).await;
+    let auditor = token(app, AUDITOR).await;
 
     // Fixtures, all the owner's: a published public activity with the member's booking,
     // a pending one, a published one to cancel, an invite-only one with the member
     // invited, a chat of the member and the owner with a message, a draft series.
-    let public = published_activity(&app, &owner, 100, false).await;
-    let to_cancel = published_activity(&app, &owner, 100, false).await;
+    let public = published_activity(app, &owner, 100, false).await;
+    let to_cancel = published_activity(app, &owner, 100, false).await;
     let pending = id_of(&app.post("/v1/activities", Some(&owner), activity_body()).await);
     app.post(&format!("/v1/activities/{pending}/submit"), Some(&owner), json!({})).await;
     let mut body = activity_body();
@@ -125,15 +124,15 @@ async fn every_endpoint_checks_role_and_ownership(app: TestApp) {
             Some(json!({"description": "New words."})),
             [U, D, D, K, D, D, D],
         ),
-        row(M::POST, format!("/v1/activities/{pending}/approve"), Some(json!({})), [U, D, D, D, D, K, D]),
+        row(M::POST, format!("/v1/activities/{pending}/approve"), None, [U, D, D, D, D, K, D]),
         row(
             M::POST,
             format!("/v1/activities/{pending}/reject"),
             Some(json!({"reason": "not ok"})),
             [U, D, D, D, D, K, D],
         ),
-        row(M::POST, format!("/v1/activities/{public}/submit"), Some(json!({})), [U, D, D, K, D, D, D]),
-        row(M::POST, format!("/v1/activities/{private}/publish"), Some(json!({})), [U, D, D, K, D, D, D]),
+        row(M::POST, format!("/v1/activities/{public}/submit"), None, [U, D, D, K, D, D, D]),
+        row(M::POST, format!("/v1/activities/{private}/publish"), None, [U, D, D, K, D, D, D]),
         row(M::POST, format!("/v1/activities/{public}/reschedule"), Some(when), [U, D, D, K, D, D, D]),
         row(
             M::POST,
@@ -145,7 +144,7 @@ async fn every_endpoint_checks_role_and_ownership(app: TestApp) {
         row(M::GET, "/v1/moderation/queue", None, [U, D, D, D, D, K, D]),
         row(M::GET, format!("/v1/activities/{public}/attendees"), None, [U, D, D, K, D, D, D]),
         row(M::GET, format!("/v1/activities/{public}/history"), None, [U, D, D, K, D, D, K]),
-        row(M::PUT, format!("/v1/activities/{public}/favourite"), Some(json!({})), [U, K, K, K, K, K, K]),
+        row(M::PUT, format!("/v1/activities/{public}/favourite"), None, [U, K, K, K, K, K, K]),
         row(M::DELETE, format!("/v1/activities/{public}/favourite"), None, [U, K, K, K, K, K, K]),
         // bookings and invitations
         row(M::GET, format!("/v1/activities/{public}/bookings/{booking}"), None, [U, K, D, K, D, D, D]),
@@ -161,8 +160,8 @@ async fn every_endpoint_checks_role_and_ownership(app: TestApp) {
             Some(json!({"emails": ["x@example.com"]})),
             [U, D, D, K, D, D, D],
         ),
-        row(M::POST, format!("/v1/invitations/{invitation}/decline"), Some(json!({})), [U, K, D, D, D, D, D]),
-        row(M::POST, format!("/v1/invitations/{invitation}/accept"), Some(json!({})), [U, K, D, D, D, D, D]),
+        row(M::POST, format!("/v1/invitations/{invitation}/decline"), None, [U, K, D, D, D, D, D]),
+        row(M::POST, format!("/v1/invitations/{invitation}/accept"), None, [U, K, D, D, D, D, D]),
         // series
         row(M::POST, "/v1/series", Some(crate::series::series_body()), [U, D, D, K, K, D, D]),
         row(M::GET, format!("/v1/series/{series}"), None, [D, D, D, K, D, K, D]),
@@ -172,7 +171,7 @@ async fn every_endpoint_checks_role_and_ownership(app: TestApp) {
             Some(json!({"template": {"title": "Games"}})),
             [U, D, D, K, D, D, D],
         ),
-        row(M::POST, format!("/v1/series/{series}/submit"), Some(json!({})), [U, D, D, K, D, D, D]),
+        row(M::POST, format!("/v1/series/{series}/submit"), None, [U, D, D, K, D, D, D]),
         // chats
         row(M::POST, "/v1/chats", Some(json!({"member_ids": [target]})), [U, K, K, K, K, K, K]),
         row(M::GET, format!("/v1/chats/{chat}"), None, [U, K, D, K, D, D, D]),
@@ -189,19 +188,25 @@ async fn every_endpoint_checks_role_and_ownership(app: TestApp) {
         // operators and auditors
         row(M::GET, "/v1/audit/events", None, [U, D, D, D, D, D, K]),
         row(M::GET, "/v1/admin/projections", None, [U, D, D, D, D, K, D]),
-        row(M::POST, "/v1/admin/projections/favourites/rebuild", Some(json!({})), [U, D, D, D, D, K, D]),
+        row(M::POST, "/v1/admin/projections/favourites/rebuild", None, [U, D, D, D, D, K, D]),
         // last: what ends a fixture
         row(M::DELETE, format!("/v1/activities/{public}/bookings/{booking}"), None, [U, K, D, D, D, D, D]),
         row(M::DELETE, format!("/v1/chats/{chat}/members/me"), None, [U, K, D, K, D, D, D]),
         row(M::POST, "/v1/me/organiser", Some(json!({"organisation_name": "Club"})), [U, K, K, K, K, K, K]),
     ];
+    let tokens = [None, Some(member), Some(other), Some(owner), Some(other_org), Some(moderator), Some(auditor)];
+    (tokens, rows)
+}
+
+async fn every_endpoint_checks_role_and_ownership(app: TestApp) {
+    let (tokens, rows) = fixture(&app).await;
     let mut wrong = Vec::new();
     for r in &rows {
         // The refused first: an allowed call may change the fixture.
         let mut order: Vec<usize> = (0..7).collect();
         order.sort_by_key(|i| r.expect[*i] == E::Ok);
         for i in order {
-            let a = call(&app, tokens[i], r).await;
+            let a = call(&app, tokens[i].as_deref(), r).await;
             let got = class(a.status);
             if got != Some(r.expect[i]) {
                 wrong.push(format!(
@@ -223,3 +228,85 @@ async fn every_endpoint_checks_role_and_ownership(app: TestApp) {
 }
 
 both_profiles!(every_endpoint_checks_role_and_ownership);
+
+/// Bad input on every endpoint that takes a body, sent by a caller it allows:
+/// malformed JSON, a wrong type, missing fields, an oversize body, and unknown ids in
+/// the path. Every answer is a 4xx problem+json (or, for `{}` where nothing is
+/// required, an ordinary answer), never a 5xx; a refused request appends nothing.
+async fn bad_input_on_every_endpoint_is_a_4xx_problem_and_changes_nothing(app: TestApp) {
+    let (tokens, rows) = fixture(&app).await;
+    let huge = json!({"text": "x".repeat(1_100_000)});
+    let mut wrong = Vec::new();
+    let mut checked = 0;
+    for r in rows.iter().filter(|r| r.method != Method::GET) {
+        let Some(who) = (1..7).find(|i| r.expect[*i] == E::Ok) else { continue };
+        let token = tokens[who].as_deref();
+        let unknown_ids = {
+            let mut path = r.path.clone();
+            for part in r.path.split('/') {
+                if uuid::Uuid::parse_str(part).is_ok() {
+                    path = path.replace(part, &uuid::Uuid::now_v7().to_string());
+                }
+            }
+            (path != r.path).then_some(path)
+        };
+        let mut cases: Vec<(&str, reqwest::RequestBuilder)> = Vec::new();
+        let req = |path: &str| {
+            let b = app.http.request(r.method.clone(), app.url(path));
+            match token {
+                Some(t) => b.bearer_auth(t),
+                None => b,
+            }
+        };
+        if r.body.is_some() {
+            cases.push(("malformed JSON", req(&r.path).header("content-type", "application/json").body("{\"oops\": ")));
+            cases.push(("a wrong type", req(&r.path).json(&json!([1, 2]))));
+            cases.push((
+                "wrongly typed fields",
+                req(&r.path).json(&json!({
+                    "seats": "two", "text": 5, "reason": [], "name": {}, "emails": "x", "member_ids": "x",
+                    "display_name": 1, "title": false, "starts_at": "soon", "payment_ref": 3, "member_id": "x",
+                })),
+            ));
+            cases.push(("missing fields", req(&r.path).json(&json!({}))));
+            cases.push(("an oversize body", req(&r.path).json(&huge)));
+        }
+        if let Some(path) = &unknown_ids {
+            let b = req(path);
+            cases.push((
+                "unknown ids",
+                match &r.body {
+                    Some(body) => b.json(body),
+                    None => b,
+                },
+            ));
+        }
+        for (what, request) in cases {
+            // Its own request id is the correlation id of anything it appends (other
+            // appends happen meanwhile: timers, the chat rooms of published activities).
+            let request_id = uuid::Uuid::now_v7();
+            let a = app.send(request.header("x-request-id", request_id.to_string())).await;
+            checked += 1;
+            let fine_for_empty = what == "missing fields" && class(a.status) == Some(E::Ok);
+            if fine_for_empty {
+                continue;
+            }
+            let appended: i64 = gather_commands::on_db_read!(&app.app_state.db, p =>
+                sqlx::query_scalar("SELECT count(*) FROM events WHERE correlation_id = $1")
+                    .bind(request_id).fetch_one(p).await)
+            .unwrap();
+            if !(400..500).contains(&a.status) || a.header("content-type") != Some("application/problem+json") {
+                wrong.push(format!("{} {} with {what}: {} {}", r.method, r.path, a.status, a.body));
+            } else if appended != 0 {
+                wrong.push(format!(
+                    "{} {} with {what}: {} but {appended} events were appended",
+                    r.method, r.path, a.status
+                ));
+            }
+        }
+    }
+    assert!(checked >= 100, "every case ran: {checked}");
+    assert!(wrong.is_empty(), "{} of {checked} bad requests were mishandled:\n{}", wrong.len(), wrong.join("\n"));
+}
+
+both_profiles!(bad_input_on_every_endpoint_is_a_4xx_problem_and_changes_nothing);
