@@ -78,6 +78,9 @@ pub struct Settings {
     /// `GATHER_CORS_ORIGINS`: origins allowed to call the API from a browser,
     /// comma-separated (`https://app.example.com`); unset = no cross-origin access.
     pub cors_origins: Vec<String>,
+    /// `GATHER_READY_MAX_LAG_SECS`: `/health/ready` answers 503 while a projection's
+    /// oldest unapplied event is older than this. Default 30.
+    pub ready_max_lag: std::time::Duration,
     /// `GATHER_JWT_ISSUER`: the `iss` of the tokens this deployment issues and accepts.
     /// Default `gather`.
     pub jwt_issuer: String,
@@ -245,7 +248,9 @@ impl Settings {
         if ttl < 5 {
             return Err(err("GATHER_TOKEN_TTL_MINUTES", "at least 5 minutes"));
         }
+        let ready_max_lag = number("GATHER_READY_MAX_LAG_SECS", 30, 86_400)?;
         Ok(Settings {
+            ready_max_lag: std::time::Duration::from_secs(u64::from(ready_max_lag)),
             jwt_issuer,
             token_ttl: chrono::Duration::minutes(i64::from(ttl)),
             rate_limit_commands,

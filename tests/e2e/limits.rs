@@ -127,3 +127,26 @@ async fn every_answer_carries_its_request_id(app: TestApp) {
 }
 
 both_profiles!(every_answer_carries_its_request_id);
+
+fn no_projectors(s: &mut Settings) {
+    use gather_api::settings::ProcessRole;
+    s.roles = vec![ProcessRole::Api, ProcessRole::Scheduler];
+    s.ready_max_lag = std::time::Duration::from_secs(1);
+}
+
+/// Nobody projects here: once the oldest unapplied event is older than the bound,
+/// readiness says so, naming the projections.
+async fn ready_is_503_while_a_projection_lags_beyond_the_bound(app: TestApp) {
+    quick_member(&app).await;
+    eventually("the lag passes the 1 s bound", || async {
+        let a = app.get("/health/ready", None, None).await;
+        a.status == 503 && a.body["projections"]["members"]["within_bound"] == json!(false)
+    })
+    .await;
+    let a = app.get("/health/ready", None, None).await;
+    assert_eq!(a.body["status"], json!("not_ready"));
+    assert_eq!(a.body["max_lag_ms"], json!(1000));
+    assert!(a.body["projections"]["members"]["lag_events"].as_i64().unwrap() >= 1, "{:?}", a.body);
+}
+
+with_profiles!(ready_is_503_while_a_projection_lags_beyond_the_bound, super::no_projectors);

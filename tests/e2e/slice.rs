@@ -199,6 +199,8 @@ async fn health_reports_ready_once_projectors_caught_up(app: TestApp) {
     assert_eq!(ready.body["database"], json!(true));
     assert_eq!(ready.body["broker"], json!(true));
     assert!(ready.body["projections"]["members"].is_object());
+    assert_eq!(ready.body["projections"]["members"]["within_bound"], json!(true), "{:?}", ready.body);
+    assert!(ready.body["projections"]["members"]["lag_ms"].is_i64(), "{:?}", ready.body);
 }
 
 async fn registering_an_email_twice_is_refused_case_insensitively(app: TestApp) {
