@@ -20,7 +20,7 @@
 
 use crate::auth::Authed;
 use crate::error::ApiError;
-use crate::http::{GATHER_MIN_POSITION, MAX_WAIT, ensure_active, position_headers, read_response};
+use crate::http::{ensure_active, position_headers, read_response};
 use crate::state::AppState;
 use anyhow::Context as _;
 use axum::body::{Body, Bytes};
@@ -462,34 +462,6 @@ fn wants_ndjson(headers: &HeaderMap) -> bool {
         .any(|v| v.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case(NDJSON)))
 }
 
-/// Honours `Gather-Min-Position`: the feed reads the log itself, so it waits (≤
-/// [`MAX_WAIT`]) until that position is readable, else 503.
-async fn wait_readable(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(v) = headers.get(GATHER_MIN_POSITION) else { return Ok(()) };
-    let position: i64 = v
-        .to_str()
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .filter(|p| *p >= 0)
-        .ok_or_else(|| ApiError::field("Gather-Min-Position", "must be a non-negative integer"))?;
-    if position == 0 {
-        return Ok(());
-    }
-    let deadline = Instant::now() + MAX_WAIT;
-    let mut wake = state.store.wake();
-    loop {
-        wake.borrow_and_update();
-        if state.store.checkpoint_of(position).await?.is_some() {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            return Err(ApiError::Unavailable(format!("position {position} is not readable yet")));
-        }
-        let _ =
-            tokio::time::timeout_at(deadline.min(Instant::now() + Duration::from_millis(100)), wake.changed()).await;
-    }
-}
-
 /// `GET /v1/audit/events` (auditor).
 async fn events(
     State(state): State<AppState>,
@@ -520,7 +492,8 @@ async fn events(
     if follow && !ndjson {
         return Err(ApiError::field("follow", "needs Accept: application/x-ndjson"));
     }
-    wait_readable(&state, &headers).await?;
+    // The feed reads the log itself: `Gather-Min-Position` waits until it is readable.
+    crate::http::consistent_read(&state, &headers, &[]).await?;
     let start = checkpoint_after(state.store.as_ref(), after).await?;
     if follow {
         let options = FeedOptions { follow: true, heartbeat: Some(HEARTBEAT), stop: draining.map(|d| d.0.0) };
