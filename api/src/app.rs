@@ -222,7 +222,8 @@ impl App {
         }
         let checkpoints =
             gather_projections::checkpoints::Checkpoints::start(db.clone(), &projectors, shutdown_rx.clone());
-        let passwords = Passwords::new(settings.password_hashing_concurrency);
+        let passwords = Passwords::with(settings.password_hashing_concurrency, settings.argon2)
+            .map_err(|e| anyhow::anyhow!("GATHER_ARGON2_*: {e}"))?;
         let state = AppState {
             settings: Arc::new(settings.clone()),
             db,

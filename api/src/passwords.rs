@@ -6,7 +6,7 @@
 //! for a turn, and beyond that the server answers 503 with `Retry-After` at once.
 
 use crate::error::ApiError;
-use argon2::Argon2;
+use argon2::{Algorithm, Argon2, Params, Version};
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use std::sync::Arc;
@@ -19,14 +19,42 @@ pub const WAITING_PER_PERMIT: usize = 4;
 /// How long a request waits for a turn before it is answered 503.
 pub const MAX_WAIT: Duration = Duration::from_secs(2);
 
-/// A hash every unknown email is verified against, so it takes as long as a wrong password.
+/// A hash every unknown email is verified against when the parameters are OWASP's
+/// (the others make their own at start-up), so it takes as long as a wrong password.
 const DUMMY_HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Y4mMmDpnyXmaDi0QVv4Xbfbi3p0Cy7Q/lj6nwkbAQrE";
+
+/// Argon2id cost parameters (`GATHER_ARGON2_*`); the default is OWASP's current
+/// recommendation: 19 MiB, 2 iterations, 1 lane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashParams {
+    /// Memory in KiB.
+    pub memory_kib: u32,
+    /// Iterations.
+    pub iterations: u32,
+    /// Lanes.
+    pub parallelism: u32,
+}
+
+impl Default for HashParams {
+    fn default() -> Self {
+        HashParams { memory_kib: 19 * 1024, iterations: 2, parallelism: 1 }
+    }
+}
+
+impl HashParams {
+    /// The argon2 parameters, or why these are not acceptable.
+    pub fn params(self) -> Result<Params, String> {
+        Params::new(self.memory_kib, self.iterations, self.parallelism, None).map_err(|e| e.to_string())
+    }
+}
 
 /// Runs argon2 on blocking threads, at most `limit` at once, and counts how many ran
 /// at once (`high_water`, read by tests and health).
 pub struct Passwords {
     limit: usize,
+    params: Params,
+    dummy: String,
     permits: Arc<Semaphore>,
     waiting: AtomicUsize,
     running: AtomicUsize,
@@ -34,16 +62,38 @@ pub struct Passwords {
 }
 
 impl Passwords {
-    /// At most `limit` hashes at once (at least one).
+    /// At most `limit` hashes at once (at least one), with OWASP's parameters.
     pub fn new(limit: usize) -> Arc<Self> {
+        Passwords::with(limit, HashParams::default()).expect("the default argon2 parameters are valid")
+    }
+
+    /// At most `limit` hashes at once, with `params` (checked here: a bad value stops
+    /// start-up). Hashes made with other parameters still verify (the PHC string
+    /// carries its own); new ones use these.
+    pub fn with(limit: usize, params: HashParams) -> Result<Arc<Self>, String> {
         let limit = limit.max(1);
-        Arc::new(Passwords {
+        let argon = params.params()?;
+        let dummy = if params == HashParams::default() {
+            DUMMY_HASH.to_owned()
+        } else {
+            Argon2::new(Algorithm::Argon2id, Version::V0x13, argon.clone())
+                .hash_password(b"not a password anyone has")
+                .map(|h| h.to_string())
+                .map_err(|e| e.to_string())?
+        };
+        Ok(Arc::new(Passwords {
             limit,
+            params: argon,
+            dummy,
             permits: Arc::new(Semaphore::new(limit)),
             waiting: AtomicUsize::new(0),
             running: AtomicUsize::new(0),
             high_water: AtomicUsize::new(0),
-        })
+        }))
+    }
+
+    fn argon(&self) -> Argon2<'static> {
+        Argon2::new(Algorithm::Argon2id, Version::V0x13, self.params.clone())
     }
 
     /// The bound: hashes that may run at once.
@@ -99,8 +149,9 @@ impl Passwords {
 
     /// Hashes a password with argon2id.
     pub async fn hash(self: &Arc<Self>, password: String) -> Result<String, ApiError> {
+        let argon = self.argon();
         self.run(move || {
-            Argon2::default()
+            argon
                 .hash_password(password.as_bytes())
                 .map(|h| h.to_string())
                 .map_err(|e| anyhow::anyhow!("{e}"))
@@ -112,10 +163,11 @@ impl Passwords {
     /// Checks a password against a stored hash (false for an unreadable or missing hash;
     /// a missing one still costs a verification, so unknown emails answer alike).
     pub async fn verify(self: &Arc<Self>, password: String, hash: Option<String>) -> Result<bool, ApiError> {
+        let (argon, dummy) = (self.argon(), self.dummy.clone());
         self.run(move || {
-            let stored = hash.as_deref().unwrap_or(DUMMY_HASH);
+            let stored = hash.as_deref().unwrap_or(&dummy);
             let Ok(parsed) = PasswordHash::new(stored) else { return false };
-            Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok() && hash.is_some()
+            argon.verify_password(password.as_bytes(), &parsed).is_ok() && hash.is_some()
         })
         .await
     }
@@ -139,5 +191,26 @@ pub fn tune_allocator() {
         if accepted == 0 {
             tracing::warn!("could not set glibc's mmap threshold; freed password hashes may stay mapped");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn configured_costs_shape_new_hashes_and_older_hashes_still_verify() {
+        let cheap = Passwords::with(2, HashParams { memory_kib: 8 * 1024, iterations: 1, parallelism: 1 }).unwrap();
+        let hash = cheap.hash("correct horse battery".into()).await.unwrap();
+        assert!(hash.starts_with("$argon2id$v=19$m=8192,t=1,p=1$"), "{hash}");
+        assert!(cheap.verify("correct horse battery".into(), Some(hash.clone())).await.unwrap());
+        assert!(!cheap.verify("wrong horse battery".into(), Some(hash)).await.unwrap());
+        // A hash made with OWASP's defaults (carried in its PHC string) still verifies.
+        let owasp = Passwords::new(1).hash("older password".into()).await.unwrap();
+        assert!(owasp.contains("m=19456,t=2,p=1"), "{owasp}");
+        assert!(cheap.verify("older password".into(), Some(owasp)).await.unwrap());
+        // An unknown email costs a verification and is refused.
+        assert!(!cheap.verify("anything".into(), None).await.unwrap());
+        assert!(Passwords::with(1, HashParams { memory_kib: 1, iterations: 1, parallelism: 1 }).is_err());
     }
 }

@@ -78,6 +78,9 @@ pub struct Settings {
     /// `GATHER_CORS_ORIGINS`: origins allowed to call the API from a browser,
     /// comma-separated (`https://app.example.com`); unset = no cross-origin access.
     pub cors_origins: Vec<String>,
+    /// `GATHER_ARGON2_MEMORY_KIB`, `GATHER_ARGON2_ITERATIONS`, `GATHER_ARGON2_PARALLELISM`:
+    /// argon2id's costs for new hashes. Default OWASP's 19456 KiB, 2, 1.
+    pub argon2: crate::passwords::HashParams,
     /// `GATHER_READY_MAX_LAG_SECS`: `/health/ready` answers 503 while a projection's
     /// oldest unapplied event is older than this. Default 30.
     pub ready_max_lag: std::time::Duration,
@@ -249,7 +252,17 @@ impl Settings {
             return Err(err("GATHER_TOKEN_TTL_MINUTES", "at least 5 minutes"));
         }
         let ready_max_lag = number("GATHER_READY_MAX_LAG_SECS", 30, 86_400)?;
+        let d = crate::passwords::HashParams::default();
+        let argon2 = crate::passwords::HashParams {
+            memory_kib: number("GATHER_ARGON2_MEMORY_KIB", d.memory_kib, 4 * 1024 * 1024)?,
+            iterations: number("GATHER_ARGON2_ITERATIONS", d.iterations, 100)?,
+            parallelism: number("GATHER_ARGON2_PARALLELISM", d.parallelism, 64)?,
+        };
+        if let Err(e) = argon2.params() {
+            return Err(err("GATHER_ARGON2_MEMORY_KIB", format!("the argon2 parameters are not usable: {e}")));
+        }
         Ok(Settings {
+            argon2,
             ready_max_lag: std::time::Duration::from_secs(u64::from(ready_max_lag)),
             jwt_issuer,
             token_ttl: chrono::Duration::minutes(i64::from(ttl)),
@@ -320,6 +333,8 @@ mod tests {
         assert_eq!(e.variable, "GATHER_AUDIT_EXCHANGE");
         let e = settings(&[("GATHER_RATE_LIMIT_COMMANDS", "-1")]).unwrap_err();
         assert_eq!(e.variable, "GATHER_RATE_LIMIT_COMMANDS");
+        let e = settings(&[("GATHER_ARGON2_MEMORY_KIB", "1")]).unwrap_err();
+        assert_eq!(e.variable, "GATHER_ARGON2_MEMORY_KIB");
         let e = settings(&[("GATHER_TOKEN_TTL_MINUTES", "1")]).unwrap_err();
         assert_eq!(e.variable, "GATHER_TOKEN_TTL_MINUTES");
         let e = settings(&[("GATHER_REQUEST_TIMEOUT_SECS", "0")]).unwrap_err();
