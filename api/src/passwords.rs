@@ -6,9 +6,9 @@
 //! for a turn, and beyond that the server answers 503 with `Retry-After` at once.
 
 use crate::error::ApiError;
-use argon2::{Algorithm, Argon2, Params, Version};
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::{Algorithm, Argon2, Params, Version};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -151,10 +151,7 @@ impl Passwords {
     pub async fn hash(self: &Arc<Self>, password: String) -> Result<String, ApiError> {
         let argon = self.argon();
         self.run(move || {
-            argon
-                .hash_password(password.as_bytes())
-                .map(|h| h.to_string())
-                .map_err(|e| anyhow::anyhow!("{e}"))
+            argon.hash_password(password.as_bytes()).map(|h| h.to_string()).map_err(|e| anyhow::anyhow!("{e}"))
         })
         .await?
         .map_err(ApiError::Internal)
