@@ -35,6 +35,8 @@ pub struct App {
     listener: TcpListener,
     state: AppState,
     shutdown: watch::Sender<bool>,
+    /// Flipped when a stop's bound has passed: requests still running answer 503.
+    cut_off: watch::Sender<bool>,
 }
 
 /// Connects to the database of `settings` and returns the store over it.
@@ -172,6 +174,7 @@ impl App {
         };
         let local_bus = LocalBus::new();
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let (cut_off, cut_off_rx) = watch::channel(false);
         let projections = if settings.runs(ProcessRole::Projector) {
             gather_projections::all_with(settings.audit_exchange)
         } else {
@@ -237,6 +240,7 @@ impl App {
             local_bus,
             push,
             relay: relay_stats,
+            cut_off: cut_off_rx,
             limits: Arc::new(crate::limits::Limits::new(
                 settings.rate_limit_commands,
                 settings.rate_limit_guests,
@@ -252,7 +256,7 @@ impl App {
         let listener = TcpListener::bind(settings.bind)
             .await
             .with_context(|| format!("could not bind GATHER_BIND {}", settings.bind))?;
-        Ok(App { listener, state, shutdown })
+        Ok(App { listener, state, shutdown, cut_off })
     }
 
     /// The bound address (useful with port 0).
@@ -273,16 +277,39 @@ impl App {
         let router = router(self.state.clone()).layer(axum::Extension(routes::audit::Draining(draining_rx)));
         tracing::info!(addr = %self.local_addr(), "gather is listening");
         let push = self.state.push.clone();
+        let (stopping, mut stopping_rx) = watch::channel(false);
         let stop = async move {
             stop.await;
+            tracing::info!("stopping: no new connections; finishing in-flight requests");
             let _ = draining.send(true);
             // Real-time clients are told why and let go, so the shutdown is not held up.
             push.close_all("the server is shutting down");
+            let _ = stopping.send(true);
         };
-        let result = axum::serve(self.listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        let bound = self.state.settings.shutdown_timeout;
+        let serve = axum::serve(self.listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(stop)
-            .await;
+            .into_future();
+        // In-flight requests get `bound` to finish; those still running then answer 503
+        // (`limits::layer` watches `cut_off`), and the server returns once they have.
+        let cut_off = self.cut_off;
+        let cutter = async move {
+            let _ = stopping_rx.wait_for(|s| *s).await;
+            tokio::time::sleep(bound).await;
+            tracing::warn!(?bound, "in-flight requests did not finish in time; answering them 503");
+            let _ = cut_off.send(true);
+            std::future::pending::<()>().await
+        };
+        let result = tokio::select! {
+            r = serve => r,
+            _ = cutter => unreachable!("the cutter never returns"),
+        };
+        // Then the workers stop; projectors commit the batch they are applying.
         let _ = self.shutdown.send(true);
+        if tokio::time::timeout(bound, self.state.projectors.stopped()).await.is_err() {
+            tracing::warn!(?bound, "projectors did not stop in time; their open batches roll back");
+        }
+        tracing::info!("stopped");
         result.context("the HTTP server failed")
     }
 

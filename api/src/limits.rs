@@ -134,8 +134,16 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
     if let Err((scope, wait)) = limited {
         return refuse(scope, wait);
     }
-    match tokio::time::timeout(state.settings.request_timeout, next.run(request)).await {
-        Ok(response) => response,
+    let mut cut_off = state.cut_off.clone();
+    let run = async {
+        tokio::select! {
+            r = next.run(request) => Ok(r),
+            _ = cut_off.wait_for(|c| *c) => Err(()),
+        }
+    };
+    match tokio::time::timeout(state.settings.request_timeout, run).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(())) => ApiError::Unavailable("the server is shutting down; retry on another".into()).into_response(),
         Err(_) => {
             metrics::counter!("gather_request_timeouts_total").increment(1);
             ApiError::Unavailable(format!(

@@ -81,6 +81,9 @@ pub struct Settings {
     /// `GATHER_ARGON2_MEMORY_KIB`, `GATHER_ARGON2_ITERATIONS`, `GATHER_ARGON2_PARALLELISM`:
     /// argon2id's costs for new hashes. Default OWASP's 19456 KiB, 2, 1.
     pub argon2: crate::passwords::HashParams,
+    /// `GATHER_SHUTDOWN_TIMEOUT_SECS`: how long a stop waits for in-flight requests, and
+    /// then for the projectors to commit their batch. Default 20.
+    pub shutdown_timeout: std::time::Duration,
     /// `GATHER_READY_MAX_LAG_SECS`: `/health/ready` answers 503 while a projection's
     /// oldest unapplied event is older than this. Default 30.
     pub ready_max_lag: std::time::Duration,
@@ -261,7 +264,9 @@ impl Settings {
         if let Err(e) = argon2.params() {
             return Err(err("GATHER_ARGON2_MEMORY_KIB", format!("the argon2 parameters are not usable: {e}")));
         }
+        let shutdown_timeout = number("GATHER_SHUTDOWN_TIMEOUT_SECS", 20, 3600)?;
         Ok(Settings {
+            shutdown_timeout: std::time::Duration::from_secs(u64::from(shutdown_timeout)),
             argon2,
             ready_max_lag: std::time::Duration::from_secs(u64::from(ready_max_lag)),
             jwt_issuer,

@@ -32,6 +32,8 @@ pub struct AppState {
     pub local_bus: gather_projections::bus::LocalBus,
     /// This process's real-time clients.
     pub push: Arc<crate::push::PushHub>,
+    /// Flips when a stop's bound has passed (`GATHER_SHUTDOWN_TIMEOUT_SECS`).
+    pub cut_off: tokio::sync::watch::Receiver<bool>,
     /// Rate limits (commands per member, guests and logins per IP).
     pub limits: Arc<crate::limits::Limits>,
     /// The outbox relay's counters (None: this process has no projector role).

@@ -151,6 +151,8 @@ pub struct Projectors {
     progress: BTreeMap<&'static str, watch::Receiver<Progress>>,
     resync: BTreeMap<&'static str, Arc<Notify>>,
     tasks: Vec<tokio::task::AbortHandle>,
+    /// Closed once every projector task has returned (each holds a sender).
+    done: Arc<tokio::sync::Mutex<Option<tokio::sync::mpsc::Receiver<()>>>>,
 }
 
 impl Projectors {
@@ -163,6 +165,7 @@ impl Projectors {
     ) -> Result<Projectors, ProjectionError> {
         let head = store.head().await?;
         let (mut progress, mut resync, mut tasks) = (BTreeMap::new(), BTreeMap::new(), Vec::new());
+        let (running, done) = tokio::sync::mpsc::channel::<()>(1);
         for p in projections {
             let checkpoint = load_checkpoint(&db, p.name()).await?;
             let state = if checkpoint >= head { RunState::Live } else { RunState::CatchingUp };
@@ -172,9 +175,26 @@ impl Projectors {
             resync.insert(p.name(), notify.clone());
             let (db, store, shutdown) = (db.clone(), store.clone(), shutdown.clone());
             let task = Task { db, store, projection: p, head, progress: tx, resync: notify };
-            tasks.push(tokio::spawn(async move { task.run(checkpoint, shutdown).await }).abort_handle());
+            let running = running.clone();
+            tasks.push(
+                tokio::spawn(async move {
+                    let _running = running;
+                    task.run(checkpoint, shutdown).await
+                })
+                .abort_handle(),
+            );
         }
-        Ok(Projectors { progress, resync, tasks })
+        drop(running);
+        Ok(Projectors { progress, resync, tasks, done: Arc::new(tokio::sync::Mutex::new(Some(done))) })
+    }
+
+    /// Waits until every projector task has returned (after `shutdown` flipped, each
+    /// finishes and commits the batch it is applying first).
+    pub async fn stopped(&self) {
+        let mut done = self.done.lock().await;
+        if let Some(rx) = done.as_mut() {
+            while rx.recv().await.is_some() {}
+        }
     }
 
     /// Cancels every projector task at its next await point, as if the process died

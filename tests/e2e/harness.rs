@@ -292,7 +292,7 @@ pub async fn spawn_app_with(profile: Profile, adjust: impl FnOnce(&mut Settings)
 }
 
 /// The settings a test app starts with (Postgres: a fresh database and vhost).
-async fn spawn_settings(profile: Profile) -> (Settings, Option<VhostLease>) {
+pub async fn spawn_settings(profile: Profile) -> (Settings, Option<VhostLease>) {
     gather_api::install_crypto();
     init_test_log();
     let data_dir = std::env::temp_dir().join(format!("gather-test-{}", Uuid::new_v4().simple()));

@@ -150,3 +150,35 @@ async fn ready_is_503_while_a_projection_lags_beyond_the_bound(app: TestApp) {
 }
 
 with_profiles!(ready_is_503_while_a_projection_lags_beyond_the_bound, super::no_projectors);
+
+/// A stop waits for in-flight requests only within `GATHER_SHUTDOWN_TIMEOUT_SECS`: a
+/// request that would take 5 s (waiting for a position far ahead) is answered 503
+/// "shutting down" once the bound has passed, and the server then returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_waits_for_in_flight_requests_only_within_its_bound() {
+    let (mut settings, _lease) = spawn_settings(Profile::Sqlite).await;
+    settings.shutdown_timeout = std::time::Duration::from_secs(1);
+    let app = gather_api::App::build(settings).await.unwrap();
+    let addr = app.local_addr();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async move {
+        let _ = stopped.await;
+    }));
+    let slow = tokio::spawn(
+        reqwest::Client::new()
+            .get(format!("http://{addr}/v1/activities"))
+            .header("gather-min-position", "1000000000")
+            .send(),
+    );
+    // No signal says the request has reached its wait; give it a moment to be sent.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let _ = stop.send(());
+    server.await.unwrap().expect("the server stops cleanly");
+    let res = slow.await.unwrap().expect("the request was in flight and answered");
+    assert_eq!(res.status(), 503);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert!(
+        body["detail"].as_str().unwrap().contains("shutting down"),
+        "cut off by the stop, not its own 5 s wait: {body}"
+    );
+}
