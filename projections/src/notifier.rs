@@ -150,6 +150,9 @@ pub struct Notifier {
     templates: Templates,
     public_base_url: String,
     stats: Arc<NotifierStats>,
+    /// Messages being delivered now: a redelivery of one waits for the first attempt
+    /// to finish (then finds it recorded) instead of sending it a second time.
+    in_flight: std::sync::Mutex<std::collections::HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -177,6 +180,7 @@ impl Notifier {
             templates: Templates::load(),
             public_base_url: public_base_url.trim_end_matches('/').to_owned(),
             stats: Arc::default(),
+            in_flight: Default::default(),
         }
     }
 
@@ -281,8 +285,25 @@ impl Notifier {
         Ok(Value::Object(ctx))
     }
 
-    /// Sends every email `update` asks for; each recipient's email once, ever.
+    /// Sends every email `update` asks for; each recipient's email once, ever. Two
+    /// deliveries of one message in this process run one after the other.
     pub async fn deliver(&self, update: &Update) -> Result<usize, Failure> {
+        let lock = {
+            let mut map = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry(update.id).or_default().clone()
+        };
+        let result = {
+            let _turn = lock.lock().await;
+            self.deliver_once(update).await
+        };
+        let mut map = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        if Arc::strong_count(&lock) == 2 {
+            map.remove(&update.id); // nobody else waits for it
+        }
+        result
+    }
+
+    async fn deliver_once(&self, update: &Update) -> Result<usize, Failure> {
         let mut sent = 0;
         if update.kind == "invitation.sent" {
             // An invitation goes to the typed address, member or not.
@@ -383,18 +404,20 @@ impl Notifier {
         tracing::info!("the notification worker is consuming {NOTIFY_QUEUE}");
         broker.set_connected(true);
         *attempt = 0;
-        let publisher = &publisher;
-        // The first broker error ends the consumption (the supervisor reconnects); the
-        // unacknowledged messages go back to the queue.
-        consumer
-            .try_for_each_concurrent(CONCURRENCY, |d| {
-                let this = self.clone();
-                async move {
-                    this.handle(d, publisher).await;
-                    Ok(())
-                }
-            })
-            .await?;
+        // Each delivery is handled on a task of its own, so one that is sending when the
+        // connection drops still finishes and records its email; the broker delivers it
+        // again (its ack is lost), and the second attempt finds it sent. The first
+        // broker error ends the consumption (the supervisor reconnects).
+        let limit = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
+        let mut consumer = consumer;
+        while let Some(delivery) = consumer.try_next().await? {
+            let Ok(permit) = limit.clone().acquire_owned().await else { break };
+            let (this, publisher) = (self.clone(), publisher.clone());
+            tokio::spawn(async move {
+                let _permit = permit;
+                this.handle(delivery, &publisher).await;
+            });
+        }
         Err(crate::bus::BusError::NotConfirmed("the consumer stopped".into()))
     }
 
