@@ -108,7 +108,7 @@ fn bearer(parts: &Parts) -> Result<Option<&str>, ApiError> {
 
 /// Whether the members read model shows `member` forgotten (its token is worthless
 /// then). A member it does not show yet (just registered) is not.
-async fn forgotten(state: &AppState, member: Uuid) -> Result<bool, ApiError> {
+pub(crate) async fn forgotten(state: &AppState, member: Uuid) -> Result<bool, ApiError> {
     let row: Option<(bool,)> = gather_commands::on_db_read!(&state.db, p =>
         sqlx::query_as("SELECT email = '' FROM members WHERE member_id = $1").bind(member).fetch_optional(p).await)?;
     Ok(row.is_some_and(|(f,)| f))

@@ -78,6 +78,15 @@ async fn a_forgotten_members_token_is_refused(app: TestApp) {
     app.get("/v1/me", Some(&token), Some(a.position())).await.assert_problem(401, None);
     let a = app.post("/v1/me/children", Some(&token), json!({"name": "Kid", "birth_date": "2019-04-01"})).await;
     a.assert_problem(401, None);
+    // The stream too, before any upgrade.
+    let res = app
+        .http
+        .get(app.url(&format!("/v1/stream?access_token={token}")))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
 }
 
 both_profiles!(a_forgotten_members_token_is_refused);

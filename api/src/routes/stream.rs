@@ -86,6 +86,9 @@ async fn stream(
 ) -> Result<Response, ApiError> {
     let (mut parts, _) = request.into_parts();
     let actor = actor(&state, &parts.headers, &q)?;
+    if crate::auth::forgotten(&state, actor.id).await? {
+        return Err(ApiError::Unauthorized("this member no longer exists".into()));
+    }
     let wants_sse =
         parts.headers.get(ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("text/event-stream"));
     if wants_sse {
