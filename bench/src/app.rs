@@ -38,6 +38,16 @@ impl Running {
 /// Starts Gather over `database_url` (None: SQLite in the data dir) running `roles`
 /// (empty: every role), with the bootstrap moderator if `moderator`.
 pub async fn start(database_url: Option<&str>, roles: &[&str], moderator: bool) -> anyhow::Result<Running> {
+    start_with(database_url, roles, moderator, None).await
+}
+
+/// [`start`], with RabbitMQ at `amqp_url` (None: the in-process bus).
+pub async fn start_with(
+    database_url: Option<&str>,
+    roles: &[&str],
+    moderator: bool,
+    amqp_url: Option<&str>,
+) -> anyhow::Result<Running> {
     let data_dir = std::env::temp_dir().join(format!("gather-bench-{}", Uuid::new_v4().simple()));
     let mut env: HashMap<&str, String> = HashMap::new();
     env.insert("GATHER_BIND", "127.0.0.1:0".into());
@@ -49,6 +59,9 @@ pub async fn start(database_url: Option<&str>, roles: &[&str], moderator: bool) 
     if let Some(url) = database_url {
         env.insert("GATHER_DATABASE_URL", url.into());
         env.insert("GATHER_JWT_SECRET", "bench-secret-bench-secret-bench-secret-0123".into());
+    }
+    if let Some(url) = amqp_url {
+        env.insert("GATHER_AMQP_URL", url.into());
     }
     if moderator {
         env.insert("GATHER_BOOTSTRAP_MODERATOR", format!("{}:{}", MODERATOR.0, MODERATOR.1));

@@ -15,12 +15,12 @@
 //!   relay takes to publish (persistent, mandatory, confirmed) and delete them all.
 //!   The baseline: a bare lapin publisher with confirms, in batches of the relay's size.
 
+use crate::app::Running;
 use crate::percentile;
 use crate::ryw::member;
 use anyhow::Context as _;
 use futures::{SinkExt, StreamExt, TryStreamExt};
 use gather_api::state::AppState;
-use gather_api::{App, Settings};
 use gather_commands::Db;
 use gather_domain::Role;
 use gather_projections::bus::{Broker, EXCHANGE, NOTIFY_QUEUE, Update, declare_push_queue, declare_topology};
@@ -34,8 +34,6 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use serde_json::{Value, json};
 use sqlx::postgres::{PgListener, PgPoolOptions};
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
@@ -95,59 +93,6 @@ async fn reset_vhost() -> anyhow::Result<String> {
     Ok(url)
 }
 
-/// A running Gather on Postgres and RabbitMQ (as `app::start`, with `GATHER_AMQP_URL`).
-struct Gather {
-    addr: SocketAddr,
-    http: reqwest::Client,
-    state: AppState,
-    data_dir: PathBuf,
-    stop: Option<(tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
-}
-
-impl Gather {
-    async fn start(database_url: &str, amqp_url: &str) -> anyhow::Result<Gather> {
-        let data_dir = std::env::temp_dir().join(format!("gather-bench-{}", Uuid::new_v4().simple()));
-        let mut env: HashMap<&str, String> = HashMap::new();
-        env.insert("GATHER_BIND", "127.0.0.1:0".into());
-        env.insert("GATHER_DATA_DIR", data_dir.display().to_string());
-        env.insert("GATHER_DATABASE_URL", database_url.into());
-        env.insert("GATHER_JWT_SECRET", "bench-secret-bench-secret-bench-secret-0123".into());
-        env.insert("GATHER_AMQP_URL", amqp_url.into());
-        // Throughput and latency of the server, not of its rate limiter.
-        for limit in ["GATHER_RATE_LIMIT_COMMANDS", "GATHER_RATE_LIMIT_GUESTS", "GATHER_RATE_LIMIT_AUTH"] {
-            env.insert(limit, "0".into());
-        }
-
-        env.insert("GATHER_BOOTSTRAP_MODERATOR", format!("{}:{}", crate::app::MODERATOR.0, crate::app::MODERATOR.1));
-        let settings = Settings::from_lookup(|k| env.get(k).cloned())?;
-        let app = App::build(settings).await?;
-        let addr = app.local_addr();
-        let state = app.state().clone();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let join = tokio::spawn(async move {
-            let _ = app
-                .run_until(async move {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
-        let http = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
-        Ok(Gather { addr, http, state, data_dir, stop: Some((stop, join)) })
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
-    }
-
-    async fn stop(mut self) {
-        if let Some((stop, join)) = self.stop.take() {
-            let _ = stop.send(());
-            let _ = join.await;
-        }
-        let _ = std::fs::remove_dir_all(&self.data_dir);
-    }
-}
-
 async fn post(http: &reqwest::Client, url: String, token: Option<&str>, body: Value) -> anyhow::Result<Value> {
     let mut req = http.post(url).json(&body);
     if let Some(token) = token {
@@ -161,7 +106,7 @@ async fn post(http: &reqwest::Client, url: String, token: Option<&str>, body: Va
 }
 
 /// A public activity with room for every booking, created, submitted and approved.
-async fn published(app: &Gather, organiser: &str, moderator: &str) -> anyhow::Result<Uuid> {
+async fn published(app: &Running, organiser: &str, moderator: &str) -> anyhow::Result<Uuid> {
     let start = chrono::Utc::now() + chrono::Duration::days(30);
     let body = json!({
         "title": "Distribution meetup", "description": "Benchmark", "category": "meetup", "tags": ["bench"],
@@ -191,7 +136,7 @@ async fn next_json(socket: &mut Ws) -> anyhow::Result<Value> {
 
 /// A WebSocket client, registered with the server before it returns: any request is
 /// answered (with an error) only once the server has registered the client.
-async fn socket(app: &Gather, token: &str) -> anyhow::Result<Ws> {
+async fn socket(app: &Running, token: &str) -> anyhow::Result<Ws> {
     let url = format!("ws://{}/v1/stream?access_token={token}", app.addr);
     let (mut socket, _) = tokio_tungstenite::connect_async(url).await?;
     socket.send(Message::Text("{}".into())).await?;
@@ -232,7 +177,7 @@ struct Sent {
     position: i64,
 }
 
-async fn book(app: Arc<Gather>, token: Arc<String>, member: usize, activity: Uuid) -> anyhow::Result<Sent> {
+async fn book(app: Arc<Running>, token: Arc<String>, member: usize, activity: Uuid) -> anyhow::Result<Sent> {
     let at = Instant::now();
     let res = app
         .http
@@ -497,7 +442,7 @@ async fn confirm_reference(amqp: &str, rate: f64) -> anyhow::Result<Vec<Duration
 /// `push`: POST booking → WebSocket frame, against NOTIFY + broker round trips.
 pub(crate) async fn push(url: &str, secs: f64, rate: f64) -> anyhow::Result<()> {
     let amqp = reset_vhost().await?;
-    let app = Arc::new(Gather::start(url, &amqp).await?);
+    let app = Arc::new(crate::app::start_with(Some(url), &[], true, Some(&amqp)).await?);
     let state = app.state.clone();
     let (_, organiser) = member(&state, &[Role::Member, Role::Organiser]).await?;
     let moderator = post(
@@ -609,10 +554,8 @@ pub(crate) async fn push(url: &str, secs: f64, rate: f64) -> anyhow::Result<()> 
     let _ = tap_connection.close(200, "done".into()).await;
     let clients = state.push.clients();
     drop(state);
-    match Arc::try_unwrap(app) {
-        Ok(app) => app.stop().await,
-        Err(_) => anyhow::bail!("the app is still shared"),
-    }
+    app.stop().await;
+    let _ = std::fs::remove_dir_all(&app.data_dir);
     for r in readers {
         r.abort();
     }
