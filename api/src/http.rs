@@ -203,6 +203,23 @@ where
     outcome
 }
 
+/// Runs a command on aggregate `A` (`id`) through [`run_command`] and answers `202`.
+pub async fn run_accepted<A>(
+    state: AppState,
+    actor: Actor,
+    headers: HeaderMap,
+    id: Uuid,
+    route: &str,
+    command: A::Command,
+) -> Result<Response, ApiError>
+where
+    A: gather_domain::Aggregate,
+    A::Command: Clone,
+{
+    let outcome = run_command::<A>(&state, actor, &headers, route, id, command).await?;
+    Ok(accepted(id, &outcome))
+}
+
 /// `202 Accepted` with `{id, position, version}` for a command on `id`.
 pub fn accepted<E>(id: Uuid, outcome: &CommandOutcome<E>) -> Response {
     command_response(StatusCode::ACCEPTED, id, outcome, json!({}))

@@ -262,7 +262,7 @@ struct RescheduleBody {
     ends_at: DateTime<Utc>,
 }
 
-/// A lifecycle command without a body.
+/// An activity command answered with `202`.
 async fn lifecycle(
     state: AppState,
     actor: gather_domain::Actor,
@@ -271,8 +271,7 @@ async fn lifecycle(
     route: &str,
     command: ActivityCommand,
 ) -> Result<Response, ApiError> {
-    let outcome = run_command::<Activity>(&state, actor, &headers, route, id, command).await?;
-    Ok(accepted(id, &outcome))
+    crate::http::run_accepted::<Activity>(state, actor, headers, id, route, command).await
 }
 
 async fn submit(

@@ -5,7 +5,7 @@
 use crate::auth::{Authed, MaybeAuthed};
 use crate::error::ApiError;
 use crate::extract::{Json, Path};
-use crate::http::{accepted, command_response, consistent_read, read_response, run_command};
+use crate::http::{command_response, consistent_read, read_response, run_command};
 use crate::routes::activities::{LocationBody, PriceBody, ReasonBody, VisibilityBody};
 use crate::state::AppState;
 use axum::Router;
@@ -290,8 +290,7 @@ async fn lifecycle(
     route: &str,
     command: SeriesCommand,
 ) -> Result<Response, ApiError> {
-    let outcome = run_command::<Series>(&state, actor, &headers, route, id, command).await?;
-    Ok(accepted(id, &outcome))
+    crate::http::run_accepted::<Series>(state, actor, headers, id, route, command).await
 }
 
 async fn submit(
