@@ -28,6 +28,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
 use uuid::Uuid;
 
 /// A built, not yet serving, Gather process.
@@ -79,21 +81,15 @@ fn jwt_secret(settings: &Settings) -> anyhow::Result<SecretString> {
     Ok(SecretString::from(secret))
 }
 
-/// The whole HTTP surface.
-pub fn router(state: AppState) -> Router {
-    // A process without the api role serves health only (GATHER_ROLES).
-    if !state.settings.runs(ProcessRole::Api) {
-        return Router::new()
-            .merge(routes::health::router())
-            .route("/metrics", axum::routing::get(crate::metrics::render))
-            .fallback(|| async { crate::error::ApiError::NotFound("this process does not serve the API".into()) })
-            .with_state(state);
-    }
-    Router::new()
+/// Every API route with its OpenAPI entry (each module's `router()` registers its
+/// handlers through `utoipa_axum::routes!`, so a route cannot lack its entry).
+pub fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(crate::openapi::ApiDoc::openapi())
         .merge(routes::auth::router())
         .merge(routes::reads::router())
         .merge(routes::me::router())
         .merge(routes::activities::router())
+        .merge(routes::media::router())
         .merge(routes::series::router())
         .merge(routes::stream::router())
         .merge(routes::bookings::router())
@@ -103,7 +99,27 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::health::router())
         .merge(routes::admin::router())
         .merge(routes::audit::router())
-        .route("/metrics", axum::routing::get(crate::metrics::render))
+}
+
+/// The OpenAPI document of [`api_routes`], conventions applied.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = api_routes().into_openapi();
+    crate::openapi::apply_conventions(&mut doc);
+    doc
+}
+
+/// The whole HTTP surface.
+pub fn router(state: AppState) -> Router {
+    // A process without the api role serves health only (GATHER_ROLES).
+    if !state.settings.runs(ProcessRole::Api) {
+        let (health, _) = routes::health::router().split_for_parts();
+        return health
+            .fallback(|| async { crate::error::ApiError::NotFound("this process does not serve the API".into()) })
+            .with_state(state);
+    }
+    let (api, mut doc) = api_routes().split_for_parts();
+    crate::openapi::apply_conventions(&mut doc);
+    api.merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", doc))
         .route_layer(axum::middleware::from_fn(crate::metrics::track))
         .fallback(|| async { crate::error::ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { crate::error::ApiError::MethodNotAllowed })

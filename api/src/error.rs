@@ -9,7 +9,7 @@ use gather_domain::{DomainError, ErrorKind};
 use serde::Serialize;
 
 /// One invalid field of a request.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct FieldError {
     /// The field's name (`title`, `location.lat`).
     pub field: String,

@@ -99,6 +99,13 @@ pub async fn consistent_read(state: &AppState, headers: &HeaderMap, reads: &[&st
     if position == 0 {
         return current().await;
     }
+    // A position no answer can have handed out is bad input, not something to wait for.
+    if state.store.checkpoint_of(position).await?.is_none() && !state.store.is_committed(position).await? {
+        return Err(ApiError::field(
+            "Gather-Min-Position",
+            format!("no event at position {position} has been committed"),
+        ));
+    }
     let deadline = Instant::now() + MAX_WAIT;
     let mut wake = state.store.wake();
     // The position may not be readable yet (its transaction is behind an older one).

@@ -9,6 +9,8 @@
 //! - [`auth`]: JWT and the actor extractors; [`passwords`]: bounded argon2;
 //! - [`payments`]: the payment provider's signed webhook;
 //! - [`idempotency`]: stored first answers for `Idempotency-Key`;
+//! - [`openapi`]: the OpenAPI document's frame and shared answer shapes;
+//! - [`media`]: the blob store behind media uploads;
 //! - [`ops`]: operator commands (projection status, retry, skip, replay, verify);
 //! - [`routes`]: one module per resource.
 
@@ -19,7 +21,9 @@ pub mod extract;
 pub mod http;
 pub mod idempotency;
 pub mod limits;
+pub mod media;
 pub mod metrics;
+pub mod openapi;
 pub mod ops;
 pub mod passwords;
 pub mod payments;

@@ -27,6 +27,8 @@ enum Command {
     Migrate,
     /// Print the domain's given-when-then spec catalogue as Markdown.
     Specs,
+    /// Print the OpenAPI 3.1 document of the HTTP API (as served at /openapi.json).
+    Openapi,
     /// Replay a projection from the log beside its live tables, then swap the copy in
     /// (servers keep serving the old copy until the swap); with --verify, compare the
     /// copy with the live tables instead of swapping. Progress: a bar on a terminal,
@@ -156,6 +158,10 @@ async fn run() -> anyhow::Result<()> {
         print!("{}", gather_domain::catalogue_markdown());
         return Ok(());
     }
+    if let Some(Command::Openapi) = cli.command {
+        println!("{}", gather_api::app::openapi().to_pretty_json().context("could not render the document")?);
+        return Ok(());
+    }
     init_tracing();
     let settings = Settings::from_env()?;
     match cli.command.unwrap_or(Command::Serve) {
@@ -171,7 +177,7 @@ async fn run() -> anyhow::Result<()> {
         Command::Members(what) => members(&settings, what).await,
         Command::Store(Store::Rebase) => rebase(&settings).await,
         Command::Events(what) => events(&settings, what).await,
-        Command::Specs => Ok(()),
+        Command::Specs | Command::Openapi => Ok(()),
     }
 }
 

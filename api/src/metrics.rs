@@ -56,6 +56,8 @@ pub async fn track(request: Request, next: Next) -> Response {
 }
 
 /// `GET /metrics`.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 pub async fn render(State(state): State<AppState>) -> Response {
     // From the database: every projection's stored checkpoint, whichever process runs it.
     if let Ok(all) = crate::ops::status(&state.db).await {

@@ -390,6 +390,15 @@ pub trait EventStore: Send + Sync + 'static {
     /// The checkpoint of the event at a global position, once readers may see it.
     async fn checkpoint_of(&self, position: i64) -> Result<Option<Checkpoint>, StoreError>;
 
+    /// Whether an event at this global position has been committed, readable yet or
+    /// not. A client only learns a position from an answer sent after its commit, so
+    /// `false` means the position was never handed out (`Gather-Min-Position` refuses it
+    /// at once instead of waiting). The default answers `true`: wait and see.
+    async fn is_committed(&self, position: i64) -> Result<bool, StoreError> {
+        let _ = position;
+        Ok(true)
+    }
+
     /// The stream's current version (None = no stream).
     async fn stream_version(&self, stream: &str) -> Result<Option<i64>, StoreError>;
 

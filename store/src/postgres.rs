@@ -506,6 +506,13 @@ impl EventStore for PostgresStore {
         Ok(row.map(|(c, p)| Checkpoint { commit_id: c, position: p }).unwrap_or(Checkpoint::START))
     }
 
+    async fn is_committed(&self, position: i64) -> Result<bool, StoreError> {
+        Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM events WHERE position = $1)")
+            .bind(position)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
     async fn checkpoint_of(&self, position: i64) -> Result<Option<Checkpoint>, StoreError> {
         let row: Option<(i64, i64)> = sqlx::query_as(
             "SELECT commit_id, position FROM events WHERE position = $1 \

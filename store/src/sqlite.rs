@@ -195,6 +195,13 @@ impl EventStore for SqliteStore {
         Ok(pos.map(|p| Checkpoint { commit_id: 0, position: p }).unwrap_or(Checkpoint::START))
     }
 
+    async fn is_committed(&self, position: i64) -> Result<bool, StoreError> {
+        Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM events WHERE position = ?1)")
+            .bind(position)
+            .fetch_one(&self.reader)
+            .await?)
+    }
+
     async fn checkpoint_of(&self, position: i64) -> Result<Option<Checkpoint>, StoreError> {
         let found: Option<i64> = sqlx::query_scalar("SELECT position FROM events WHERE position = ?1")
             .bind(position)

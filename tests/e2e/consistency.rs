@@ -12,6 +12,22 @@ use std::time::Instant;
 use uuid::Uuid;
 
 both_profiles!(a_failed_projection_delays_only_the_queries_that_read_it);
+both_profiles!(a_min_position_no_answer_handed_out_is_refused_at_once);
+
+/// A position beyond every committed event was never in an answer: waiting 5 s for it
+/// (then a 503) would only hide the client's bug, so it is a 400 at once.
+async fn a_min_position_no_answer_handed_out_is_refused_at_once(app: TestApp) {
+    let (_, member) = quick_member(&app).await;
+    let head = app.app_state.store.head().await.unwrap().position;
+    let started = Instant::now();
+    let a = app.get("/v1/me", Some(&member), Some(head + 1_000)).await;
+    a.assert_problem(400, Some("validation_failed"));
+    assert_eq!(a.body["errors"][0]["field"], json!("Gather-Min-Position"), "{:?}", a.body);
+    assert!(started.elapsed().as_secs_f64() < 4.5, "refused without the bounded wait");
+    // A committed position is still waited for and answered.
+    let ok = app.get("/v1/me", Some(&member), Some(head)).await;
+    assert_eq!(ok.status, 200, "{:?}", ok.body);
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_your_writes_holds_through_an_api_only_process_beside_a_projector_process() {

@@ -483,6 +483,22 @@ macro_rules! both_profiles {
     };
 }
 
+/// `both_profiles!` with the settings adjusted by `$adjust` (`fn(&mut Settings)`).
+macro_rules! with_profiles {
+    ($name:ident, $adjust:expr) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_sqlite() {
+                super::$name(crate::harness::spawn_app_with(crate::harness::Profile::Sqlite, $adjust).await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_postgres() {
+                super::$name(crate::harness::spawn_app_with(crate::harness::Profile::Postgres, $adjust).await).await;
+            }
+        }
+    };
+}
+
 /// Test set-up without HTTP or argon2: registers a member straight through the command
 /// handler (with a fixed, valid-looking hash) and mints its token.
 pub async fn quick_member(app: &TestApp) -> (uuid::Uuid, String) {

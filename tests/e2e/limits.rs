@@ -11,21 +11,6 @@ fn limited(s: &mut Settings) {
     s.rate_limit_auth = 1;
 }
 
-macro_rules! with_profiles {
-    ($name:ident, $adjust:expr) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn on_sqlite() {
-                super::$name(crate::harness::spawn_app_with(crate::harness::Profile::Sqlite, $adjust).await).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn on_postgres() {
-                super::$name(crate::harness::spawn_app_with(crate::harness::Profile::Postgres, $adjust).await).await;
-            }
-        }
-    };
-}
-
 async fn commands_of_a_member_and_guests_are_rate_limited(app: TestApp) {
     // Guests: a burst of 6 (twice the rate; a slow run may refill one more), then 429.
     let mut ok = 0;
@@ -103,14 +88,18 @@ async fn cors_allows_the_configured_origins_only(app: TestApp) {
 with_profiles!(cors_allows_the_configured_origins_only, super::with_cors);
 
 fn short_timeout(s: &mut Settings) {
+    use gather_api::settings::ProcessRole;
     s.request_timeout = std::time::Duration::from_secs(1);
+    // Nobody projects: a read waiting for a committed position waits its full 5 s.
+    s.roles = vec![ProcessRole::Api, ProcessRole::Scheduler];
 }
 
 async fn a_request_that_takes_too_long_is_a_503(app: TestApp) {
     let (_, member) = quick_member(&app).await;
-    // Waiting for a position far ahead would take 5 s; the bound is 1 s.
+    let head = app.app_state.store.head().await.unwrap().position;
+    // Waiting for the read models to reach it would take 5 s; the bound is 1 s.
     let started = std::time::Instant::now();
-    let a = app.get("/v1/me/bookings", Some(&member), Some(1_000_000_000)).await;
+    let a = app.get("/v1/me/bookings", Some(&member), Some(head)).await;
     a.assert_problem(503, Some("unavailable"));
     assert!(a.body["detail"].as_str().unwrap().contains("longer than 1 s"), "{:?}", a.body);
     assert!(started.elapsed() < std::time::Duration::from_secs(4));
@@ -158,8 +147,26 @@ with_profiles!(ready_is_503_while_a_projection_lags_beyond_the_bound, super::no_
 async fn a_stop_waits_for_in_flight_requests_only_within_its_bound() {
     let (mut settings, _lease) = spawn_settings(Profile::Sqlite).await;
     settings.shutdown_timeout = std::time::Duration::from_secs(1);
-    let app = gather_api::App::build(settings).await.unwrap();
+    // Nobody projects: a read waiting for a committed position waits its full 5 s.
+    settings.roles = vec![gather_api::settings::ProcessRole::Api];
+    let app = gather_api::App::build(settings.clone()).await.unwrap();
     let addr = app.local_addr();
+    let head = {
+        let (_, store) = gather_api::app::open_store(&settings).await.unwrap();
+        let meta = gather_commands::store::AppendMeta::new(uuid::Uuid::now_v7(), None);
+        let event = gather_commands::store::NewEvent {
+            event_id: uuid::Uuid::now_v7(),
+            event_type: "NoteForTheTest".into(),
+            schema_version: 1,
+            data: json!({}),
+        };
+        let stream = gather_commands::store::StreamAppend {
+            stream: format!("note-{}", uuid::Uuid::now_v7()),
+            expected: gather_commands::store::ExpectedVersion::Any,
+            events: vec![event],
+        };
+        store.append(&meta, vec![stream]).await.unwrap().streams[0].last_position
+    };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async move {
         let _ = stopped.await;
@@ -167,7 +174,7 @@ async fn a_stop_waits_for_in_flight_requests_only_within_its_bound() {
     let slow = tokio::spawn(
         reqwest::Client::new()
             .get(format!("http://{addr}/v1/activities"))
-            .header("gather-min-position", "1000000000")
+            .header("gather-min-position", head.to_string())
             .send(),
     );
     // No signal says the request has reached its wait; give it a moment to be sent.

@@ -20,6 +20,7 @@ mod mail;
 mod matrix;
 mod members;
 mod metrics;
+mod openapi;
 mod operations;
 mod payments;
 mod reads;

@@ -6,11 +6,9 @@ use crate::error::ApiError;
 use crate::extract::{Json, Path};
 use crate::http::{accepted, command_response, consistent_read, read_response, run_command};
 use crate::state::AppState;
-use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
-use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use gather_domain::Role;
 use gather_domain::activity::{
@@ -20,36 +18,38 @@ use gather_domain::values::{AgeRange, Capacity, Category, Description, Money, Re
 use gather_projections::queries;
 use serde::Deserialize;
 use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 /// The routes of this module.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/activities", post(create))
-        .route("/v1/activities/{id}", get(show).patch(update))
-        .route("/v1/activities/{id}/submit", post(submit))
-        .route("/v1/activities/{id}/approve", post(approve))
-        .route("/v1/activities/{id}/reject", post(reject))
-        .route("/v1/activities/{id}/publish", post(publish))
-        .route("/v1/activities/{id}/reschedule", post(reschedule))
-        .route("/v1/activities/{id}/cancel", post(cancel))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create))
+        .routes(routes!(show, update))
+        .routes(routes!(submit))
+        .routes(routes!(approve))
+        .routes(routes!(reject))
+        .routes(routes!(publish))
+        .routes(routes!(reschedule))
+        .routes(routes!(cancel))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PriceBody {
     pub(crate) amount: i64,
     pub(crate) currency: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub(crate) enum LocationBody {
     Venue { name: String, address: String, lat: f64, lng: f64 },
     Online { url: String },
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum VisibilityBody {
     Public,
@@ -57,7 +57,7 @@ pub(crate) enum VisibilityBody {
 }
 
 /// `POST /v1/activities` as API.md lists it.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct CreateActivity {
     title: String,
     #[serde(default)]
@@ -98,6 +98,8 @@ impl CreateActivity {
     }
 }
 
+/// Creates a draft activity (organiser).
+#[utoipa::path(post, path = "/v1/activities", tag = "activities", request_body(content = CreateActivity, example = json!({"title": "Bouldering for beginners", "description": "Two hours on the wall, shoes included.", "category": "sports", "tags": ["climbing", "indoor"], "starts_at": "2030-05-01T14:00:00Z", "ends_at": "2030-05-01T16:00:00Z", "capacity": 12, "price": {"amount": 1500, "currency": "EUR"}, "visibility": "public", "location": {"kind": "venue", "name": "Klimmuur", "address": "Naritaweg 48, Amsterdam", "lat": 52.39, "lng": 4.84}, "age_min": 8, "age_max": 16, "waitlist": true})), responses((status = 201, description = "Created; `Location` points at it", body = crate::openapi::CommandAnswer)), security(("bearer" = [])))]
 async fn create(
     State(state): State<AppState>,
     auth: Authed,
@@ -117,6 +119,8 @@ async fn create(
     Ok(res)
 }
 
+/// An activity: guests see published public ones, invitees the invite-only one they were invited to, its organiser and moderators always.
+#[utoipa::path(get, path = "/v1/activities/{id}", tag = "activities", params(("id" = Uuid, Path, description = "The activity id")), responses((status = 200, description = "The activity, with `ETag` = its version", body = crate::openapi::ActivityView)), security((), ("bearer" = [])))]
 async fn show(
     State(state): State<AppState>,
     MaybeAuthed(actor): MaybeAuthed,
@@ -179,7 +183,7 @@ impl VisibilityBody {
 }
 
 /// `PATCH /v1/activities/{id}`: any subset of the creation fields.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdateActivity {
     title: Option<String>,
@@ -229,6 +233,8 @@ impl UpdateActivity {
     }
 }
 
+/// Changes any subset of the details (owner).
+#[utoipa::path(patch, path = "/v1/activities/{id}", tag = "activities", params(("id" = Uuid, Path, description = "The activity id")), request_body(content = UpdateActivity, example = json!({"capacity": 16})), responses((status = 202, description = "Accepted", body = crate::openapi::CommandAnswer)), security(("bearer" = [])))]
 async fn update(
     State(state): State<AppState>,
     Authed(actor): Authed,
@@ -250,13 +256,13 @@ async fn update(
 }
 
 /// `{reason}` for reject and cancel.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub(crate) struct ReasonBody {
     pub(crate) reason: String,
 }
 
 /// `{starts_at, ends_at}` for reschedule.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct RescheduleBody {
     starts_at: DateTime<Utc>,
     ends_at: DateTime<Utc>,
@@ -274,6 +280,8 @@ async fn lifecycle(
     crate::http::run_accepted::<Activity>(state, actor, headers, id, route, command).await
 }
 
+/// Submits a draft for moderation (owner).
+#[utoipa::path(post, path = "/v1/activities/{id}/submit", tag = "activities", params(("id" = Uuid, Path, description = "The activity id")), responses((status = 202, description = "Accepted", body = crate::openapi::CommandAnswer)), security(("bearer" = [])))]
 async fn submit(
     State(state): State<AppState>,
     Authed(actor): Authed,
@@ -283,6 +291,8 @@ async fn submit(
     lifecycle(state, actor, headers, id, "activities/submit", ActivityCommand::Submit).await
 }
 
+/// Approves a pending activity (moderator).
+#[utoipa::path(post, path = "/v1/activities/{id}/approve", tag = "activities", params(("id" = Uuid, Path, description = "The activity id")), responses((status = 202, description = "Accepted", body = crate::openapi::CommandAnswer)), security(("bearer" = [])))]
 async fn approve(
     State(state): State<AppState>,
     Authed(actor): Authed,
@@ -292,6 +302,8 @@ async fn approve(
     lifecycle(state, actor, headers, id, "activities/approve", ActivityCommand::Approve).await
 }
 
+/// Publishes an approved activity (owner).
+#[utoipa::path(post, path = "/v1/activities/{id}/publish", tag = "activities", params(("id" = Uuid, Path, description = "The activity id")), responses((status = 202, description = "Accepted", body = crate::openapi::CommandAnswer)), security(("bearer" = [])))]
 async fn publish(
     State(state): State<AppState>,
     Authed(actor): Authed,
@@ -301,6 +313,8 @@ async fn publish(
     lifecycle(state, actor, headers, id, "activities/publish", ActivityCommand::Publish).await
 }
 
+/// Rejects a pending activity (moderator).
+#[utoipa::path(post, path = "/v1/activities/{id}/reject", tag = "activities", params(("id" = Uuid, Path, description = "The activity id")), request_body(content = ReasonBody, example = json!({"reason": "not an activity"})), responses((status = 202, description = "Accepted", body = crate::openapi::CommandAnswer)), security(("bearer" = [])))]
 async fn reject(
     State(state): State<AppState>,
     Authed(actor): Authed,
@@ -312,6 +326,8 @@ async fn reject(
     lifecycle(state, actor, headers, id, "activities/reject", ActivityCommand::Reject { reason }).await
 }
 
+/// Cancels an activity (owner or moderator); bookings are released.
+#[utoipa::path(post, path = "/v1/activities/{id}/cancel", tag = "activities", params(("id" = Uuid, Path, description = "The activity id")), request_body(content = ReasonBody, example = json!({"reason": "the venue closed"})), responses((status = 202, description = "Accepted", body = crate::openapi::CommandAnswer)), security(("bearer" = [])))]
 async fn cancel(
     State(state): State<AppState>,
     Authed(actor): Authed,
@@ -323,6 +339,8 @@ async fn cancel(
     lifecycle(state, actor, headers, id, "activities/cancel", ActivityCommand::Cancel { reason }).await
 }
 
+/// Moves an activity (owner); attendees are told.
+#[utoipa::path(post, path = "/v1/activities/{id}/reschedule", tag = "activities", params(("id" = Uuid, Path, description = "The activity id")), request_body(content = RescheduleBody, example = json!({"starts_at": "2030-05-02T14:00:00Z", "ends_at": "2030-05-02T16:00:00Z"})), responses((status = 202, description = "Accepted", body = crate::openapi::CommandAnswer)), security(("bearer" = [])))]
 async fn reschedule(
     State(state): State<AppState>,
     Authed(actor): Authed,

@@ -6,20 +6,20 @@ use crate::error::ApiError;
 use crate::extract::Path;
 use crate::http::{ensure_active, read_response};
 use crate::state::AppState;
-use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use chrono::Utc;
 use gather_domain::Role;
 use gather_projections::rebuild::{Rebuild, RebuildError, RebuildStatus, statuses};
 use gather_projections::runtime::{RunState, lag, load_checkpoint};
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// The routes of this module.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/admin/projections", get(list)).route("/v1/admin/projections/{name}/rebuild", post(rebuild))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list)).routes(routes!(rebuild))
 }
 
 /// Checks the caller is an active moderator.
@@ -43,6 +43,7 @@ fn rebuilding_view(r: &RebuildStatus) -> Value {
 }
 
 /// Every projection: its checkpoint, lag, state here and any rebuild.
+#[utoipa::path(get, path = "/v1/admin/projections", tag = "operations", responses((status = 200, description = "Projections", body = crate::openapi::ProjectionList)), security(("bearer" = [])))]
 async fn list(State(state): State<AppState>, auth: Authed) -> Result<Response, ApiError> {
     moderator(&state, &auth).await?;
     let rebuilds = statuses(&state.db).await.map_err(ApiError::internal)?;
@@ -83,6 +84,7 @@ async fn list(State(state): State<AppState>, auth: Authed) -> Result<Response, A
 }
 
 /// Starts rebuilding a projection beside its live tables; `202` once claimed.
+#[utoipa::path(post, path = "/v1/admin/projections/{name}/rebuild", tag = "operations", params(("name" = String, Path, description = "The projection name")), responses((status = 202, description = "Rebuilding", body = crate::openapi::RebuildStarted)), security(("bearer" = [])))]
 async fn rebuild(State(state): State<AppState>, auth: Authed, Path(name): Path<String>) -> Result<Response, ApiError> {
     moderator(&state, &auth).await?;
     let claimed = Rebuild::claim(&state.db, state.store.clone(), &gather_projections::all(), &name).await;

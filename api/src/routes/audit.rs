@@ -23,13 +23,12 @@ use crate::error::ApiError;
 use crate::http::{ensure_active, position_headers, read_response};
 use crate::state::AppState;
 use anyhow::Context as _;
+use axum::Extension;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Extension, Router};
 use chrono::{DateTime, Utc};
 use futures::stream::{self, BoxStream, StreamExt};
 use gather_commands::store::{Checkpoint, EventStore, LogFilter, RecordedEvent, StoreError, category_of};
@@ -41,6 +40,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 /// Items per page when `limit` is not given.
@@ -64,8 +65,8 @@ const READ_PAGE: i64 = 1000;
 const MAX_LIST: usize = 20;
 
 /// The routes of this module.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/audit/events", get(events))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(events))
 }
 
 /// Flips to true when the server stops taking requests: long-lived answers (a follow)
@@ -463,6 +464,7 @@ fn wants_ndjson(headers: &HeaderMap) -> bool {
 }
 
 /// `GET /v1/audit/events` (auditor).
+#[utoipa::path(get, path = "/v1/audit/events", tag = "audit", params(crate::openapi::AuditParams), responses((status = 200, description = "A page of events, or with `Accept: application/x-ndjson` one event per line", content((crate::openapi::AuditPage = "application/json"), (crate::openapi::LoggedEvent = "application/x-ndjson")))), security(("bearer" = [])))]
 async fn events(
     State(state): State<AppState>,
     auth: Authed,

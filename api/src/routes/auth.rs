@@ -4,11 +4,9 @@ use crate::error::ApiError;
 use crate::extract::Json;
 use crate::http::{command_meta, command_response};
 use crate::state::AppState;
-use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use gather_commands::CommandError;
 use gather_commands::uniqueness::{email_owner, reserve_email};
 use gather_domain::member::{Member, MemberCommand, MemberState};
@@ -16,11 +14,13 @@ use gather_domain::values::{DisplayName, Email};
 use gather_domain::{Actor, Role};
 use serde::Deserialize;
 use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 /// The routes of this module.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/auth/register", post(register)).route("/v1/auth/login", post(login))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(register)).routes(routes!(login))
 }
 
 /// Passwords are at least this long (API.md).
@@ -28,7 +28,7 @@ pub const MIN_PASSWORD: usize = 10;
 /// Passwords are at most this long (argon2 cost stays bounded).
 pub const MAX_PASSWORD: usize = 1024;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct Register {
     email: String,
     password: String,
@@ -81,6 +81,8 @@ pub async fn register_member(
     Ok((id, outcome))
 }
 
+/// Registers a member and answers a token.
+#[utoipa::path(post, path = "/v1/auth/register", tag = "auth", request_body(content = Register, example = json!({"email": "ada@example.com", "password": "correct horse battery", "display_name": "Ada"})), responses((status = 201, description = "Registered; `Location: /v1/me`", body = crate::openapi::Registered)))]
 async fn register(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -95,7 +97,7 @@ async fn register(
     Ok(res)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct Login {
     email: String,
     password: String,
@@ -115,6 +117,8 @@ pub fn roles_of(state: &MemberState) -> Vec<Role> {
     roles
 }
 
+/// Logs in: the same 401 for an unknown email and a wrong password.
+#[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body(content = Login, example = json!({"email": "ada@example.com", "password": "correct horse battery"})), responses((status = 200, description = "A token", body = crate::openapi::LoggedIn)))]
 async fn login(State(state): State<AppState>, Json(body): Json<Login>) -> Result<Response, ApiError> {
     let wrong = || ApiError::Unauthorized("wrong email or password".into());
     if body.password.len() > MAX_PASSWORD || body.email.len() > 320 {

@@ -6,11 +6,9 @@ use crate::error::ApiError;
 use crate::extract::{Json, Path};
 use crate::http::{accepted, active_member, command_response, run_active, run_command};
 use crate::state::AppState;
-use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use axum::routing::{delete, post};
 use gather_domain::activity::{Activity, ActivityCommand, ActivityEvent, BookedChild, InvitationRequest};
 use gather_domain::payment::{BookingSnapshot, Payment, PaymentCommand};
 use gather_domain::values::{Email, PaymentRef};
@@ -18,29 +16,33 @@ use gather_domain::{Actor, DomainError};
 use gather_projections::queries;
 use serde::Deserialize;
 use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 /// At most this many emails in one invitation request (DOMAIN.md).
 pub const MAX_INVITATIONS: usize = 500;
 
 /// The routes of this module.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/activities/{id}/bookings", post(book))
-        .route("/v1/activities/{id}/bookings/{booking_id}/payment", post(pay))
-        .route("/v1/activities/{id}/bookings/{booking_id}", delete(cancel_booking))
-        .route("/v1/activities/{id}/invitations", post(invite))
-        .route("/v1/invitations/{id}/accept", post(accept_invitation))
-        .route("/v1/invitations/{id}/decline", post(decline_invitation))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(book))
+        .routes(routes!(pay))
+        .routes(routes!(cancel_booking))
+        .routes(routes!(invite))
+        .routes(routes!(accept_invitation))
+        .routes(routes!(decline_invitation))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct BookBody {
     seats: i64,
     #[serde(default)]
     child_ids: Vec<Uuid>,
 }
 
+/// Books seats: confirmed, waitlisted, or reserved for 15 minutes on a paid activity.
+#[utoipa::path(post, path = "/v1/activities/{id}/bookings", tag = "bookings", params(("id" = Uuid, Path, description = "The activity id")), request_body(content = BookBody, example = json!({"seats": 2, "child_ids": []})), responses((status = 201, description = "Booked; `Location` points at the booking", body = crate::openapi::BookingCreated)), security(("bearer" = [])))]
 async fn book(
     State(state): State<AppState>,
     Authed(actor): Authed,
@@ -78,13 +80,14 @@ async fn book(
     Ok(res)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct PayBody {
     payment_ref: String,
 }
 
 /// Records the provider's reference for the caller's reserved booking. It confirms
 /// nothing: only the signed webhook (`routes::payments`) does.
+#[utoipa::path(post, path = "/v1/activities/{id}/bookings/{booking_id}/payment", tag = "bookings", params(("id" = Uuid, Path, description = "The activity id"), ("booking_id" = Uuid, Path, description = "The booking id")), request_body(content = PayBody, example = json!({"payment_ref": "pi_3Nv1"})), responses((status = 202, description = "Accepted", body = crate::openapi::CommandAnswer)), security(("bearer" = [])))]
 async fn pay(
     State(state): State<AppState>,
     Authed(actor): Authed,
@@ -104,6 +107,8 @@ async fn pay(
     Ok(accepted(booking_id, &outcome))
 }
 
+/// Cancels the caller's booking.
+#[utoipa::path(delete, path = "/v1/activities/{id}/bookings/{booking_id}", tag = "bookings", params(("id" = Uuid, Path, description = "The activity id"), ("booking_id" = Uuid, Path, description = "The booking id")), responses((status = 202, description = "Accepted", body = crate::openapi::CommandAnswer)), security(("bearer" = [])))]
 async fn cancel_booking(
     State(state): State<AppState>,
     Authed(actor): Authed,
@@ -115,11 +120,13 @@ async fn cancel_booking(
     Ok(accepted(booking_id, &outcome))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct InviteBody {
     emails: Vec<String>,
 }
 
+/// Invites people by email (owner).
+#[utoipa::path(post, path = "/v1/activities/{id}/invitations", tag = "bookings", params(("id" = Uuid, Path, description = "The activity id")), request_body(content = InviteBody, example = json!({"emails": ["grace@example.com"]})), responses((status = 201, description = "Invited", body = crate::openapi::InvitationsCreated)), security(("bearer" = [])))]
 async fn invite(
     State(state): State<AppState>,
     Authed(actor): Authed,
@@ -181,6 +188,8 @@ async fn answer_invitation(
     Ok(accepted(invitation_id, &outcome))
 }
 
+/// Accepts an invitation addressed to the caller's email (books one seat; reserves on a paid activity).
+#[utoipa::path(post, path = "/v1/invitations/{id}/accept", tag = "bookings", params(("id" = Uuid, Path, description = "The invitation id")), responses((status = 202, description = "Accepted", body = crate::openapi::CommandAnswer)), security(("bearer" = [])))]
 async fn accept_invitation(
     State(state): State<AppState>,
     Authed(actor): Authed,
@@ -190,6 +199,8 @@ async fn accept_invitation(
     answer_invitation(state, actor, headers, invitation_id, true).await
 }
 
+/// Declines an invitation addressed to the caller's email.
+#[utoipa::path(post, path = "/v1/invitations/{id}/decline", tag = "bookings", params(("id" = Uuid, Path, description = "The invitation id")), responses((status = 202, description = "Accepted", body = crate::openapi::CommandAnswer)), security(("bearer" = [])))]
 async fn decline_invitation(
     State(state): State<AppState>,
     Authed(actor): Authed,

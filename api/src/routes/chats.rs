@@ -10,27 +10,27 @@ use crate::error::ApiError;
 use crate::extract::{Json, Path};
 use crate::http::{accepted, command_response, run_command};
 use crate::state::AppState;
-use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
-use axum::routing::{delete, patch, post};
 use gather_domain::DomainError;
 use gather_domain::chat::{Chat, ChatCommand, MAX_GROUP_MEMBERS, MIN_GROUP_MEMBERS};
 use gather_domain::member::Member;
 use gather_domain::values::{ChatTitle, MessageText};
 use serde::Deserialize;
 use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 /// The routes of this module.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/chats", post(start))
-        .route("/v1/chats/{id}/members", post(add_member))
-        .route("/v1/chats/{id}/members/me", delete(leave))
-        .route("/v1/chats/{id}/messages", post(post_message))
-        .route("/v1/chats/{id}/messages/{message_id}", patch(edit_message).delete(delete_message))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(start))
+        .routes(routes!(add_member))
+        .routes(routes!(leave))
+        .routes(routes!(post_message))
+        .routes(routes!(edit_message, delete_message))
 }
 
 /// 422 unless `member_id` names a registered member who was not forgotten.
@@ -57,13 +57,15 @@ fn with_location(mut res: Response, location: String) -> Response {
     res
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct StartChat {
     #[serde(default)]
     title: Option<String>,
     member_ids: Vec<Uuid>,
 }
 
+/// Starts a group chat.
+#[utoipa::path(post, path = "/v1/chats", tag = "chats", request_body(content = StartChat, example = json!({"title": "Saturday climbers", "member_ids": ["0190f5a4-8b7e-7c3d-9a51-3f2e8d6c4b10"]})), responses((status = 201, description = "Started", body = crate::openapi::CommandAnswer)), security(("bearer" = [])))]
 async fn start(
     State(state): State<AppState>,
     Authed(actor): Authed,
@@ -101,11 +103,13 @@ async fn start(
     Ok(with_location(res, format!("/v1/chats/{id}")))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct AddMember {
     member_id: Uuid,
 }
 
+/// Adds a member (chat members).
+#[utoipa::path(post, path = "/v1/chats/{id}/members", tag = "chats", params(("id" = Uuid, Path, description = "The chat id")), request_body(content = AddMember), responses((status = 202, description = "Accepted", body = crate::openapi::CommandAnswer)), security(("bearer" = [])))]
 async fn add_member(
     State(state): State<AppState>,
     Authed(actor): Authed,
@@ -121,6 +125,8 @@ async fn add_member(
     Ok(accepted(chat_id, &outcome))
 }
 
+/// Leaves the chat.
+#[utoipa::path(delete, path = "/v1/chats/{id}/members/me", tag = "chats", params(("id" = Uuid, Path, description = "The chat id")), responses((status = 202, description = "Accepted", body = crate::openapi::CommandAnswer)), security(("bearer" = [])))]
 async fn leave(
     State(state): State<AppState>,
     Authed(actor): Authed,
@@ -132,11 +138,13 @@ async fn leave(
     Ok(accepted(chat_id, &outcome))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct MessageBody {
     text: String,
 }
 
+/// Posts a message.
+#[utoipa::path(post, path = "/v1/chats/{id}/messages", tag = "chats", params(("id" = Uuid, Path, description = "The chat id")), request_body(content = MessageBody, example = json!({"text": "See you at two!"})), responses((status = 201, description = "Posted", body = crate::openapi::CommandAnswer)), security(("bearer" = [])))]
 async fn post_message(
     State(state): State<AppState>,
     Authed(actor): Authed,
@@ -153,6 +161,8 @@ async fn post_message(
     Ok(with_location(res, format!("/v1/chats/{chat_id}/messages/{message_id}")))
 }
 
+/// Edits one's own message.
+#[utoipa::path(patch, path = "/v1/chats/{id}/messages/{message_id}", tag = "chats", params(("id" = Uuid, Path, description = "The chat id"), ("message_id" = Uuid, Path, description = "The message id")), request_body(content = MessageBody), responses((status = 202, description = "Accepted", body = crate::openapi::CommandAnswer)), security(("bearer" = [])))]
 async fn edit_message(
     State(state): State<AppState>,
     Authed(actor): Authed,
@@ -167,6 +177,8 @@ async fn edit_message(
     Ok(accepted(message_id, &outcome))
 }
 
+/// Deletes a message (its sender; the organiser in an activity room).
+#[utoipa::path(delete, path = "/v1/chats/{id}/messages/{message_id}", tag = "chats", params(("id" = Uuid, Path, description = "The chat id"), ("message_id" = Uuid, Path, description = "The message id")), responses((status = 202, description = "Accepted", body = crate::openapi::CommandAnswer)), security(("bearer" = [])))]
 async fn delete_message(
     State(state): State<AppState>,
     Authed(actor): Authed,

@@ -1,18 +1,22 @@
-//! `GET /health/live`, `GET /health/ready`.
+//! `GET /health/live`, `GET /health/ready`, `GET /metrics`.
 
 use crate::state::AppState;
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
 use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-/// The routes of this module.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/health/live", get(live)).route("/health/ready", get(ready))
+/// The routes of this module (every process serves them, whatever its roles).
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(live)).routes(routes!(ready)).routes(routes!(crate::metrics::render))
 }
 
+/// The process is up.
+#[utoipa::path(get, path = "/health/live", tag = "operations",
+    responses((status = 200, description = "Up", body = crate::openapi::Health, example = json!({"status": "live"}))))]
 async fn live() -> Response {
     Json(json!({"status": "live"})).into_response()
 }
@@ -20,6 +24,11 @@ async fn live() -> Response {
 /// Ready once the database answers, the broker (if any) is connected, every local
 /// projector has caught up with the log as it was at start-up, and no projection (of
 /// any process) is stopped or lags more than `GATHER_READY_MAX_LAG_SECS`.
+#[utoipa::path(get, path = "/health/ready", tag = "operations",
+    responses(
+        (status = 200, description = "Ready: `{status, database, broker, max_lag_ms, projections: {name: {position, lag_events, lag_ms, within_bound, fault?}}}`", body = crate::openapi::Health),
+        (status = 503, description = "Not ready, with the same details", body = crate::openapi::Health),
+    ))]
 async fn ready(State(state): State<AppState>) -> Response {
     let database = state.db.ping().await.is_ok();
     let broker = match &state.broker {

@@ -5,22 +5,24 @@ use crate::error::ApiError;
 use crate::extract::Json;
 use crate::http::{command_response, consistent_read, read_response, run_command};
 use crate::state::AppState;
-use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use axum::routing::{get, post};
 use gather_domain::member::{Member, MemberCommand};
 use gather_domain::values::OrganisationName;
 use gather_projections::queries;
 use serde::Deserialize;
 use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// The routes of this module.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/me", get(me)).route("/v1/me/organiser", post(become_organiser))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(me)).routes(routes!(become_organiser))
 }
 
+/// The caller's profile.
+#[utoipa::path(get, path = "/v1/me", tag = "members", responses((status = 200, description = "The profile", body = crate::openapi::Profile)), security(("bearer" = [])))]
 async fn me(State(state): State<AppState>, Authed(actor): Authed, headers: HeaderMap) -> Result<Response, ApiError> {
     let position = consistent_read(&state, &headers, &["members"]).await?;
     let m = queries::member(&state.db, actor.id)
@@ -42,11 +44,13 @@ async fn me(State(state): State<AppState>, Authed(actor): Authed, headers: Heade
     Ok(read_response(body, position, None))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct BecomeOrganiser {
     organisation_name: String,
 }
 
+/// Becomes an organiser; the next token carries the role.
+#[utoipa::path(post, path = "/v1/me/organiser", tag = "members", request_body(content = BecomeOrganiser, example = json!({"organisation_name": "Amsterdam Climbing Club"})), responses((status = 202, description = "Accepted", body = crate::openapi::CommandAnswer)), security(("bearer" = [])))]
 async fn become_organiser(
     State(state): State<AppState>,
     Authed(actor): Authed,

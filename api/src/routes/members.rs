@@ -9,11 +9,9 @@ use crate::extract::{Json, Path};
 use crate::http::{accepted, active_member_loaded, command_meta, command_response, run_command};
 use crate::routes::auth::check_password;
 use crate::state::AppState;
-use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
-use axum::routing::{delete, patch, post, put};
 use chrono::NaiveDate;
 use gather_commands::CommandError;
 use gather_domain::activity::{Activity, ActivityStatus, Visibility};
@@ -22,24 +20,28 @@ use gather_domain::values::{ChildName, DisplayName, Reason};
 use gather_domain::{Actor, Role};
 use serde::Deserialize;
 use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 /// The routes of this module.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/me", patch(update_profile).delete(forget))
-        .route("/v1/me/password", post(change_password))
-        .route("/v1/me/children", post(add_child))
-        .route("/v1/me/children/{child_id}", delete(remove_child))
-        .route("/v1/members/{id}/suspend", post(suspend))
-        .route("/v1/activities/{id}/favourite", put(favourite).delete(unfavourite))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(update_profile, forget))
+        .routes(routes!(change_password))
+        .routes(routes!(add_child))
+        .routes(routes!(remove_child))
+        .routes(routes!(suspend))
+        .routes(routes!(favourite, unfavourite))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct UpdateProfile {
     display_name: String,
 }
 
+/// Changes the display name.
+#[utoipa::path(patch, path = "/v1/me", tag = "members", request_body(content = UpdateProfile, example = json!({"display_name": "Ada L."})), responses((status = 202, description = "Accepted", body = crate::openapi::CommandAnswer)), security(("bearer" = [])))]
 async fn update_profile(
     State(state): State<AppState>,
     Authed(actor): Authed,
@@ -54,12 +56,14 @@ async fn update_profile(
     Ok(accepted(id, &outcome))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct ChangePassword {
     old_password: String,
     new_password: String,
 }
 
+/// Changes the password (the old one must match).
+#[utoipa::path(post, path = "/v1/me/password", tag = "members", request_body(content = ChangePassword), responses((status = 202, description = "Accepted", body = crate::openapi::CommandAnswer)), security(("bearer" = [])))]
 async fn change_password(
     State(state): State<AppState>,
     Authed(actor): Authed,
@@ -99,12 +103,14 @@ async fn change_password(
     Ok(accepted(id, &outcome))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct AddChild {
     name: String,
     birth_date: NaiveDate,
 }
 
+/// Adds a child.
+#[utoipa::path(post, path = "/v1/me/children", tag = "members", request_body(content = AddChild, example = json!({"name": "Tom", "birth_date": "2018-04-02"})), responses((status = 201, description = "Added", body = crate::openapi::CommandAnswer)), security(("bearer" = [])))]
 async fn add_child(
     State(state): State<AppState>,
     Authed(actor): Authed,
@@ -121,6 +127,8 @@ async fn add_child(
     Ok(res)
 }
 
+/// Removes a child.
+#[utoipa::path(delete, path = "/v1/me/children/{child_id}", tag = "members", params(("child_id" = Uuid, Path, description = "The child id")), responses((status = 202, description = "Accepted", body = crate::openapi::CommandAnswer)), security(("bearer" = [])))]
 async fn remove_child(
     State(state): State<AppState>,
     Authed(actor): Authed,
@@ -142,6 +150,7 @@ async fn remove_child(
 
 /// Forgetting is allowed to suspended members too (the domain's rule: the right to be
 /// forgotten outlives a suspension), so it skips `ensure_active`.
+#[utoipa::path(delete, path = "/v1/me", tag = "members", responses((status = 202, description = "Accepted", body = crate::openapi::CommandAnswer)), security(("bearer" = [])))]
 async fn forget(
     State(state): State<AppState>,
     Authed(actor): Authed,
@@ -153,11 +162,13 @@ async fn forget(
     Ok(accepted(id, &outcome))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct Suspend {
     reason: String,
 }
 
+/// Suspends a member (moderator).
+#[utoipa::path(post, path = "/v1/members/{id}/suspend", tag = "members", params(("id" = Uuid, Path, description = "The member id")), request_body(content = Suspend, example = json!({"reason": "spam"})), responses((status = 202, description = "Accepted", body = crate::openapi::CommandAnswer)), security(("bearer" = [])))]
 async fn suspend(
     State(state): State<AppState>,
     auth: Authed,
@@ -193,6 +204,8 @@ async fn ensure_visible_activity(state: &AppState, actor: &Actor, activity_id: U
     Ok(())
 }
 
+/// Favourites an activity.
+#[utoipa::path(put, path = "/v1/activities/{id}/favourite", tag = "activities", params(("id" = Uuid, Path, description = "The activity id")), responses((status = 202, description = "Accepted", body = crate::openapi::CommandAnswer)), security(("bearer" = [])))]
 async fn favourite(
     State(state): State<AppState>,
     Authed(actor): Authed,
@@ -208,6 +221,8 @@ async fn favourite(
     Ok(accepted(id, &outcome))
 }
 
+/// Unfavourites an activity.
+#[utoipa::path(delete, path = "/v1/activities/{id}/favourite", tag = "activities", params(("id" = Uuid, Path, description = "The activity id")), responses((status = 202, description = "Accepted", body = crate::openapi::CommandAnswer)), security(("bearer" = [])))]
 async fn unfavourite(
     State(state): State<AppState>,
     Authed(actor): Authed,

@@ -1,4 +1,5 @@
-//! Routes, one module per resource; each exposes `fn router() -> Router<AppState>`.
+//! Routes, one module per resource; each exposes `fn router() -> OpenApiRouter<AppState>`
+//! built from its handlers' `#[utoipa::path]` entries.
 
 pub mod activities;
 pub mod admin;
@@ -8,6 +9,7 @@ pub mod bookings;
 pub mod chats;
 pub mod health;
 pub mod me;
+pub mod media;
 pub mod members;
 pub mod payments;
 pub mod reads;

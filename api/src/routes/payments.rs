@@ -13,12 +13,10 @@ use crate::extract::parse_json;
 use crate::http::position_headers;
 use crate::payments::{SIGNATURE_HEADER, verify};
 use crate::state::AppState;
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use gather_commands::CommandMeta;
 use gather_commands::ids::derived;
 use gather_domain::Actor;
@@ -26,15 +24,17 @@ use gather_domain::activity::{Activity, ActivityCommand};
 use gather_domain::values::{Money, PaymentRef};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 /// The routes of this module.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/payments/webhook", post(webhook))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(webhook))
 }
 
 /// A payment's outcome as the provider reports it.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 enum Outcome {
     Succeeded,
@@ -42,7 +42,7 @@ enum Outcome {
 }
 
 /// The webhook's payload (API.md).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct Delivery {
     event_id: String,
     booking_id: Uuid,
@@ -58,6 +58,8 @@ pub fn command_id(event_id: &str) -> Uuid {
     derived(format!("payment-webhook|{event_id}"))
 }
 
+/// The payment provider's signed webhook (see the README for the signature).
+#[utoipa::path(post, path = "/v1/payments/webhook", tag = "bookings", operation_id = "payment_webhook", params(("Gather-Signature" = String, Header, description = "`t=<unix seconds>,v1=<hex HMAC-SHA256 of \"<t>.<raw body>\">`")), request_body(content = Delivery, example = json!({"event_id": "evt_1", "booking_id": "0190f5a4-8b7e-7c3d-9a51-3f2e8d6c4b10", "activity_id": "0190f5a4-8b7e-7c3d-9a51-3f2e8d6c4b11", "payment_ref": "pi_3Nv1", "amount": 1500, "currency": "EUR", "status": "succeeded"})), responses((status = 204, description = "Applied, or a repeat of an applied event"), (status = 401, description = "A bad signature or a stale timestamp; nothing changes", body = crate::openapi::Problem, content_type = "application/problem+json")))]
 async fn webhook(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
     let Some(secret) = &state.settings.payment_webhook_secret else {
         tracing::warn!("a payment webhook arrived but GATHER_PAYMENT_WEBHOOK_SECRET is not set");

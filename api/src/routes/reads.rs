@@ -10,12 +10,10 @@ use crate::error::ApiError;
 use crate::extract::Path;
 use crate::http::{consistent_read, read_response};
 use crate::state::AppState;
-use axum::Router;
 use axum::extract::{FromRequestParts, State};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use axum::response::Response;
-use axum::routing::get;
 use chrono::{DateTime, Utc};
 use gather_domain::Role;
 use gather_domain::activity::{Activity, ActivityEvent, ActivityState};
@@ -25,23 +23,25 @@ use gather_projections::queries::{self, Cursor, Page, decode_cursor, encode_curs
 use gather_projections::search::{self, SearchCursor, SearchQuery, Sort};
 use serde_json::{Value, json};
 use std::collections::HashMap;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 /// The routes of this module.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/activities", get(search_activities))
-        .route("/v1/organiser/activities", get(organiser_activities))
-        .route("/v1/moderation/queue", get(moderation_queue))
-        .route("/v1/activities/{id}/attendees", get(attendees))
-        .route("/v1/activities/{id}/history", get(history))
-        .route("/v1/activities/{id}/bookings/{booking_id}", get(booking))
-        .route("/v1/me/bookings", get(my_bookings))
-        .route("/v1/me/favourites", get(my_favourites))
-        .route("/v1/me/invitations", get(my_invitations))
-        .route("/v1/me/chats", get(my_chats))
-        .route("/v1/chats/{id}", get(chat))
-        .route("/v1/chats/{id}/messages", get(chat_messages))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(search_activities))
+        .routes(routes!(organiser_activities))
+        .routes(routes!(moderation_queue))
+        .routes(routes!(attendees))
+        .routes(routes!(history))
+        .routes(routes!(booking))
+        .routes(routes!(my_bookings))
+        .routes(routes!(my_favourites))
+        .routes(routes!(my_invitations))
+        .routes(routes!(my_chats))
+        .routes(routes!(chat))
+        .routes(routes!(chat_messages))
 }
 
 /// The query string as name → value; a malformed one is a 400 problem.
@@ -133,6 +133,7 @@ fn int_key(v: &Value) -> bool {
 }
 
 /// `GET /v1/activities`: search over published public activities.
+#[utoipa::path(get, path = "/v1/activities", tag = "activities", params(crate::openapi::SearchParams), responses((status = 200, description = "A page of matches with category facets", body = crate::openapi::SearchPage)), security((), ("bearer" = [])))]
 async fn search_activities(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -227,6 +228,7 @@ async fn search_activities(
 }
 
 /// `GET /v1/organiser/activities?status=`: the organiser's own activities, newest first.
+#[utoipa::path(get, path = "/v1/organiser/activities", tag = "activities", params(crate::openapi::StatusParams), responses((status = 200, description = "A page", body = crate::openapi::ActivityPage)), security(("bearer" = [])))]
 async fn organiser_activities(
     State(state): State<AppState>,
     auth: Authed,
@@ -247,6 +249,7 @@ async fn organiser_activities(
 }
 
 /// `GET /v1/moderation/queue`: pending activities, oldest submission first.
+#[utoipa::path(get, path = "/v1/moderation/queue", tag = "activities", params(crate::openapi::Paging), responses((status = 200, description = "A page", body = crate::openapi::ActivityPage)), security(("bearer" = [])))]
 async fn moderation_queue(
     State(state): State<AppState>,
     auth: Authed,
@@ -269,6 +272,7 @@ fn forbidden(detail: &str) -> ApiError {
 }
 
 /// `GET /v1/activities/{id}/attendees`: confirmed attendees and the waitlist (owner).
+#[utoipa::path(get, path = "/v1/activities/{id}/attendees", tag = "activities", params(("id" = Uuid, Path, description = "The activity id")), responses((status = 200, description = "Attendees", body = crate::openapi::Attendees)), security(("bearer" = [])))]
 async fn attendees(
     State(state): State<AppState>,
     Authed(actor): Authed,
@@ -287,6 +291,7 @@ async fn attendees(
 }
 
 /// `GET /v1/activities/{id}/bookings/{booking_id}`: the booking's member or the owner.
+#[utoipa::path(get, path = "/v1/activities/{id}/bookings/{booking_id}", tag = "bookings", params(("id" = Uuid, Path, description = "The activity id"), ("booking_id" = Uuid, Path, description = "The booking id")), responses((status = 200, description = "The booking", body = crate::openapi::BookingView)), security(("bearer" = [])))]
 async fn booking(
     State(state): State<AppState>,
     Authed(actor): Authed,
@@ -308,6 +313,7 @@ async fn booking(
 
 /// `GET /v1/activities/{id}/history?as_of_version=&as_of_time=` (owner, auditor): the
 /// stream's events with metadata, and the state folded up to that point, from the log.
+#[utoipa::path(get, path = "/v1/activities/{id}/history", tag = "activities", params(("id" = Uuid, Path, description = "The activity id"), crate::openapi::HistoryParams), responses((status = 200, description = "History", body = crate::openapi::History)), security(("bearer" = [])))]
 async fn history(
     State(state): State<AppState>,
     Authed(actor): Authed,
@@ -399,6 +405,7 @@ fn state_view(s: &ActivityState) -> Value {
 }
 
 /// `GET /v1/me/bookings?when=upcoming|past`.
+#[utoipa::path(get, path = "/v1/me/bookings", tag = "members", params(crate::openapi::WhenParams), responses((status = 200, description = "A page", body = crate::openapi::BookingPage)), security(("bearer" = [])))]
 async fn my_bookings(
     State(state): State<AppState>,
     Authed(actor): Authed,
@@ -417,6 +424,7 @@ async fn my_bookings(
 }
 
 /// `GET /v1/me/favourites`.
+#[utoipa::path(get, path = "/v1/me/favourites", tag = "members", params(crate::openapi::Paging), responses((status = 200, description = "A page", body = crate::openapi::ActivityPage)), security(("bearer" = [])))]
 async fn my_favourites(
     State(state): State<AppState>,
     Authed(actor): Authed,
@@ -429,6 +437,7 @@ async fn my_favourites(
 }
 
 /// `GET /v1/me/invitations`: invitations addressed to the member's email.
+#[utoipa::path(get, path = "/v1/me/invitations", tag = "members", params(crate::openapi::Paging), responses((status = 200, description = "A page", body = crate::openapi::InvitationPage)), security(("bearer" = [])))]
 async fn my_invitations(
     State(state): State<AppState>,
     Authed(actor): Authed,
@@ -458,6 +467,7 @@ pub async fn invited(state: &AppState, activity: Uuid, member: Uuid) -> Result<b
 }
 
 /// `GET /v1/me/chats`: the member's chats, most recently active first.
+#[utoipa::path(get, path = "/v1/me/chats", tag = "members", params(crate::openapi::Paging), responses((status = 200, description = "A page", body = crate::openapi::ChatPage)), security(("bearer" = [])))]
 async fn my_chats(
     State(state): State<AppState>,
     Authed(actor): Authed,
@@ -479,6 +489,7 @@ async fn require_chat_member(state: &AppState, chat: Uuid, member: Uuid) -> Resu
 }
 
 /// `GET /v1/chats/{id}` (chat members).
+#[utoipa::path(get, path = "/v1/chats/{id}", tag = "chats", params(("id" = Uuid, Path, description = "The chat id")), responses((status = 200, description = "The chat", body = crate::openapi::ChatView)), security(("bearer" = [])))]
 async fn chat(
     State(state): State<AppState>,
     Authed(actor): Authed,
@@ -492,6 +503,7 @@ async fn chat(
 }
 
 /// `GET /v1/chats/{id}/messages` (chat members): newest first.
+#[utoipa::path(get, path = "/v1/chats/{id}/messages", tag = "chats", params(("id" = Uuid, Path, description = "The chat id"), crate::openapi::Paging), responses((status = 200, description = "A page", body = crate::openapi::MessagePage)), security(("bearer" = [])))]
 async fn chat_messages(
     State(state): State<AppState>,
     Authed(actor): Authed,

@@ -8,11 +8,9 @@ use crate::extract::{Json, Path};
 use crate::http::{command_response, consistent_read, read_response, run_command};
 use crate::routes::activities::{LocationBody, PriceBody, ReasonBody, VisibilityBody};
 use crate::state::AppState;
-use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
-use axum::routing::{get, post};
 use chrono::NaiveDate;
 use gather_domain::Role;
 use gather_domain::series::{
@@ -24,26 +22,28 @@ use gather_projections::queries;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::{BTreeSet, HashMap};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 /// How many occurrences `GET /v1/series/{id}` lists.
 pub const LISTED_OCCURRENCES: usize = 10;
 
 /// The routes of this module.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/series", post(create))
-        .route("/v1/series/{id}", get(show).patch(update))
-        .route("/v1/series/{id}/submit", post(submit))
-        .route("/v1/series/{id}/approve", post(approve))
-        .route("/v1/series/{id}/reject", post(reject))
-        .route("/v1/series/{id}/publish", post(publish))
-        .route("/v1/series/{id}/skip", post(skip))
-        .route("/v1/series/{id}/end", post(end))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create))
+        .routes(routes!(show, update))
+        .routes(routes!(submit))
+        .routes(routes!(approve))
+        .routes(routes!(reject))
+        .routes(routes!(publish))
+        .routes(routes!(skip))
+        .routes(routes!(end))
 }
 
 /// The template of `POST /v1/series`: an activity's fields without its time.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct TemplateBody {
     title: String,
@@ -63,7 +63,7 @@ struct TemplateBody {
 }
 
 /// `POST /v1/series` as API.md lists it.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateSeries {
     template: TemplateBody,
@@ -104,6 +104,8 @@ impl CreateSeries {
     }
 }
 
+/// Creates a recurring activity (organiser).
+#[utoipa::path(post, path = "/v1/series", tag = "series", request_body(content = CreateSeries, example = json!({"template": {"title": "Monthly board games", "description": "", "category": "games", "tags": [], "capacity": 20, "price": {"amount": 0, "currency": "EUR"}, "visibility": "public", "location": {"kind": "online", "url": "https://meet.example/games"}, "waitlist": false}, "timezone": "Europe/Amsterdam", "local_start": "19:00", "duration_minutes": 120, "rule": "FREQ=MONTHLY;BYDAY=2TU;COUNT=12"})), responses((status = 201, description = "Created", body = crate::openapi::CommandAnswer)), security(("bearer" = [])))]
 async fn create(
     State(state): State<AppState>,
     auth: Authed,
@@ -125,6 +127,7 @@ async fn create(
 
 /// `GET /v1/series/{id}`: owner and moderators always; anyone once a public series
 /// has been published.
+#[utoipa::path(get, path = "/v1/series/{id}", tag = "series", params(("id" = Uuid, Path, description = "The series id")), responses((status = 200, description = "The series", body = crate::openapi::SeriesView)), security((), ("bearer" = [])))]
 async fn show(
     State(state): State<AppState>,
     MaybeAuthed(actor): MaybeAuthed,
@@ -211,7 +214,7 @@ fn upcoming(
 }
 
 /// The template part of `PATCH /v1/series/{id}`: any subset.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct TemplatePatchBody {
     title: Option<String>,
@@ -228,7 +231,7 @@ struct TemplatePatchBody {
 }
 
 /// `PATCH /v1/series/{id}`: a partial template and/or schedule.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdateSeries {
     #[serde(default)]
@@ -270,6 +273,8 @@ impl UpdateSeries {
     }
 }
 
+/// Changes the template or the schedule (owner).
+#[utoipa::path(patch, path = "/v1/series/{id}", tag = "series", params(("id" = Uuid, Path, description = "The series id")), request_body(content = UpdateSeries), responses((status = 202, description = "Accepted", body = crate::openapi::CommandAnswer)), security(("bearer" = [])))]
 async fn update(
     State(state): State<AppState>,
     Authed(actor): Authed,
@@ -293,6 +298,8 @@ async fn lifecycle(
     crate::http::run_accepted::<Series>(state, actor, headers, id, route, command).await
 }
 
+/// Submits for moderation (owner).
+#[utoipa::path(post, path = "/v1/series/{id}/submit", tag = "series", params(("id" = Uuid, Path, description = "The series id")), responses((status = 202, description = "Accepted", body = crate::openapi::CommandAnswer)), security(("bearer" = [])))]
 async fn submit(
     State(state): State<AppState>,
     Authed(actor): Authed,
@@ -302,6 +309,8 @@ async fn submit(
     lifecycle(state, actor, headers, id, "series/submit", SeriesCommand::Submit).await
 }
 
+/// Approves (moderator).
+#[utoipa::path(post, path = "/v1/series/{id}/approve", tag = "series", params(("id" = Uuid, Path, description = "The series id")), responses((status = 202, description = "Accepted", body = crate::openapi::CommandAnswer)), security(("bearer" = [])))]
 async fn approve(
     State(state): State<AppState>,
     Authed(actor): Authed,
@@ -311,6 +320,8 @@ async fn approve(
     lifecycle(state, actor, headers, id, "series/approve", SeriesCommand::Approve).await
 }
 
+/// Publishes (owner).
+#[utoipa::path(post, path = "/v1/series/{id}/publish", tag = "series", params(("id" = Uuid, Path, description = "The series id")), responses((status = 202, description = "Accepted", body = crate::openapi::CommandAnswer)), security(("bearer" = [])))]
 async fn publish(
     State(state): State<AppState>,
     Authed(actor): Authed,
@@ -320,6 +331,8 @@ async fn publish(
     lifecycle(state, actor, headers, id, "series/publish", SeriesCommand::Publish).await
 }
 
+/// Rejects (moderator).
+#[utoipa::path(post, path = "/v1/series/{id}/reject", tag = "series", params(("id" = Uuid, Path, description = "The series id")), request_body(content = crate::routes::activities::ReasonBody), responses((status = 202, description = "Accepted", body = crate::openapi::CommandAnswer)), security(("bearer" = [])))]
 async fn reject(
     State(state): State<AppState>,
     Authed(actor): Authed,
@@ -332,19 +345,21 @@ async fn reject(
 }
 
 /// `{date}` for skip.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SkipBody {
     date: NaiveDate,
 }
 
 /// `{after}` for end.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct EndBody {
     after: NaiveDate,
 }
 
+/// Skips the occurrence on a date (owner).
+#[utoipa::path(post, path = "/v1/series/{id}/skip", tag = "series", params(("id" = Uuid, Path, description = "The series id")), request_body(content = SkipBody, example = json!({"date": "2030-06-11"})), responses((status = 202, description = "Accepted", body = crate::openapi::CommandAnswer)), security(("bearer" = [])))]
 async fn skip(
     State(state): State<AppState>,
     Authed(actor): Authed,
@@ -355,6 +370,8 @@ async fn skip(
     lifecycle(state, actor, headers, id, "series/skip", SeriesCommand::Skip { date: body.date }).await
 }
 
+/// Ends the series after a date (owner or moderator).
+#[utoipa::path(post, path = "/v1/series/{id}/end", tag = "series", params(("id" = Uuid, Path, description = "The series id")), request_body(content = EndBody, example = json!({"after": "2030-12-31"})), responses((status = 202, description = "Accepted", body = crate::openapi::CommandAnswer)), security(("bearer" = [])))]
 async fn end(
     State(state): State<AppState>,
     Authed(actor): Authed,

@@ -17,19 +17,19 @@
 use crate::error::ApiError;
 use crate::push::Registration;
 use crate::state::AppState;
-use axum::Router;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, Query, State};
 use axum::http::HeaderMap;
 use axum::http::header::{ACCEPT, AUTHORIZATION, UPGRADE};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use gather_domain::Actor;
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::convert::Infallible;
 use std::time::Duration;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 /// Heartbeat interval.
@@ -38,8 +38,8 @@ pub const HEARTBEAT: Duration = Duration::from_secs(15);
 pub const MAX_WATCHED: usize = 100;
 
 /// The stream route.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/stream", get(stream))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(stream))
 }
 
 #[derive(Debug, Deserialize)]
@@ -79,6 +79,8 @@ async fn watchable(state: &AppState, actor: &Actor, topic: &str) -> Result<Uuid,
     Ok(id)
 }
 
+/// Real-time updates: a WebSocket upgrade, or Server-Sent Events with `Accept: text/event-stream` (`Last-Event-ID` resumes).
+#[utoipa::path(get, path = "/v1/stream", tag = "real-time", params(crate::openapi::StreamParams), responses((status = 101, description = "Switched to WebSocket: frames `{topic, type, position, data}`"), (status = 200, description = "An SSE stream", content_type = "text/event-stream", body = String)), security(("bearer" = [])))]
 async fn stream(
     State(state): State<AppState>,
     Query(q): Query<StreamQuery>,

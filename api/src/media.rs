@@ -1,0 +1,1 @@
+//! The blob store behind media uploads (filled in below).
