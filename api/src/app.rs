@@ -243,7 +243,10 @@ impl App {
             gather_projections::checkpoints::Checkpoints::start(db.clone(), &projectors, shutdown_rx.clone());
         let passwords = Passwords::with(settings.password_hashing_concurrency, settings.argon2)
             .map_err(|e| anyhow::anyhow!("GATHER_ARGON2_*: {e}"))?;
+        let blobs = crate::media::Blobs::from_settings(&settings)?;
+        tracing::info!(store = %blobs.describe, "media blob store");
         let state = AppState {
+            blobs,
             settings: Arc::new(settings.clone()),
             db,
             store,

@@ -80,7 +80,9 @@ pub async fn layer(State(state): State<AppState>, mut req: Request, next: Next) 
     let path = req.uri().path_and_query().map_or_else(|| req.uri().path().to_owned(), |p| p.as_str().to_owned());
     let scope = hex_sha256(format!("{member}|{}|{path}|{key}", req.method()).as_bytes());
     req.headers_mut().insert(SCOPE_HEADER, HeaderValue::from_str(&scope).map_err(ApiError::internal)?);
-    if req.method() != Method::POST {
+    // Media uploads stream their body (up to 50 MiB) and derive their media id from
+    // this scope instead: a repeat finds the media attached and answers it again.
+    if req.method() != Method::POST || crate::routes::media::is_upload(req.uri().path()) {
         return Ok(next.run(req).await);
     }
 

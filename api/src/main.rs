@@ -155,11 +155,13 @@ async fn run() -> anyhow::Result<()> {
     gather_api::passwords::tune_allocator();
     let cli = Cli::parse();
     if let Some(Command::Specs) = cli.command {
-        print!("{}", gather_domain::catalogue_markdown());
+        // A closed pipe (`| head`) ends the output quietly.
+        let _ = std::io::Write::write_all(&mut std::io::stdout(), gather_domain::catalogue_markdown().as_bytes());
         return Ok(());
     }
     if let Some(Command::Openapi) = cli.command {
-        println!("{}", gather_api::app::openapi().to_pretty_json().context("could not render the document")?);
+        let doc = gather_api::app::openapi().to_pretty_json().context("could not render the document")?;
+        let _ = std::io::Write::write_all(&mut std::io::stdout(), format!("{doc}\n").as_bytes());
         return Ok(());
     }
     init_tracing();

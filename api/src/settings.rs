@@ -78,6 +78,10 @@ pub struct Settings {
     /// `GATHER_CORS_ORIGINS`: origins allowed to call the API from a browser,
     /// comma-separated (`https://app.example.com`); unset = no cross-origin access.
     pub cors_origins: Vec<String>,
+    /// `GATHER_MEDIA_URL`: where uploaded media go: unset = files under
+    /// `$GATHER_DATA_DIR/media`; `s3://bucket[/prefix]` = an S3-compatible store
+    /// (credentials, region and endpoint from the usual `AWS_*` variables).
+    pub media_url: Option<String>,
     /// `GATHER_ARGON2_MEMORY_KIB`, `GATHER_ARGON2_ITERATIONS`, `GATHER_ARGON2_PARALLELISM`:
     /// argon2id's costs for new hashes. Default OWASP's 19456 KiB, 2, 1.
     pub argon2: crate::passwords::HashParams,
@@ -265,7 +269,15 @@ impl Settings {
             return Err(err("GATHER_ARGON2_MEMORY_KIB", format!("the argon2 parameters are not usable: {e}")));
         }
         let shutdown_timeout = number("GATHER_SHUTDOWN_TIMEOUT_SECS", 20, 3600)?;
+        let media_url = match get("GATHER_MEDIA_URL") {
+            None => None,
+            Some(v) if v.starts_with("s3://") && v.len() > 5 => Some(v),
+            Some(_) => {
+                return Err(err("GATHER_MEDIA_URL", "must be s3://bucket[/prefix] (unset: files in GATHER_DATA_DIR)"));
+            }
+        };
         Ok(Settings {
+            media_url,
             shutdown_timeout: std::time::Duration::from_secs(u64::from(shutdown_timeout)),
             argon2,
             ready_max_lag: std::time::Duration::from_secs(u64::from(ready_max_lag)),

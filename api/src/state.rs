@@ -36,6 +36,8 @@ pub struct AppState {
     pub cut_off: tokio::sync::watch::Receiver<bool>,
     /// Rate limits (commands per member, guests and logins per IP).
     pub limits: Arc<crate::limits::Limits>,
+    /// Where media blobs live (`GATHER_MEDIA_URL`).
+    pub blobs: crate::media::Blobs,
     /// The outbox relay's counters (None: this process has no projector role).
     pub relay: Option<Arc<gather_projections::relay::RelayStats>>,
 }

@@ -8,7 +8,7 @@
 //! - [`rebuild`]: rebuilding a projection into shadow tables, then swapping them in;
 //! - [`verify`]: comparing a fresh rebuild with the live tables at one checkpoint;
 //! - [`events`]: decoding the log through the shared upcasters, matched exhaustively;
-//! - [`members`], [`activities`] (with bookings), [`invitations`], [`favourites`],
+//! - [`members`], [`activities`] (with bookings), [`invitations`], [`favourites`], [`media`],
 //!   [`chats`], [`search`], [`series`]: the read models and their projections;
 //! - [`sql`]: dynamic statements over both backends;
 //! - [`queries`]: typed reads of the read models for the API;
@@ -29,6 +29,7 @@ pub mod faults;
 pub mod favourites;
 pub mod invitations;
 pub mod mail;
+pub mod media;
 pub mod members;
 pub mod notifier;
 pub mod outbox;
@@ -85,6 +86,7 @@ pub fn all_with(audit_exchange: bool) -> Vec<Arc<dyn Projection>> {
         Arc::new(outbox::UpdatesProjection),
         Arc::new(invitations::InvitationsProjection),
         Arc::new(favourites::FavouritesProjection),
+        Arc::new(media::MediaProjection),
         Arc::new(chats::ChatsProjection),
         Arc::new(search::SearchProjection),
         Arc::new(series::SeriesProjection),

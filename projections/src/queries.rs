@@ -368,6 +368,34 @@ pub async fn invitations_to(db: &Db, email: &str, after: Option<Cursor>, limit: 
     ))
 }
 
+/// An uploaded media item as the `media` projection has it.
+#[derive(Debug, Clone, FromRow)]
+pub struct MediaRow {
+    /// The media id.
+    pub media_id: Uuid,
+    /// Its activity.
+    pub activity_id: Uuid,
+    /// `photo` or `video`.
+    pub kind: String,
+    /// Its content type.
+    pub content_type: String,
+    /// Its size.
+    pub bytes: i64,
+    /// The global position of its `MediaAttached`.
+    pub position: i64,
+}
+
+/// The media item `id`, once attached.
+pub async fn media(db: &Db, id: Uuid) -> Result<Option<MediaRow>, sqlx::Error> {
+    let a = Args(vec![Arg::Uuid(Some(id))]);
+    fetch_optional(
+        db,
+        "SELECT media_id, activity_id, kind, content_type, bytes, position FROM media WHERE media_id = $1".into(),
+        a,
+    )
+    .await
+}
+
 /// Whether an invitation to `activity` is addressed to `email` (normalized).
 pub async fn is_invited(db: &Db, activity: Uuid, email: &str) -> Result<bool, sqlx::Error> {
     let a = Args(vec![Arg::Uuid(Some(activity)), Arg::Text(Some(email.to_owned()))]);

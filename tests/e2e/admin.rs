@@ -214,6 +214,7 @@ async fn a_rebuild_restores_a_damaged_view_while_writes_go_on(app: TestApp) {
             "updates",
             "invitations",
             "favourites",
+            "media",
             "chats",
             "search",
             "series",
@@ -244,7 +245,10 @@ async fn only_moderators_rebuild_and_only_projections_that_own_tables(app: TestA
     let listed = projections(&app, &moderator).await;
     let rebuildable: Vec<&str> =
         listed.iter().filter(|p| p["rebuildable"] == json!(true)).map(|p| p["name"].as_str().unwrap()).collect();
-    assert_eq!(rebuildable, ["members", "activities", "invitations", "favourites", "chats", "search", "series"]);
+    assert_eq!(
+        rebuildable,
+        ["members", "activities", "invitations", "favourites", "media", "chats", "search", "series"]
+    );
     assert!(listed.iter().all(|p| p["rebuilding"].is_null()), "nothing was started: {listed:?}");
     assert_eq!(shadow_tables(&app).await, 0);
 }

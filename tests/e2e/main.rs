@@ -18,6 +18,7 @@ mod limits;
 mod login_flood;
 mod mail;
 mod matrix;
+mod media;
 mod members;
 mod metrics;
 mod openapi;

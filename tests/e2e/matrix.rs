@@ -43,6 +43,9 @@ async fn call(app: &TestApp, token: Option<&str>, r: &Row) -> Answer {
     let mut req = app.http.request(r.method.clone(), app.url(&r.path));
     if let Some(b) = &r.body {
         req = req.json(b);
+    } else if r.method == Method::POST && r.path.ends_with("/media") {
+        // An upload's body is the file itself.
+        req = req.header("content-type", "image/png").body(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR....".to_vec());
     }
     if let Some(t) = token {
         req = req.bearer_auth(t);
@@ -94,8 +97,20 @@ async fn fixture(app: &TestApp) -> ([Option<String>; 7], Vec<Row>) {
     let posted = app.post(&format!("/v1/chats/{chat}/messages"), Some(&member), json!({"text": "hi"})).await;
     let message = id_of(&posted);
     let series = id_of(&app.post("/v1/series", Some(&owner), crate::series::series_body()).await);
+    let upload = |activity: String| {
+        let req = app
+            .http
+            .post(app.url(&format!("/v1/activities/{activity}/media")))
+            .bearer_auth(&owner)
+            .header("content-type", "image/gif")
+            .body(b"GIF89a\x01\0\x01\0\0\0\0;".to_vec());
+        async move { id_of(&app.send(req).await) }
+    };
+    let public_media = upload(public.clone()).await;
+    let pending_media = upload(pending.clone()).await;
     // Every later read sees the fixtures.
-    let at = posted.position();
+    let at = app.app_state.store.head().await.unwrap().position.max(posted.position());
+    app.get(&format!("/v1/media/{public_media}"), None, Some(at)).await;
     app.get("/v1/me", Some(&member), Some(at)).await;
     app.get(&format!("/v1/chats/{chat}"), Some(&member), Some(at)).await;
 
@@ -117,6 +132,8 @@ async fn fixture(app: &TestApp) -> ([Option<String>; 7], Vec<Row>) {
         row(M::GET, format!("/v1/activities/{public}"), None, [K, K, K, K, K, K, K]),
         row(M::GET, format!("/v1/activities/{pending}"), None, [D, D, D, K, D, K, D]),
         row(M::GET, format!("/v1/activities/{private}"), None, [D, K, D, K, D, K, D]),
+        row(M::GET, format!("/v1/media/{public_media}"), None, [K, K, K, K, K, K, K]),
+        row(M::GET, format!("/v1/media/{pending_media}"), None, [D, D, D, K, D, K, D]),
         row(M::GET, "/v1/activities?q=pottery", None, [K, K, K, K, K, K, K]),
         row(
             M::PATCH,
@@ -144,6 +161,7 @@ async fn fixture(app: &TestApp) -> ([Option<String>; 7], Vec<Row>) {
         row(M::GET, "/v1/moderation/queue", None, [U, D, D, D, D, K, D]),
         row(M::GET, format!("/v1/activities/{public}/attendees"), None, [U, D, D, K, D, D, D]),
         row(M::GET, format!("/v1/activities/{public}/history"), None, [U, D, D, K, D, D, K]),
+        row(M::POST, format!("/v1/activities/{public}/media"), None, [U, D, D, K, D, D, D]),
         row(M::PUT, format!("/v1/activities/{public}/favourite"), None, [U, K, K, K, K, K, K]),
         row(M::DELETE, format!("/v1/activities/{public}/favourite"), None, [U, K, K, K, K, K, K]),
         // bookings and invitations

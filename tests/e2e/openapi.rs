@@ -146,8 +146,11 @@ async fn the_document_is_openapi_3_1_with_the_conventions_of_api_md(app: TestApp
             assert!(params.contains(&name), "{method} {path} documents its path parameter {name}");
         }
         if let Some(body) = op.get("requestBody") {
-            let content = &body["content"]["application/json"];
-            assert!(content["schema"].is_object(), "{method} {path} names its body's schema");
+            let content = body["content"].as_object().expect("content");
+            assert!(!content.is_empty(), "{method} {path} says what its body is");
+            for (media_type, c) in content {
+                assert!(c["schema"].is_object(), "{method} {path} names its {media_type} body's schema");
+            }
         }
     }
     // Bodies carry examples where API.md gives one.
