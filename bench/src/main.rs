@@ -8,7 +8,10 @@
 //! `snapshot`, `catchup` (the write side, on one log), `rebuild`, `ryw`, `search` (the
 //! read side, each on databases of its own), `login` (a login flood), `series`
 //! (materializing 1,000 published series), `push` (POST booking → WebSocket frame over
-//! RabbitMQ) and `relay` (outbox → RabbitMQ throughput); all by default. It creates and
+//! RabbitMQ), `relay` (outbox → RabbitMQ throughput) and `http` (the release `gather`
+//! binary as a child process loaded by `wrk` at 64 connections: a GET, a search and
+//! bookings, against a bare axum + sqlx handler and the store's append rate; needs `wrk`
+//! and `cargo build --release -p gather-api --bin gather`); all by default. It creates and
 //! drops its own databases and prints Markdown tables with the ratios. `push` and
 //! `relay` use the RabbitMQ vhost `gather-bench` (created with `rabbitmqctl` if missing,
 //! its queues deleted first; `GATHER_BENCH_AMQP` overrides
@@ -33,6 +36,7 @@ use uuid::Uuid;
 mod app;
 mod bookings;
 mod distribution;
+mod http;
 mod login_flood;
 mod postgres_es;
 mod read_rebuild;
@@ -45,7 +49,7 @@ mod series;
 /// Every section, in the order they run.
 const SECTIONS: &[&str] = &[
     "appends", "read", "bookings", "snapshot", "catchup", "rebuild", "ryw", "search", "login", "series", "push",
-    "relay",
+    "relay", "http",
 ];
 
 /// One measured cell.
@@ -214,6 +218,9 @@ async fn main() -> anyhow::Result<()> {
         }
         if on("relay") {
             distribution::relay(&create("_relay").await?).await?;
+        }
+        if on("http") {
+            http::run(&create("_http").await?, &create("_http_appends").await?, secs).await?;
         }
         anyhow::Ok(())
     }
