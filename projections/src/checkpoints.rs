@@ -5,11 +5,18 @@
 //! LISTEN/NOTIFY on [`CHECKPOINT_CHANNEL`] (every checkpoint write notifies at commit),
 //! or in-process by this process's own projectors; a slow fallback tick covers a lost
 //! listener connection. There is no tight poll.
+//!
+//! One task per process re-reads every stored checkpoint when woken (one query, however
+//! many requests wait) and publishes the result; queries answer from it. A published
+//! checkpoint was stored before it was read, so it is a lower bound of what a read
+//! model holds afterwards: `Gather-Position` from it never overstates, and a wait that
+//! sees the target reached is over.
 
 use crate::runtime::{CHECKPOINT_CHANNEL, Projectors};
 use gather_store::Checkpoint;
 use gather_store::db::Db;
 use gather_store::on_db_read;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -18,11 +25,17 @@ use tokio::time::Instant;
 /// How often waiters re-read even without a notification (a safety net only).
 const FALLBACK: Duration = Duration::from_secs(1);
 
+/// Every stored checkpoint, by projection name, as last read.
+type Snapshot = Arc<HashMap<String, Checkpoint>>;
+
 /// Stored checkpoints, and a signal that one of them may have moved.
 #[derive(Clone)]
 pub struct Checkpoints {
     db: Db,
-    tick: Arc<watch::Sender<u64>>,
+    /// Held so the refresher keeps its wake-up signal while any handle exists.
+    _tick: Arc<watch::Sender<u64>>,
+    /// The last read of every checkpoint (None until the first read).
+    known: watch::Receiver<Option<Snapshot>>,
 }
 
 /// Why a wait ended without the position.
@@ -50,13 +63,36 @@ impl Checkpoints {
             });
         }
         if let Db::Postgres(pool) = &db {
-            tokio::spawn(listen(pool.clone(), CHECKPOINT_CHANNEL, tick.clone(), shutdown));
+            tokio::spawn(listen(pool.clone(), CHECKPOINT_CHANNEL, tick.clone(), shutdown.clone()));
         }
-        Checkpoints { db, tick }
+        let (publish, known) = watch::channel(None);
+        tokio::spawn(refresh(db.clone(), tick.subscribe(), publish, shutdown));
+        Checkpoints { db, _tick: tick, known }
     }
 
-    /// The lowest stored checkpoint of `names` (START for one that has none yet).
+    /// The lowest checkpoint of `names` in `snapshot` (START for one that has none yet).
+    fn lowest_in(snapshot: &HashMap<String, Checkpoint>, names: &[&str]) -> Checkpoint {
+        names
+            .iter()
+            .map(|n| snapshot.get(*n).copied().unwrap_or(Checkpoint::START))
+            .min()
+            .unwrap_or(Checkpoint::START)
+    }
+
+    /// The lowest stored checkpoint of `names` (START for one that has none yet), as
+    /// last read (at most one wake-up old; read from the database before the first read).
     pub async fn lowest(&self, names: &[&str]) -> Result<Checkpoint, sqlx::Error> {
+        if names.is_empty() {
+            return Ok(Checkpoint::START);
+        }
+        if let Some(snapshot) = self.known.borrow().as_ref() {
+            return Ok(Self::lowest_in(snapshot, names));
+        }
+        self.stored_lowest(names).await
+    }
+
+    /// [`Checkpoints::lowest`] read from the database now.
+    pub async fn stored_lowest(&self, names: &[&str]) -> Result<Checkpoint, sqlx::Error> {
         if names.is_empty() {
             return Ok(Checkpoint::START);
         }
@@ -89,10 +125,15 @@ impl Checkpoints {
         timeout: Duration,
     ) -> Result<Checkpoint, WaitError> {
         let deadline = Instant::now() + timeout;
-        let mut rx = self.tick.subscribe();
+        let mut known = self.known.clone();
         loop {
-            rx.borrow_and_update();
-            let now = self.lowest(names).await?;
+            // The refresher stops only at shutdown; then the database answers directly.
+            let refreshed = known.has_changed().is_ok();
+            let snapshot = known.borrow_and_update().clone();
+            let now = match snapshot {
+                Some(snapshot) if refreshed => Self::lowest_in(&snapshot, names),
+                _ => self.stored_lowest(names).await?,
+            };
             if now >= target {
                 return Ok(now);
             }
@@ -100,7 +141,43 @@ impl Checkpoints {
             if left.is_zero() {
                 return Err(WaitError::Timeout);
             }
-            let _ = tokio::time::timeout(left.min(FALLBACK), rx.changed()).await;
+            if refreshed {
+                let _ = tokio::time::timeout(left.min(FALLBACK), known.changed()).await;
+            } else {
+                tokio::time::sleep(left.min(Duration::from_millis(50))).await;
+            }
+        }
+    }
+}
+
+/// Every stored checkpoint, read now.
+async fn read_all(db: &Db) -> Result<HashMap<String, Checkpoint>, sqlx::Error> {
+    let rows: Vec<(String, i64, i64)> = on_db_read!(db, p => {
+        sqlx::query_as("SELECT name, commit_id, position FROM projection_checkpoints").fetch_all(p).await
+    })?;
+    Ok(rows.into_iter().map(|(name, commit_id, position)| (name, Checkpoint { commit_id, position })).collect())
+}
+
+/// Re-reads every checkpoint when `tick` moves (or every [`FALLBACK`]) and publishes
+/// it: one query per wake-up, however many requests read or wait.
+async fn refresh(
+    db: Db,
+    mut tick: watch::Receiver<u64>,
+    publish: watch::Sender<Option<Snapshot>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tick.borrow_and_update();
+        match read_all(&db).await {
+            Ok(all) => {
+                publish.send_replace(Some(Arc::new(all)));
+            }
+            Err(e) => tracing::warn!(error = %e, "could not read the projection checkpoints; retrying"),
+        }
+        tokio::select! {
+            changed = tick.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep(FALLBACK) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
         }
     }
 }
