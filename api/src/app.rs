@@ -245,7 +245,7 @@ impl App {
             .map_err(|e| anyhow::anyhow!("GATHER_ARGON2_*: {e}"))?;
         let blobs = crate::media::Blobs::from_settings(&settings)?;
         tracing::info!(store = %blobs.describe, "media blob store");
-        let state = AppState {
+        let state = AppState::new(crate::state::Shared {
             blobs,
             settings: Arc::new(settings.clone()),
             db,
@@ -265,7 +265,7 @@ impl App {
                 settings.rate_limit_guests,
                 settings.rate_limit_auth,
             )),
-        };
+        });
         if let Some(a) = &settings.bootstrap_moderator {
             bootstrap(&state, a, Role::Moderator).await.context("GATHER_BOOTSTRAP_MODERATOR")?;
         }

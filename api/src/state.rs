@@ -7,9 +7,28 @@ use gather_commands::{CommandHandler, Db, EventStore};
 use gather_projections::Projectors;
 use std::sync::Arc;
 
-/// Shared by every request.
+/// Shared by every request: one `Arc`, so the clone each middleware and extractor
+/// takes is a reference count, not a copy of the projectors' maps.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    /// Wraps what the process shares.
+    pub fn new(shared: Shared) -> AppState {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] holds.
+pub struct Shared {
     /// The settings the process started with.
     pub settings: Arc<Settings>,
     /// Read models and the store's database.
@@ -42,7 +61,7 @@ pub struct AppState {
     pub relay: Option<Arc<gather_projections::relay::RelayStats>>,
 }
 
-impl AppState {
+impl Shared {
     /// Rounds the relay failed so far (broker errors, refused messages).
     pub fn relay_failures(&self) -> u64 {
         self.relay.as_ref().map_or(0, |r| r.failures.load(std::sync::atomic::Ordering::Relaxed))
