@@ -72,11 +72,7 @@ impl Checkpoints {
 
     /// The lowest checkpoint of `names` in `snapshot` (START for one that has none yet).
     fn lowest_in(snapshot: &HashMap<String, Checkpoint>, names: &[&str]) -> Checkpoint {
-        names
-            .iter()
-            .map(|n| snapshot.get(*n).copied().unwrap_or(Checkpoint::START))
-            .min()
-            .unwrap_or(Checkpoint::START)
+        names.iter().map(|n| snapshot.get(*n).copied().unwrap_or(Checkpoint::START)).min().unwrap_or(Checkpoint::START)
     }
 
     /// The lowest stored checkpoint of `names` (START for one that has none yet), as

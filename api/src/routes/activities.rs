@@ -38,7 +38,9 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PriceBody {
+    #[schema(minimum = 0, maximum = 100_000_000)]
     pub(crate) amount: i64,
+    #[schema(pattern = "^[A-Za-z]{3}$")]
     pub(crate) currency: String,
 }
 
@@ -59,19 +61,26 @@ pub(crate) enum VisibilityBody {
 /// `POST /v1/activities` as API.md lists it.
 #[derive(Deserialize, utoipa::ToSchema)]
 struct CreateActivity {
+    #[schema(min_length = 3, max_length = 120)]
     title: String,
     #[serde(default)]
+    #[schema(max_length = 5000)]
     description: String,
+    #[schema(min_length = 2, max_length = 40)]
     category: String,
     #[serde(default)]
+    #[schema(max_items = 10)]
     tags: Vec<String>,
     starts_at: DateTime<Utc>,
     ends_at: DateTime<Utc>,
+    #[schema(minimum = 1, maximum = 100_000)]
     capacity: i64,
     price: PriceBody,
     visibility: VisibilityBody,
     location: LocationBody,
+    #[schema(minimum = 0, maximum = 18)]
     age_min: Option<i64>,
+    #[schema(minimum = 0, maximum = 18)]
     age_max: Option<i64>,
     #[serde(default)]
     waitlist: bool,
@@ -186,17 +195,24 @@ impl VisibilityBody {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdateActivity {
+    #[schema(min_length = 3, max_length = 120)]
     title: Option<String>,
+    #[schema(max_length = 5000)]
     description: Option<String>,
+    #[schema(min_length = 2, max_length = 40)]
     category: Option<String>,
+    #[schema(max_items = 10)]
     tags: Option<Vec<String>>,
     starts_at: Option<DateTime<Utc>>,
     ends_at: Option<DateTime<Utc>>,
+    #[schema(minimum = 1, maximum = 100_000)]
     capacity: Option<i64>,
     price: Option<PriceBody>,
     visibility: Option<VisibilityBody>,
     location: Option<LocationBody>,
+    #[schema(minimum = 0, maximum = 18)]
     age_min: Option<i64>,
+    #[schema(minimum = 0, maximum = 18)]
     age_max: Option<i64>,
     waitlist: Option<bool>,
 }
@@ -258,6 +274,7 @@ async fn update(
 /// `{reason}` for reject and cancel.
 #[derive(Deserialize, utoipa::ToSchema)]
 pub(crate) struct ReasonBody {
+    #[schema(min_length = 1, max_length = 1000)]
     pub(crate) reason: String,
 }
 

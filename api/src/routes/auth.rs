@@ -30,8 +30,11 @@ pub const MAX_PASSWORD: usize = 1024;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 struct Register {
+    #[schema(format = Email, max_length = 254)]
     email: String,
+    #[schema(min_length = 10, max_length = 1024)]
     password: String,
+    #[schema(min_length = 1, max_length = 60)]
     display_name: String,
 }
 

@@ -36,8 +36,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 #[derive(Deserialize, utoipa::ToSchema)]
 struct BookBody {
+    #[schema(minimum = 1, maximum = 100_000)]
     seats: i64,
     #[serde(default)]
+    #[schema(max_items = 20)]
     child_ids: Vec<Uuid>,
 }
 
@@ -82,6 +84,7 @@ async fn book(
 
 #[derive(Deserialize, utoipa::ToSchema)]
 struct PayBody {
+    #[schema(min_length = 1, max_length = 200)]
     payment_ref: String,
 }
 
@@ -122,6 +125,7 @@ async fn cancel_booking(
 
 #[derive(Deserialize, utoipa::ToSchema)]
 struct InviteBody {
+    #[schema(min_items = 1, max_items = 500)]
     emails: Vec<String>,
 }
 

@@ -60,7 +60,9 @@ fn with_location(mut res: Response, location: String) -> Response {
 #[derive(Deserialize, utoipa::ToSchema)]
 struct StartChat {
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 100)]
     title: Option<String>,
+    #[schema(max_items = 199)]
     member_ids: Vec<Uuid>,
 }
 
@@ -140,6 +142,7 @@ async fn leave(
 
 #[derive(Deserialize, utoipa::ToSchema)]
 struct MessageBody {
+    #[schema(min_length = 1, max_length = 4000)]
     text: String,
 }
 

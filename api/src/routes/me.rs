@@ -46,6 +46,7 @@ async fn me(State(state): State<AppState>, Authed(actor): Authed, headers: Heade
 
 #[derive(Deserialize, utoipa::ToSchema)]
 struct BecomeOrganiser {
+    #[schema(min_length = 2, max_length = 120)]
     organisation_name: String,
 }
 

@@ -37,6 +37,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 #[derive(Deserialize, utoipa::ToSchema)]
 struct UpdateProfile {
+    #[schema(min_length = 1, max_length = 60)]
     display_name: String,
 }
 
@@ -59,6 +60,7 @@ async fn update_profile(
 #[derive(Deserialize, utoipa::ToSchema)]
 struct ChangePassword {
     old_password: String,
+    #[schema(min_length = 10, max_length = 1024)]
     new_password: String,
 }
 
@@ -105,6 +107,7 @@ async fn change_password(
 
 #[derive(Deserialize, utoipa::ToSchema)]
 struct AddChild {
+    #[schema(min_length = 1, max_length = 60)]
     name: String,
     birth_date: NaiveDate,
 }
@@ -164,6 +167,7 @@ async fn forget(
 
 #[derive(Deserialize, utoipa::ToSchema)]
 struct Suspend {
+    #[schema(min_length = 1, max_length = 1000)]
     reason: String,
 }
 

@@ -44,11 +44,15 @@ enum Outcome {
 /// The webhook's payload (API.md).
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct Delivery {
+    #[schema(min_length = 1, max_length = 200)]
     event_id: String,
     booking_id: Uuid,
     activity_id: Uuid,
+    #[schema(min_length = 1, max_length = 200)]
     payment_ref: String,
+    #[schema(minimum = 0)]
     amount: i64,
+    #[schema(pattern = "^[A-Za-z]{3}$")]
     currency: String,
     status: Outcome,
 }

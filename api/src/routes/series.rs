@@ -46,17 +46,24 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct TemplateBody {
+    #[schema(min_length = 3, max_length = 120)]
     title: String,
     #[serde(default)]
+    #[schema(max_length = 5000)]
     description: String,
+    #[schema(min_length = 2, max_length = 40)]
     category: String,
     #[serde(default)]
+    #[schema(max_items = 10)]
     tags: Vec<String>,
+    #[schema(minimum = 1, maximum = 100_000)]
     capacity: i64,
     price: PriceBody,
     visibility: VisibilityBody,
     location: LocationBody,
+    #[schema(minimum = 0, maximum = 18)]
     age_min: Option<i64>,
+    #[schema(minimum = 0, maximum = 18)]
     age_max: Option<i64>,
     #[serde(default)]
     waitlist: bool,
@@ -68,8 +75,11 @@ struct TemplateBody {
 struct CreateSeries {
     template: TemplateBody,
     timezone: String,
+    #[schema(pattern = "^[0-2][0-9]:[0-5][0-9]$")]
     local_start: String,
+    #[schema(minimum = 1, maximum = 10080)]
     duration_minutes: i64,
+    #[schema(min_length = 1)]
     rule: String,
 }
 
@@ -217,15 +227,22 @@ fn upcoming(
 #[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct TemplatePatchBody {
+    #[schema(min_length = 3, max_length = 120)]
     title: Option<String>,
+    #[schema(max_length = 5000)]
     description: Option<String>,
+    #[schema(min_length = 2, max_length = 40)]
     category: Option<String>,
+    #[schema(max_items = 10)]
     tags: Option<Vec<String>>,
+    #[schema(minimum = 1, maximum = 100_000)]
     capacity: Option<i64>,
     price: Option<PriceBody>,
     visibility: Option<VisibilityBody>,
     location: Option<LocationBody>,
+    #[schema(minimum = 0, maximum = 18)]
     age_min: Option<i64>,
+    #[schema(minimum = 0, maximum = 18)]
     age_max: Option<i64>,
     waitlist: Option<bool>,
 }
@@ -237,7 +254,9 @@ struct UpdateSeries {
     #[serde(default)]
     template: Option<TemplatePatchBody>,
     timezone: Option<String>,
+    #[schema(pattern = "^[0-2][0-9]:[0-5][0-9]$")]
     local_start: Option<String>,
+    #[schema(minimum = 1, maximum = 10080)]
     duration_minutes: Option<i64>,
     rule: Option<String>,
 }
