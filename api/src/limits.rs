@@ -9,7 +9,8 @@
 //!
 //! A refusal is a 429 problem+json (`rate_limited`) with `Retry-After`, and nothing
 //! runs. A request that takes longer than `GATHER_REQUEST_TIMEOUT_SECS` to answer gets
-//! a 503 (a streamed body, SSE or the audit follow, is not bounded).
+//! a 503 (a streamed body, SSE or the audit follow, is not bounded; a media upload gets
+//! at least 10 minutes).
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -23,6 +24,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
+
+/// The least time a media upload gets (50 MiB at ~100 KiB/s), whatever
+/// `GATHER_REQUEST_TIMEOUT_SECS` says.
+const UPLOAD_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Keys tracked at most; beyond it, idle (full) buckets are dropped.
 const MAX_KEYS: usize = 100_000;
@@ -134,6 +139,12 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
     if let Err((scope, wait)) = limited {
         return refuse(scope, wait);
     }
+    // A media upload reads up to 50 MiB from the client first: it gets more time.
+    let bound = if crate::routes::media::is_upload(request.uri().path()) {
+        state.settings.request_timeout.max(UPLOAD_TIMEOUT)
+    } else {
+        state.settings.request_timeout
+    };
     let mut cut_off = state.cut_off.clone();
     let run = async {
         tokio::select! {
@@ -141,14 +152,14 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
             _ = cut_off.wait_for(|c| *c) => Err(()),
         }
     };
-    match tokio::time::timeout(state.settings.request_timeout, run).await {
+    match tokio::time::timeout(bound, run).await {
         Ok(Ok(response)) => response,
         Ok(Err(())) => ApiError::Unavailable("the server is shutting down; retry on another".into()).into_response(),
         Err(_) => {
             metrics::counter!("gather_request_timeouts_total").increment(1);
             ApiError::Unavailable(format!(
                 "the request took longer than {} s; if it was a command, retry it with the same Idempotency-Key",
-                state.settings.request_timeout.as_secs()
+                bound.as_secs()
             ))
             .into_response()
         }

@@ -3,6 +3,7 @@
 //! content type, ETag, Cache-Control and ranges, as visible as their activity.
 
 use crate::harness::*;
+use futures::StreamExt as _;
 use serde_json::json;
 
 /// A PNG's signature and header chunk, then filler: enough for the type check.
@@ -241,4 +242,37 @@ async fn a_draft_activitys_media_is_private_and_an_activity_holds_at_most_20(app
     upload(&app, &id, &org, "image/jpeg", jpeg(100)).await.assert_problem(409, Some("too_many_media"));
     assert_eq!(stream_events(&app, &id).await, events);
     assert_eq!(stored_files(&app).len(), 20, "the 21st was never stored");
+}
+
+fn one_second_requests(s: &mut gather_api::Settings) {
+    s.request_timeout = std::time::Duration::from_secs(1);
+}
+
+with_profiles!(a_slow_upload_outlives_the_request_timeout, super::one_second_requests);
+
+/// A client on a slow link sends its file over longer than `GATHER_REQUEST_TIMEOUT_SECS`
+/// (1 s here): an upload gets at least 10 minutes, so it is stored, not cut off.
+async fn a_slow_upload_outlives_the_request_timeout(app: TestApp) {
+    let org = app.organiser("media-slow@example.com").await;
+    let id = published_activity(&app, &org, 10, false).await;
+    let bytes = png(3 * 64 * 1024);
+    let parts: Vec<Vec<u8>> = bytes.chunks(64 * 1024).map(<[u8]>::to_vec).collect();
+    // The client's link: a chunk every 600 ms (the pace is the input, not a wait).
+    let slow = futures::stream::iter(parts).then(|part| async move {
+        tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+        Ok::<_, std::io::Error>(part)
+    });
+    let started = std::time::Instant::now();
+    let a = app
+        .send(
+            app.http
+                .post(app.url(&format!("/v1/activities/{id}/media")))
+                .bearer_auth(&org)
+                .header("content-type", "image/png")
+                .body(reqwest::Body::wrap_stream(slow)),
+        )
+        .await;
+    assert!(started.elapsed() > std::time::Duration::from_secs(1), "the upload took longer than the timeout");
+    assert_eq!(a.status, 201, "{:?}", a.body);
+    // Any other request is still bounded by the timeout (see limits.rs's tests).
 }
