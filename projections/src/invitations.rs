@@ -5,6 +5,7 @@ use crate::events::decode_of;
 use crate::runtime::{Projection, ProjectionError, Target};
 use async_trait::async_trait;
 use gather_domain::activity::{Activity, ActivityEvent};
+use gather_domain::member::{Member, MemberEvent};
 use gather_store::RecordedEvent;
 use gather_store::db::Tx;
 use gather_store::on_tx;
@@ -20,10 +21,13 @@ impl Projection for InvitationsProjection {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["invitations"]
+        &["invitations", "invitation_member_emails"]
     }
 
     async fn apply(&self, tx: &mut Tx, at: Target, e: &RecordedEvent) -> Result<(), ProjectionError> {
+        if e.category() == "member" {
+            return forget(tx, &at, e).await;
+        }
         let Some((activity, event)) = decode_of::<Activity>(e)? else { return Ok(()) };
         let t = &at.table("invitations");
         use ActivityEvent as E;
@@ -63,6 +67,48 @@ impl Projection for InvitationsProjection {
         }
         Ok(())
     }
+}
+
+/// Members' addresses, kept so that forgetting a member scrubs the invitations sent to
+/// their address. Of a member's events only these two are read: one this projection
+/// cannot decode stops the projectors that need it, not the invitations.
+async fn forget(tx: &mut Tx, at: &Target, e: &RecordedEvent) -> Result<(), ProjectionError> {
+    if !matches!(e.event_type.as_str(), "MemberRegistered" | "MemberForgotten") {
+        return Ok(());
+    }
+    let Some((member, event)) = decode_of::<Member>(e)? else { return Ok(()) };
+    let (emails, t) = (at.table("invitation_member_emails"), at.table("invitations"));
+    match event {
+        MemberEvent::MemberRegistered { email, .. } => {
+            let sql = format!(
+                "INSERT INTO {emails} (email, member_id) VALUES ($1, $2) \
+                 ON CONFLICT (email) DO UPDATE SET member_id = excluded.member_id"
+            );
+            on_tx!(tx, c => sqlx::query(sqlx::AssertSqlSafe(sql)).bind(email.normalized()).bind(member)
+                .execute(&mut **c).await.map(|r| r.rows_affected()))?;
+        }
+        MemberEvent::MemberForgotten { .. } => {
+            let sql = format!("SELECT email FROM {emails} WHERE member_id = $1");
+            let found: Vec<(String,)> = on_tx!(tx, c => sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(member)
+                .fetch_all(&mut **c).await)?;
+            for (email,) in found {
+                // The address becomes unreadable; the invitation (and its answer) stays.
+                let sql = format!("SELECT invitation_id FROM {t} WHERE email = $1");
+                let sent: Vec<(Uuid,)> = on_tx!(tx, c => sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(email)
+                    .fetch_all(&mut **c).await)?;
+                let sql = format!("UPDATE {t} SET email = $2 WHERE invitation_id = $1");
+                for (invitation,) in sent {
+                    on_tx!(tx, c => sqlx::query(sqlx::AssertSqlSafe(sql.clone())).bind(invitation)
+                        .bind(format!("forgotten:{invitation}")).execute(&mut **c).await.map(|r| r.rows_affected()))?;
+                }
+            }
+            let sql = format!("DELETE FROM {emails} WHERE member_id = $1");
+            on_tx!(tx, c => sqlx::query(sqlx::AssertSqlSafe(sql)).bind(member)
+                .execute(&mut **c).await.map(|r| r.rows_affected()))?;
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 async fn set_status(

@@ -14,7 +14,7 @@
 use crate::bus::{AUDIT_EXCHANGE, EXCHANGE, Update};
 use crate::events::decode_of;
 use crate::runtime::{Projection, ProjectionError, Target};
-use crate::sql::{Arg, Args, execute};
+use crate::sql::{Arg, Args, execute, fetch_all_tx};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use gather_domain::activity::{Activity, ActivityEvent, Visibility};
@@ -362,7 +362,15 @@ async fn member_updates(tx: &mut Tx, member: Uuid, event: MemberEvent) -> Result
             vec![o]
         }
         M::MemberForgotten { .. } => {
+            let emails: Vec<(String,)> = fetch_all_tx(
+                tx,
+                "SELECT email FROM update_member_emails WHERE member_id = $1".into(),
+                Args(vec![id(member)]),
+            )
+            .await?;
             exec(tx, "DELETE FROM update_member_emails WHERE member_id = $1", vec![id(member)]).await?;
+            let emails: Vec<String> = emails.into_iter().map(|(e,)| e).collect();
+            scrub_outbox(tx, member, &emails).await?;
             Vec::new()
         }
         M::PasswordSet { .. }
@@ -376,6 +384,65 @@ async fn member_updates(tx: &mut Tx, member: Uuid, event: MemberEvent) -> Result
         | M::RoleGranted { .. }
         | M::RoleRevoked { .. } => Vec::new(),
     })
+}
+
+/// `text` as a `LIKE` pattern matching itself (`\` escapes `%`, `_` and itself).
+fn like_literal(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
+
+/// Replaces every string in `v` equal to one of `secrets` (ignoring case) with
+/// `(forgotten)`; says whether it changed anything.
+fn redact(v: &mut Value, secrets: &[String]) -> bool {
+    match v {
+        Value::String(s) if secrets.iter().any(|x| x.eq_ignore_ascii_case(s)) => {
+            *s = "(forgotten)".into();
+            true
+        }
+        Value::Array(items) => {
+            let mut changed = false;
+            for i in items {
+                changed |= redact(i, secrets);
+            }
+            changed
+        }
+        Value::Object(map) => {
+            let mut changed = false;
+            for i in map.values_mut() {
+                changed |= redact(i, secrets);
+            }
+            changed
+        }
+        _ => false,
+    }
+}
+
+/// A forgotten member's messages not yet relayed are dropped (their own updates and
+/// every email to their address), and their address is redacted from the others
+/// (an invitation listing several addresses). Relayed ones are dropped at send time.
+async fn scrub_outbox(tx: &mut Tx, member: Uuid, emails: &[String]) -> Result<(), sqlx::Error> {
+    let own = format!("%\"topic\":\"member:{member}\"%");
+    exec(tx, "DELETE FROM outbox WHERE message LIKE $1 ESCAPE '\\'", vec![Arg::Text(Some(own))]).await?;
+    for email in emails {
+        let to_them = format!("%\"email\":\"{}\"%", like_literal(email));
+        let sql = "DELETE FROM outbox WHERE lower(message) LIKE $1 ESCAPE '\\'";
+        exec(tx, sql, vec![Arg::Text(Some(to_them))]).await?;
+        let mentioned = format!("%{}%", like_literal(email));
+        let rows: Vec<(i64, String)> = fetch_all_tx(
+            tx,
+            "SELECT seq, message FROM outbox WHERE lower(message) LIKE $1 ESCAPE '\\'".into(),
+            Args(vec![Arg::Text(Some(mentioned))]),
+        )
+        .await?;
+        for (seq, message) in rows {
+            let Ok(mut v) = serde_json::from_str::<Value>(&message) else { continue };
+            if redact(&mut v, std::slice::from_ref(email)) {
+                let sql = "UPDATE outbox SET message = $2 WHERE seq = $1";
+                exec(tx, sql, vec![Arg::Int(Some(seq)), Arg::Text(Some(v.to_string()))]).await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn chat_updates(tx: &mut Tx, chat: Uuid, event: ChatEvent) -> Result<Vec<Out>, sqlx::Error> {

@@ -410,6 +410,19 @@ impl TestApp {
         self.send(req).await
     }
 
+    /// Registers a member with a display name and returns (member_id, token).
+    pub async fn register_as(&self, email: &str, name: &str) -> (String, String) {
+        let a = self
+            .post(
+                "/v1/auth/register",
+                None,
+                json!({"email": email, "password": "correct horse battery", "display_name": name}),
+            )
+            .await;
+        assert_eq!(a.status, 201, "{:?}", a.body);
+        (a.body["member_id"].as_str().unwrap().to_string(), a.body["token"].as_str().unwrap().to_string())
+    }
+
     /// Registers a member and returns (member_id, token).
     pub async fn register(&self, email: &str) -> (String, String) {
         let a = self

@@ -11,6 +11,7 @@ mod command_path;
 mod compose;
 mod consistency;
 mod distribution;
+mod forget;
 mod idempotency;
 mod idempotency_scope;
 mod input_bounds;

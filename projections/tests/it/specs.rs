@@ -219,6 +219,8 @@ specs!(
     a_revoked_role_leaves_the_members_roles,
     an_occurrence_shows_its_series_and_index,
     the_series_read_model_follows_occurrences_skips_updates_and_the_end,
+    a_forgotten_members_invitations_lose_their_address,
+    a_forgotten_members_messages_not_yet_relayed_are_scrubbed,
 );
 
 async fn seats_left_after_a_cancellation_is_the_one_the_event_carries(b: Backend) {
@@ -607,4 +609,125 @@ async fn the_series_read_model_follows_occurrences_skips_updates_and_the_end(b: 
     let (row, _, _) = queries::series(&g.db, series).await.unwrap().unwrap();
     assert_eq!(row.status, "ended");
     assert_eq!(row.ended_after.as_deref(), Some("2031-05-01"));
+}
+
+/// A member invited at their address, then forgotten: the invitation stays (its
+/// activity still counts it) but no longer holds or matches the address.
+async fn a_forgotten_members_invitations_lose_their_address(b: Backend) {
+    let (id, org, member, inv) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let mut g = Given::new(b).await;
+    let email = Email::parse("Forget.Me@Example.com").unwrap();
+    let registered =
+        M::MemberRegistered { member_id: member, email: email.clone(), display_name: DisplayName::parse("F").unwrap() };
+    g.events(format!("member-{member}"), &[registered]).await;
+    let d = details("VIP evening", 5, Visibility::InviteOnly);
+    g.events(
+        activity_stream(id),
+        &[
+            A::ActivityDrafted { series: None, activity_id: id, organiser_id: org, details: d.clone() },
+            A::GuestsInvited { invitations: vec![InvitationRequest { invitation_id: inv, email: email.clone() }] },
+        ],
+    )
+    .await;
+    assert!(queries::is_invited(&g.db, id, &email.normalized()).await.unwrap());
+    g.events(format!("member-{member}"), &[M::MemberForgotten { member_id: member }]).await;
+    assert!(!queries::is_invited(&g.db, id, &email.normalized()).await.unwrap());
+    let page = queries::invitations_to(&g.db, &email.normalized(), None, 10).await.unwrap();
+    assert!(page.items.is_empty(), "{:?}", page.items);
+    let left: Vec<(String,)> = gather_store::on_db_read!(&g.db, p =>
+        sqlx::query_as("SELECT email FROM invitations UNION ALL SELECT email FROM invitation_member_emails")
+            .fetch_all(p).await)
+    .unwrap();
+    assert_eq!(left, vec![(format!("forgotten:{inv}"),)], "only the scrubbed invitation is left");
+}
+
+/// Messages waiting in the outbox when their member is forgotten: the welcome to their
+/// address and their own updates go; an invitation that also went to someone else
+/// stays for the other address, without theirs. (Messages already relayed are
+/// dropped at send time by the notifier.)
+async fn a_forgotten_members_messages_not_yet_relayed_are_scrubbed(b: Backend) {
+    let (id, org, member) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let g = Given::new(b).await;
+    let email = Email::parse("Forget.Me@Example.com").unwrap();
+    let other = Email::parse("stays@example.com").unwrap();
+    let d = details("VIP evening", 5, Visibility::InviteOnly);
+    let invitations = vec![
+        InvitationRequest { invitation_id: Uuid::now_v7(), email: email.clone() },
+        InvitationRequest { invitation_id: Uuid::now_v7(), email: other.clone() },
+    ];
+    let log: Vec<(String, gather_store::NewEvent)> = vec![
+        (
+            format!("member-{member}"),
+            encode(&M::MemberRegistered {
+                member_id: member,
+                email: email.clone(),
+                display_name: DisplayName::parse("Zed Forgotten").unwrap(),
+            })
+            .unwrap(),
+        ),
+        (
+            activity_stream(id),
+            encode(&A::ActivityDrafted { series: None, activity_id: id, organiser_id: org, details: d.clone() })
+                .unwrap(),
+        ),
+        (activity_stream(id), encode(&A::GuestsInvited { invitations }).unwrap()),
+    ];
+    // Only the updates projection runs: nothing relays, so every message waits.
+    let updates = gather_projections::outbox::UpdatesProjection;
+    let apply = |events: Vec<(String, gather_store::NewEvent)>| {
+        let (g, updates) = (&g, &updates);
+        async move {
+            let mut last = Checkpoint::START;
+            for (stream, e) in events {
+                let append = StreamAppend { stream, expected: ExpectedVersion::Any, events: vec![e] };
+                g.store.append(&AppendMeta::new(Uuid::now_v7(), None), vec![append]).await.unwrap();
+            }
+            let mut wake = g.store.wake();
+            let head = g.store.head().await.unwrap();
+            loop {
+                let page = g.store.read_log_page(last, &LogFilter::all(), 500).await.unwrap();
+                if let Some(end) = page.last().map(|e| e.checkpoint()) {
+                    let mut tx = g.db.begin().await.unwrap();
+                    apply_events(&mut tx, updates, Target::Live, &page).await.unwrap();
+                    tx.commit().await.unwrap();
+                    last = end;
+                }
+                if last.position >= head.position {
+                    return last;
+                }
+                let _ = tokio::time::timeout(std::time::Duration::from_millis(50), wake.changed()).await;
+            }
+        }
+    };
+    let last = apply(log).await;
+    let outbox = || async {
+        let rows: Vec<(String,)> = gather_store::on_db_read!(&g.db, p =>
+            sqlx::query_as("SELECT message FROM outbox ORDER BY seq").fetch_all(p).await)
+        .unwrap();
+        rows.into_iter().map(|(m,)| m).collect::<Vec<_>>()
+    };
+    let before = outbox().await.join("\n").to_lowercase();
+    assert!(before.contains("forget.me@example.com") && before.contains("zed forgotten"), "{before}");
+    // Forgotten: appended after what was applied, then applied from there.
+    let forgot = encode(&M::MemberForgotten { member_id: member }).unwrap();
+    let append =
+        StreamAppend { stream: format!("member-{member}"), expected: ExpectedVersion::Any, events: vec![forgot] };
+    g.store.append(&AppendMeta::new(Uuid::now_v7(), None), vec![append]).await.unwrap();
+    let mut wake = g.store.wake();
+    loop {
+        let page = g.store.read_log_page(last, &LogFilter::all(), 500).await.unwrap();
+        if !page.is_empty() {
+            let mut tx = g.db.begin().await.unwrap();
+            apply_events(&mut tx, &updates, Target::Live, &page).await.unwrap();
+            tx.commit().await.unwrap();
+            break;
+        }
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(50), wake.changed()).await;
+    }
+    let after = outbox().await;
+    let all = after.join("\n").to_lowercase();
+    assert!(!all.contains("forget.me@example.com"), "{all}");
+    assert!(!all.contains("zed forgotten"), "{all}");
+    assert!(!all.contains(&format!("member:{member}")), "{all}");
+    assert!(all.contains("stays@example.com"), "the other invitee's message stays: {all}");
 }
