@@ -7,7 +7,8 @@
 //! listener connection. There is no tight poll.
 //!
 //! One task per process re-reads every stored checkpoint when woken (one query, however
-//! many requests wait) and publishes the result; queries answer from it. A published
+//! many requests wait; while nobody waits, at most ten a second) and publishes the
+//! result; queries answer from it. A published
 //! checkpoint was stored before it was read, so it is a lower bound of what a read
 //! model holds afterwards: `Gather-Position` from it never overstates, and a wait that
 //! sees the target reached is over.
@@ -36,7 +37,39 @@ pub struct Checkpoints {
     _tick: Arc<watch::Sender<u64>>,
     /// The last read of every checkpoint (None until the first read).
     known: watch::Receiver<Option<Snapshot>>,
+    /// Requests waiting for a position: while there are any, every wake-up is read at
+    /// once; otherwise reads are spaced by [`IDLE_REFRESH`] (a write-heavy load would
+    /// otherwise re-read the table on every projector commit for nobody).
+    waiters: Arc<Waiters>,
 }
+
+/// Who is waiting, and a wake-up for the refresher when someone starts to.
+#[derive(Default)]
+struct Waiters {
+    count: std::sync::atomic::AtomicUsize,
+    arrived: tokio::sync::Notify,
+}
+
+/// Counts one waiter while alive.
+struct Waiting<'a>(&'a Waiters);
+
+impl<'a> Waiting<'a> {
+    fn new(w: &'a Waiters) -> Waiting<'a> {
+        w.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        w.arrived.notify_one();
+        Waiting(w)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.count.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// How stale the copy may grow while nobody waits (`Gather-Position` of plain reads
+/// lags at most this much behind the stored checkpoints).
+const IDLE_REFRESH: Duration = Duration::from_millis(100);
 
 /// Why a wait ended without the position.
 #[derive(Debug, thiserror::Error)]
@@ -66,8 +99,9 @@ impl Checkpoints {
             tokio::spawn(listen(pool.clone(), CHECKPOINT_CHANNEL, tick.clone(), shutdown.clone()));
         }
         let (publish, known) = watch::channel(None);
-        tokio::spawn(refresh(db.clone(), tick.subscribe(), publish, shutdown));
-        Checkpoints { db, _tick: tick, known }
+        let waiters = Arc::new(Waiters::default());
+        tokio::spawn(refresh(db.clone(), tick.subscribe(), publish, waiters.clone(), shutdown));
+        Checkpoints { db, _tick: tick, known, waiters }
     }
 
     /// The lowest checkpoint of `names` in `snapshot` (START for one that has none yet).
@@ -122,6 +156,7 @@ impl Checkpoints {
     ) -> Result<Checkpoint, WaitError> {
         let deadline = Instant::now() + timeout;
         let mut known = self.known.clone();
+        let mut waiting = None;
         loop {
             // The refresher stops only at shutdown; then the database answers directly.
             let refreshed = known.has_changed().is_ok();
@@ -138,6 +173,7 @@ impl Checkpoints {
                 return Err(WaitError::Timeout);
             }
             if refreshed {
+                waiting.get_or_insert_with(|| Waiting::new(&self.waiters));
                 let _ = tokio::time::timeout(left.min(FALLBACK), known.changed()).await;
             } else {
                 tokio::time::sleep(left.min(Duration::from_millis(50))).await;
@@ -155,11 +191,13 @@ async fn read_all(db: &Db) -> Result<HashMap<String, Checkpoint>, sqlx::Error> {
 }
 
 /// Re-reads every checkpoint when `tick` moves (or every [`FALLBACK`]) and publishes
-/// it: one query per wake-up, however many requests read or wait.
+/// it: one query per wake-up, however many requests read or wait; while nobody
+/// waits, at most one per [`IDLE_REFRESH`].
 async fn refresh(
     db: Db,
     mut tick: watch::Receiver<u64>,
     publish: watch::Sender<Option<Snapshot>>,
+    waiters: Arc<Waiters>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -174,6 +212,13 @@ async fn refresh(
             changed = tick.changed() => if changed.is_err() { return },
             _ = tokio::time::sleep(FALLBACK) => {}
             _ = shutdown.wait_for(|s| *s) => return,
+        }
+        if waiters.count.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            tokio::select! {
+                _ = waiters.arrived.notified() => {}
+                _ = tokio::time::sleep(IDLE_REFRESH) => {}
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
         }
     }
 }
