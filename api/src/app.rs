@@ -11,7 +11,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use gather_commands::store::postgres::PostgresStore;
 use gather_commands::store::sqlite::SqliteStore;
-use gather_commands::uniqueness::{email_owner, reserve_email};
+use gather_commands::uniqueness::{email_owner, reserve_email_again};
 use gather_commands::{CommandHandler, CommandMeta, Db, EventStore};
 use gather_domain::member::{Member, MemberCommand};
 use gather_domain::values::{DisplayName, Email};
@@ -154,10 +154,8 @@ async fn bootstrap(state: &AppState, account: &BootstrapAccount, role: Role) -> 
             let name = DisplayName::parse(role.as_str()).map_err(|e| anyhow::anyhow!("{e}"))?;
             let cmd = MemberCommand::Register { member_id, email, password_hash: hash, display_name: name };
             let meta = CommandMeta::new(Actor::system());
-            state
-                .commands
-                .handle_with::<Member>(member_id, cmd, &meta, |_| vec![reserve_email(&normalized, member_id)])
-                .await?;
+            let reservation = reserve_email_again(state.store.as_ref(), &normalized, member_id).await?;
+            state.commands.handle_with::<Member>(member_id, cmd, &meta, |_| vec![reservation.clone()]).await?;
             member_id
         }
     };

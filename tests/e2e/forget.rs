@@ -57,7 +57,49 @@ async fn dump(app: &TestApp) -> String {
     }
 }
 
-both_profiles!(forgetting_a_member_scrubs_every_derived_copy);
+both_profiles!(forgetting_a_member_scrubs_every_derived_copy, a_forgotten_members_address_registers_again);
+
+/// Forgetting gives the address back: it registers again as a new member, whose
+/// password logs in; the forgotten member's token and password do not.
+async fn a_forgotten_members_address_registers_again(app: TestApp) {
+    let (first, token) = app.register_as(EMAIL, NAME).await;
+    let taken = app
+        .post(
+            "/v1/auth/register",
+            None,
+            json!({"email": EMAIL, "password": "another password!", "display_name": "Other"}),
+        )
+        .await;
+    taken.assert_problem(409, Some("email_taken"));
+    let a = app.send(app.http.delete(app.url("/v1/me")).bearer_auth(&token)).await;
+    assert_eq!(a.status, 202, "{:?}", a.body);
+    let again = app
+        .post(
+            "/v1/auth/register",
+            None,
+            json!({"email": EMAIL.to_lowercase(), "password": "a new password!", "display_name": "Zed"}),
+        )
+        .await;
+    assert_eq!(again.status, 201, "{:?}", again.body);
+    let second = again.body["member_id"].as_str().unwrap().to_owned();
+    assert_ne!(second, first, "a new member, not the forgotten one");
+    let login = app.login(EMAIL, "a new password!").await;
+    assert_eq!(login.status, 200, "{:?}", login.body);
+    assert_eq!(login.body["member_id"], json!(second));
+    app.login(EMAIL, "correct horse battery").await.assert_problem(401, None);
+    app.get("/v1/me", Some(&token), None).await.assert_problem(401, None);
+    let me = app.get("/v1/me", again.body["token"].as_str(), Some(again.position())).await;
+    assert_eq!(me.body["display_name"], json!("Zed"), "{:?}", me.body);
+    // Taken again now.
+    let taken = app
+        .post(
+            "/v1/auth/register",
+            None,
+            json!({"email": EMAIL, "password": "third password!!", "display_name": "Third"}),
+        )
+        .await;
+    taken.assert_problem(409, Some("email_taken"));
+}
 
 async fn forgetting_a_member_scrubs_every_derived_copy(app: TestApp) {
     // A member with a child, a booking, an invitation, a chat and emails.

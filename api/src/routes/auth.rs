@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use gather_commands::CommandError;
-use gather_commands::uniqueness::{email_owner, reserve_email};
+use gather_commands::uniqueness::{email_owner, reserve_email_again};
 use gather_domain::member::{Member, MemberCommand, MemberState};
 use gather_domain::values::{DisplayName, Email};
 use gather_domain::{Actor, Role};
@@ -69,16 +69,17 @@ pub async fn register_member(
     let mut meta = command_meta(headers, Actor::new(Uuid::nil(), [Role::Member]), "register")?;
     meta.actor = Actor::new(member_id, [Role::Member]);
     let command = MemberCommand::Register { member_id, email, password_hash, display_name };
-    let outcome = state
-        .commands
-        .handle_with::<Member>(member_id, command, &meta, |_| vec![reserve_email(&normalized, member_id)])
-        .await
-        .map_err(|e| match e {
-            CommandError::Taken { .. } => {
-                ApiError::Conflict { code: "email_taken", detail: "a member with this email already exists".into() }
-            }
-            other => other.into(),
-        })?;
+    // A forgotten member's address was given back: it is taken over from there.
+    let reservation = reserve_email_again(state.store.as_ref(), &normalized, member_id).await?;
+    let outcome =
+        state.commands.handle_with::<Member>(member_id, command, &meta, |_| vec![reservation.clone()]).await.map_err(
+            |e| match e {
+                CommandError::Taken { .. } => {
+                    ApiError::Conflict { code: "email_taken", detail: "a member with this email already exists".into() }
+                }
+                other => other.into(),
+            },
+        )?;
     // A repeated Idempotency-Key answers with the member created the first time.
     let id = outcome.stream.strip_prefix("member-").and_then(|s| Uuid::parse_str(s).ok()).unwrap_or(member_id);
     Ok((id, outcome))

@@ -160,8 +160,22 @@ async fn forget(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = actor.id;
+    // The address is given back with the forget (one atomic append): it may register
+    // again, as a new member.
+    let member = state.commands.load::<Member>(id).await?.state;
+    let release = match member.email.as_ref().filter(|_| !member.forgotten) {
+        Some(email) => {
+            gather_commands::uniqueness::release_email(state.store.as_ref(), &email.normalized(), id).await?
+        }
+        None => None,
+    };
     let meta = command_meta(&headers, actor, "me/forget")?;
-    let outcome = state.commands.handle::<Member>(id, MemberCommand::Forget, &meta).await?;
+    let outcome = state
+        .commands
+        .handle_with::<Member>(id, MemberCommand::Forget, &meta, |events| {
+            if events.is_empty() { Vec::new() } else { release.clone().into_iter().collect() }
+        })
+        .await?;
     Ok(accepted(id, &outcome))
 }
 
