@@ -131,6 +131,8 @@ async fn an_organiser_uploads_a_photo_and_whoever_sees_the_activity_gets_it(app:
     assert_eq!(repeat.status, 201, "{:?}", repeat.body);
     assert_eq!(repeat.body["id"], first.body["id"]);
     assert_eq!(stream_events(&app, &id).await, events, "a repeat appends nothing");
+    let other = app.send(again(jpeg(2000))).await;
+    other.assert_problem(422, Some("idempotency_key_reused"));
     assert_eq!(stored_files(&app).len(), 2, "two uploads, two blobs: {:?}", stored_files(&app));
 }
 

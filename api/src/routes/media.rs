@@ -97,8 +97,16 @@ async fn upload(
     }
     let route = format!("activities/{id}/media");
     let media_id = crate::http::new_id(&headers, actor.id, &route, "media");
-    if activity.media.iter().any(|(m, _)| *m == media_id) {
+    if let Some((_, file)) = activity.media.iter().find(|(m, _)| *m == media_id) {
         // A repeat of an upload that succeeded: its answer again, nothing stored twice.
+        // Another file under the same key (by size or type: the bytes are not kept to
+        // compare) is refused, as for every other command.
+        if length.is_some_and(|n| n != file.bytes()) || !declared_matches(&declared, file.content_type()) {
+            return Err(ApiError::Unprocessable {
+                code: "idempotency_key_reused",
+                detail: "this Idempotency-Key was used with a different file".into(),
+            });
+        }
         let position = match queries::media(&state.db, media_id).await? {
             Some(row) => row.position,
             None => state.store.head().await?.position,
