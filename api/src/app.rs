@@ -57,10 +57,21 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<(Db, Arc<dyn Even
 
 /// The JWT secret: configured, or generated once into the data dir (embedded only).
 fn jwt_secret(settings: &Settings) -> anyhow::Result<SecretString> {
-    if let Some(s) = &settings.jwt_secret {
+    secret(settings, settings.jwt_secret.as_ref(), "jwt-secret")
+}
+
+/// The email lookup key (`GATHER_LOOKUP_KEY`, or generated once into the data dir).
+pub fn lookup_key(settings: &Settings) -> anyhow::Result<gather_commands::uniqueness::LookupKey> {
+    let secret = secret(settings, settings.lookup_key.as_ref(), "lookup-key")?;
+    Ok(gather_commands::uniqueness::LookupKey::new(secret.expose_secret().as_bytes()))
+}
+
+/// A configured secret, or one generated once into the data dir as `file`.
+fn secret(settings: &Settings, configured: Option<&SecretString>, file: &str) -> anyhow::Result<SecretString> {
+    if let Some(s) = configured {
         return Ok(s.clone());
     }
-    let path = settings.data_dir.join("jwt-secret");
+    let path = settings.data_dir.join(file);
     if let Ok(s) = std::fs::read_to_string(&path)
         && s.trim().len() >= 32
     {
@@ -77,7 +88,7 @@ fn jwt_secret(settings: &Settings) -> anyhow::Result<SecretString> {
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
     }
-    tracing::info!(path = %path.display(), "generated a JWT secret");
+    tracing::info!(path = %path.display(), "generated a secret");
     Ok(SecretString::from(secret))
 }
 
@@ -142,7 +153,7 @@ pub fn router(state: AppState) -> Router {
 async fn bootstrap(state: &AppState, account: &BootstrapAccount, role: Role) -> anyhow::Result<()> {
     let email = Email::parse(&account.email).map_err(|e| anyhow::anyhow!("bootstrap {}: {e}", role.as_str()))?;
     let normalized = email.normalized();
-    let member_id = match email_owner(state.store.as_ref(), &normalized).await? {
+    let member_id = match email_owner(state.store.as_ref(), &state.lookup, &normalized).await? {
         Some(id) => id,
         None => {
             let member_id = Uuid::now_v7();
@@ -154,12 +165,14 @@ async fn bootstrap(state: &AppState, account: &BootstrapAccount, role: Role) -> 
             let name = DisplayName::parse(role.as_str()).map_err(|e| anyhow::anyhow!("{e}"))?;
             let cmd = MemberCommand::Register { member_id, email, password_hash: hash, display_name: name };
             let meta = CommandMeta::new(Actor::system());
-            let reservation = reserve_email_again(state.store.as_ref(), &normalized, member_id).await?;
+            let reservation = reserve_email_again(state.store.as_ref(), &state.lookup, &normalized, member_id)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("bootstrap {}: the address is reserved", role.as_str()))?;
             state.commands.handle_with::<Member>(member_id, cmd, &meta, |_| vec![reservation.clone()]).await?;
             member_id
         }
     };
-    crate::ops::grant_role(state.store.clone(), &normalized, role).await?;
+    crate::ops::grant_role(state.store.clone(), &state.lookup, &normalized, role).await?;
     tracing::info!(%member_id, role = role.as_str(), "bootstrap account ready");
     Ok(())
 }
@@ -244,6 +257,7 @@ impl App {
         let blobs = crate::media::Blobs::from_settings(&settings)?;
         tracing::info!(store = %blobs.describe, "media blob store");
         let state = AppState::new(crate::state::Shared {
+            lookup: lookup_key(&settings)?,
             blobs,
             settings: Arc::new(settings.clone()),
             db,

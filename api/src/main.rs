@@ -258,7 +258,7 @@ async fn members(settings: &Settings, what: Members) -> anyhow::Result<()> {
         Members::Grant { email, role } => {
             let role = ops::grantable_role(&role)?;
             let (_, store) = open(settings).await?;
-            let granted = ops::grant_role(store, &email, role).await?;
+            let granted = ops::grant_role(store, &gather_api::app::lookup_key(settings)?, &email, role).await?;
             if granted.appended {
                 println!("granted {} to {} ({email})", role.as_str(), granted.member_id);
             } else {
@@ -268,7 +268,7 @@ async fn members(settings: &Settings, what: Members) -> anyhow::Result<()> {
         Members::Revoke { email, role } => {
             let role = ops::grantable_role(&role)?;
             let (_, store) = open(settings).await?;
-            let revoked = ops::revoke_role(store, &email, role).await?;
+            let revoked = ops::revoke_role(store, &gather_api::app::lookup_key(settings)?, &email, role).await?;
             if revoked.appended {
                 println!("revoked {} from {} ({email})", role.as_str(), revoked.member_id);
             } else {

@@ -5,7 +5,7 @@
 
 use chrono::Utc;
 use gather_commands::store::Checkpoint;
-use gather_commands::uniqueness::email_owner;
+use gather_commands::uniqueness::{LookupKey, email_owner};
 use gather_commands::{CommandHandler, CommandMeta, Db, EventStore};
 use gather_domain::member::{Member, MemberCommand};
 use gather_domain::{Actor, Role};
@@ -70,21 +70,36 @@ pub struct Granted {
 
 /// `gather members grant EMAIL ROLE`: appends `RoleGranted` to the member's stream as
 /// the system, exactly as the bootstrap accounts are granted their role at start-up.
-pub async fn grant_role(store: Arc<dyn EventStore>, email: &str, role: Role) -> Result<Granted, OpsError> {
-    as_system(store, email, MemberCommand::GrantRole { role }).await
+pub async fn grant_role(
+    store: Arc<dyn EventStore>,
+    lookup: &LookupKey,
+    email: &str,
+    role: Role,
+) -> Result<Granted, OpsError> {
+    as_system(store, lookup, email, MemberCommand::GrantRole { role }).await
 }
 
 /// `gather members revoke EMAIL ROLE`: appends `RoleRevoked` to the member's stream as
 /// the system (`appended` is false when the member did not hold the role). Tokens issued
 /// before keep their roles until they expire.
-pub async fn revoke_role(store: Arc<dyn EventStore>, email: &str, role: Role) -> Result<Granted, OpsError> {
-    as_system(store, email, MemberCommand::RevokeRole { role }).await
+pub async fn revoke_role(
+    store: Arc<dyn EventStore>,
+    lookup: &LookupKey,
+    email: &str,
+    role: Role,
+) -> Result<Granted, OpsError> {
+    as_system(store, lookup, email, MemberCommand::RevokeRole { role }).await
 }
 
 /// Runs `command` as the system on the member who logs in with `email`.
-async fn as_system(store: Arc<dyn EventStore>, email: &str, command: MemberCommand) -> Result<Granted, OpsError> {
+async fn as_system(
+    store: Arc<dyn EventStore>,
+    lookup: &LookupKey,
+    email: &str,
+    command: MemberCommand,
+) -> Result<Granted, OpsError> {
     let normalized = email.trim().to_lowercase();
-    let member_id = email_owner(store.as_ref(), &normalized)
+    let member_id = email_owner(store.as_ref(), lookup, &normalized)
         .await?
         .ok_or_else(|| OpsError::NoSuchMember(email.trim().to_owned()))?;
     let meta = CommandMeta::new(Actor::system());

@@ -46,6 +46,9 @@ pub struct Settings {
     pub smtp_url: Option<String>,
     /// `GATHER_JWT_SECRET`: required in production; generated into the data dir otherwise.
     pub jwt_secret: Option<SecretString>,
+    /// `GATHER_LOOKUP_KEY`: names email reservations by a keyed hash; required in
+    /// production, generated into the data dir otherwise.
+    pub lookup_key: Option<SecretString>,
     /// `GATHER_BOOTSTRAP_MODERATOR`.
     pub bootstrap_moderator: Option<BootstrapAccount>,
     /// `GATHER_BOOTSTRAP_AUDITOR`.
@@ -158,6 +161,14 @@ impl Settings {
             Some(v) => Some(SecretString::from(v)),
             None if !database_url.starts_with("sqlite:") => {
                 return Err(err("GATHER_JWT_SECRET", "required when GATHER_DATABASE_URL is not SQLite"));
+            }
+            None => None,
+        };
+        let lookup_key = match get("GATHER_LOOKUP_KEY") {
+            Some(v) if v.len() < 32 => return Err(err("GATHER_LOOKUP_KEY", "must be at least 32 characters")),
+            Some(v) => Some(SecretString::from(v)),
+            None if !database_url.starts_with("sqlite:") => {
+                return Err(err("GATHER_LOOKUP_KEY", "required when GATHER_DATABASE_URL is not SQLite"));
             }
             None => None,
         };
@@ -297,6 +308,7 @@ impl Settings {
             amqp_url,
             smtp_url,
             jwt_secret,
+            lookup_key,
             bootstrap_moderator: bootstrap("GATHER_BOOTSTRAP_MODERATOR")?,
             bootstrap_auditor: bootstrap("GATHER_BOOTSTRAP_AUDITOR")?,
             roles,
@@ -368,9 +380,23 @@ mod tests {
     fn production_requires_a_jwt_secret() {
         let e = settings(&[("GATHER_DATABASE_URL", "postgres://localhost/x")]).unwrap_err();
         assert_eq!(e.variable, "GATHER_JWT_SECRET");
+        let e = settings(&[
+            ("GATHER_DATABASE_URL", "postgres://localhost/x"),
+            ("GATHER_JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.variable, "GATHER_LOOKUP_KEY", "production requires a lookup key too");
+        let e = settings(&[
+            ("GATHER_DATABASE_URL", "postgres://localhost/x"),
+            ("GATHER_JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+            ("GATHER_LOOKUP_KEY", "short"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.variable, "GATHER_LOOKUP_KEY");
         let ok = settings(&[
             ("GATHER_DATABASE_URL", "postgres://localhost/x"),
             ("GATHER_JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+            ("GATHER_LOOKUP_KEY", "fedcba9876543210fedcba9876543210"),
         ]);
         assert!(ok.is_ok());
     }

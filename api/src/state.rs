@@ -43,6 +43,8 @@ pub struct Shared {
     pub checkpoints: gather_projections::checkpoints::Checkpoints,
     /// Token signing.
     pub jwt: Jwt,
+    /// Names email reservations (`GATHER_LOOKUP_KEY`).
+    pub lookup: gather_commands::uniqueness::LookupKey,
     /// Password hashing, bounded (argon2 is memory-hungry).
     pub passwords: Arc<Passwords>,
     /// RabbitMQ (None: the in-process bus carries updates).

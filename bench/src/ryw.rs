@@ -31,7 +31,7 @@ pub(crate) async fn member(state: &AppState, roles: &[Role]) -> anyhow::Result<(
         display_name: DisplayName::parse("Bench")?,
     };
     let meta = CommandMeta::new(Actor::new(id, [Role::Member]));
-    state.commands.handle_with::<Member>(id, cmd, &meta, |_| vec![reserve_email(&norm, id)]).await?;
+    state.commands.handle_with::<Member>(id, cmd, &meta, |_| vec![reserve_email(&state.lookup, &norm, id)]).await?;
     let token = state.jwt.issue(id, roles).map_err(|e| anyhow::anyhow!("token: {e:?}"))?;
     Ok((id, token))
 }

@@ -161,3 +161,48 @@ async fn forgetting_a_member_scrubs_every_derived_copy(app: TestApp) {
     assert_eq!(seen.body["attendees"][0]["seats"], json!(2), "{:?}", seen.body);
     assert_ne!(seen.body["attendees"][0]["name"], json!(NAME), "{:?}", seen.body);
 }
+
+both_profiles!(reservations_are_keyed_and_older_unkeyed_ones_still_hold);
+
+/// New reservations are named by the keyed hash; one a store wrote before the lookup
+/// key existed (named by an unkeyed hash) still holds its address, logs in, and is
+/// given back when its member is forgotten.
+async fn reservations_are_keyed_and_older_unkeyed_ones_still_hold(app: TestApp) {
+    use gather_commands::uniqueness::{email_stream, legacy_email_stream};
+    let store = app.app_state.store.clone();
+    let lookup = app.app_state.lookup.clone();
+    app.register("keyed@example.com").await;
+    assert!(store.stream_version(&email_stream(&lookup, "keyed@example.com")).await.unwrap().is_some());
+    assert!(store.stream_version(&legacy_email_stream("keyed@example.com")).await.unwrap().is_none());
+    // A member of an older store: its reservation stream has the unkeyed name.
+    use gather_domain::member::{Member, MemberCommand};
+    use gather_domain::values::{DisplayName, Email};
+    let (id, old) = (uuid::Uuid::now_v7(), "older@example.com");
+    let hash = app.app_state.passwords.hash("correct horse battery".into()).await.unwrap();
+    let cmd = MemberCommand::Register {
+        member_id: id,
+        email: Email::parse(old).unwrap(),
+        password_hash: hash,
+        display_name: DisplayName::parse("Older").unwrap(),
+    };
+    let mut legacy = gather_commands::uniqueness::reserve_email(&lookup, old, id);
+    legacy.stream = legacy_email_stream(old);
+    let meta = gather_commands::CommandMeta::new(gather_domain::Actor::new(id, [gather_domain::Role::Member]));
+    app.app_state.commands.handle_with::<Member>(id, cmd, &meta, |_| vec![legacy.clone()]).await.unwrap();
+    let login = app.login(old, "correct horse battery").await;
+    assert_eq!(login.status, 200, "{:?}", login.body);
+    assert_eq!(login.body["member_id"], json!(id));
+    let taken = app
+        .post("/v1/auth/register", None, json!({"email": old, "password": "another password!", "display_name": "New"}))
+        .await;
+    taken.assert_problem(409, Some("email_taken"));
+    // Forgotten: the older reservation is given back, and the address registers anew.
+    let token = login.body["token"].as_str().unwrap();
+    let a = app.send(app.http.delete(app.url("/v1/me")).bearer_auth(token)).await;
+    assert_eq!(a.status, 202, "{:?}", a.body);
+    let again = app
+        .post("/v1/auth/register", None, json!({"email": old, "password": "another password!", "display_name": "New"}))
+        .await;
+    assert_eq!(again.status, 201, "{:?}", again.body);
+    assert!(store.stream_version(&email_stream(&lookup, old)).await.unwrap().is_some(), "keyed from now on");
+}

@@ -310,6 +310,7 @@ pub async fn spawn_settings(profile: Profile) -> (Settings, Option<VhostLease>) 
     if profile == Profile::Postgres {
         env.insert("GATHER_DATABASE_URL", fresh_pg_database().await);
         env.insert("GATHER_JWT_SECRET", "test-secret-test-secret-test-secret-0123".into());
+        env.insert("GATHER_LOOKUP_KEY", "test-lookup-key-test-lookup-key-0123456".into());
         let l = VhostLease::take().await;
         env.insert("GATHER_AMQP_URL", l.url.clone());
         lease = Some(l);
@@ -529,7 +530,9 @@ pub async fn quick_member(app: &TestApp) -> (uuid::Uuid, String) {
     let meta = gather_commands::CommandMeta::new(gather_domain::Actor::new(id, [gather_domain::Role::Member]));
     app.app_state
         .commands
-        .handle_with::<Member>(id, cmd, &meta, |_| vec![gather_commands::uniqueness::reserve_email(&norm, id)])
+        .handle_with::<Member>(id, cmd, &meta, |_| {
+            vec![gather_commands::uniqueness::reserve_email(&app.app_state.lookup, &norm, id)]
+        })
         .await
         .unwrap();
     let token = app.app_state.jwt.issue(id, &[gather_domain::Role::Member]).unwrap();

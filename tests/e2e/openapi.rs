@@ -217,7 +217,8 @@ async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document(a
     let (_, _) = app.register("fuzz@example.com").await;
     let token = app.organiser("fuzz-org@example.com").await;
     for role in [gather_domain::Role::Moderator, gather_domain::Role::Auditor] {
-        gather_api::ops::grant_role(app.app_state.store.clone(), "fuzz-org@example.com", role).await.unwrap();
+        let store = app.app_state.store.clone();
+        gather_api::ops::grant_role(store, &app.app_state.lookup, "fuzz-org@example.com", role).await.unwrap();
     }
     let login = app.login("fuzz-org@example.com", "correct horse battery").await;
     let token = login.body["token"].as_str().map(str::to_owned).unwrap_or(token);

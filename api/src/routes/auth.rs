@@ -70,7 +70,9 @@ pub async fn register_member(
     meta.actor = Actor::new(member_id, [Role::Member]);
     let command = MemberCommand::Register { member_id, email, password_hash, display_name };
     // A forgotten member's address was given back: it is taken over from there.
-    let reservation = reserve_email_again(state.store.as_ref(), &normalized, member_id).await?;
+    let taken = || ApiError::Conflict { code: "email_taken", detail: "a member with this email already exists".into() };
+    let reservation =
+        reserve_email_again(state.store.as_ref(), &state.lookup, &normalized, member_id).await?.ok_or_else(taken)?;
     let outcome =
         state.commands.handle_with::<Member>(member_id, command, &meta, |_| vec![reservation.clone()]).await.map_err(
             |e| match e {
@@ -129,7 +131,7 @@ async fn login(State(state): State<AppState>, Json(body): Json<Login>) -> Result
         return Err(wrong());
     }
     let normalized = body.email.trim().to_lowercase();
-    let owner = email_owner(state.store.as_ref(), &normalized).await?;
+    let owner = email_owner(state.store.as_ref(), &state.lookup, &normalized).await?;
     let member = match owner {
         Some(id) => Some((id, state.commands.load::<Member>(id).await?.state)),
         None => None,

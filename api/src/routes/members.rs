@@ -165,7 +165,8 @@ async fn forget(
     let member = state.commands.load::<Member>(id).await?.state;
     let release = match member.email.as_ref().filter(|_| !member.forgotten) {
         Some(email) => {
-            gather_commands::uniqueness::release_email(state.store.as_ref(), &email.normalized(), id).await?
+            gather_commands::uniqueness::release_email(state.store.as_ref(), &state.lookup, &email.normalized(), id)
+                .await?
         }
         None => None,
     };

@@ -79,6 +79,7 @@ fn register_member(dir: &std::path::Path, email: &str) -> uuid::Uuid {
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
     runtime.block_on(async {
         let (db, store) = gather_api::app::open_store(&settings).await.expect("the store opens");
+        let lookup = gather_api::app::lookup_key(&settings).expect("the lookup key");
         db.migrate().await.expect("migrations");
         let id = uuid::Uuid::now_v7();
         let email = Email::parse(email).unwrap();
@@ -92,7 +93,7 @@ fn register_member(dir: &std::path::Path, email: &str) -> uuid::Uuid {
         let meta = gather_commands::CommandMeta::new(gather_domain::Actor::new(id, [gather_domain::Role::Member]));
         gather_commands::CommandHandler::new(store)
             .handle_with::<Member>(id, cmd, &meta, |_| {
-                vec![gather_commands::uniqueness::reserve_email(&normalized, id)]
+                vec![gather_commands::uniqueness::reserve_email(&lookup, &normalized, id)]
             })
             .await
             .expect("registered");

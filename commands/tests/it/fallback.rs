@@ -8,7 +8,11 @@ use gather_commands::store::{
     AppendMeta, AppendResult, Capabilities, Checkpoint, EventStore, LogFilter, RecordedEvent, Snapshot, StoreError,
     StreamAppend,
 };
-use gather_commands::uniqueness::{email_owner, email_stream, reserve_email};
+use gather_commands::uniqueness::{LookupKey, email_owner, email_stream, reserve_email};
+
+fn key() -> LookupKey {
+    LookupKey::new(b"fallback-test-lookup-key-0123456789")
+}
 use gather_commands::{CommandError, CommandHandler, CommandMeta};
 use gather_domain::member::{Member, MemberCommand};
 use gather_domain::values::{DisplayName, Email};
@@ -86,7 +90,7 @@ async fn try_register(h: &CommandHandler, email: &str) -> (Uuid, Result<(), Comm
     let norm = email.to_lowercase();
     let r = h
         .handle_with::<Member>(id, register(id, email), &CommandMeta::new(Actor::new(id, [Role::Member])), |_| {
-            vec![reserve_email(&norm, id)]
+            vec![reserve_email(&key(), &norm, id)]
         })
         .await
         .map(|_| ());
@@ -103,7 +107,7 @@ async fn without_atomic_multi_stream_appends_the_handler_reserves_first_and_comp
     // A first registration reserves the email, then appends the member.
     let (first, r) = try_register(&h, "res@example.com").await;
     r.unwrap();
-    assert_eq!(email_owner(store.as_ref(), "res@example.com").await.unwrap(), Some(first));
+    assert_eq!(email_owner(store.as_ref(), &key(), "res@example.com").await.unwrap(), Some(first));
 
     // The same email again: the reservation is taken; no member is written.
     let (second, r) = try_register(&h, "RES@example.com").await;
@@ -116,16 +120,16 @@ async fn without_atomic_multi_stream_appends_the_handler_reserves_first_and_comp
     assert!(matches!(r, Err(CommandError::Store(StoreError::Invalid(_)))), "{r:?}");
     assert_eq!(store.stream_version(&format!("member-{failed}")).await.unwrap(), None);
     assert_eq!(
-        store.stream_version(&email_stream("comp@example.com")).await.unwrap(),
+        store.stream_version(&email_stream(&key(), "comp@example.com")).await.unwrap(),
         Some(1),
         "reserved, then released"
     );
-    assert_eq!(email_owner(store.as_ref(), "comp@example.com").await.unwrap(), None);
+    assert_eq!(email_owner(store.as_ref(), &key(), "comp@example.com").await.unwrap(), None);
 
     // ...so the email can be registered again.
     let (winner, r) = try_register(&h, "comp@example.com").await;
     r.unwrap();
-    assert_eq!(email_owner(store.as_ref(), "comp@example.com").await.unwrap(), Some(winner));
+    assert_eq!(email_owner(store.as_ref(), &key(), "comp@example.com").await.unwrap(), Some(winner));
     let (_, r) = try_register(&h, "comp@example.com").await;
     assert!(matches!(r, Err(CommandError::Taken { .. })), "{r:?}");
 }
