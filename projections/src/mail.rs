@@ -67,7 +67,8 @@ impl Mailer {
 
     /// Sends one email: plain text, and HTML as an alternative when given.
     pub async fn send_email(&self, to: &str, subject: &str, text: &str, html: Option<&str>) -> Result<(), MailError> {
-        let to: Mailbox = to.parse().map_err(|e| MailError::Build(format!("{e}")))?;
+        let address = to;
+        let to: Mailbox = to.parse().map_err(|e| MailError::Build(without_address(format!("{e}"), address)))?;
         let from: Mailbox = FROM.parse().map_err(|e| MailError::Build(format!("{e}")))?;
         let builder = Message::builder().from(from).to(to).subject(subject);
         let message = match html {
@@ -80,14 +81,35 @@ impl Mailer {
                 .send(message)
                 .await
                 .map(|_| ())
-                .map_err(|e| MailError::Send { message: e.to_string(), permanent: false }),
-            Mailer::Smtp(t) => t
-                .send(message)
-                .await
-                .map(|_| ())
-                .map_err(|e| MailError::Send { message: e.to_string(), permanent: e.is_permanent() }),
+                .map_err(|e| MailError::Send { message: without_address(e.to_string(), address), permanent: false }),
+            Mailer::Smtp(t) => t.send(message).await.map(|_| ()).map_err(|e| MailError::Send {
+                message: without_address(e.to_string(), address),
+                permanent: e.is_permanent(),
+            }),
         }
     }
+}
+
+/// `text` (an SMTP server's reply, which may echo the recipient) without the address:
+/// errors are logged, and no personal field is.
+fn without_address(text: String, address: &str) -> String {
+    let address = address.trim();
+    if address.is_empty() {
+        return text;
+    }
+    let (lower, needle) = (text.to_lowercase(), address.to_lowercase());
+    if lower.len() != text.len() || !lower.contains(&needle) {
+        return text.replace(address, "<recipient>");
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = 0;
+    for (at, _) in lower.match_indices(&needle) {
+        out.push_str(&text[rest..at]);
+        out.push_str("<recipient>");
+        rest = at + needle.len();
+    }
+    out.push_str(&text[rest..]);
+    out
 }
 
 #[derive(sqlx::FromRow)]
@@ -185,4 +207,19 @@ pub async fn deliver_pending(db: &Db, mailer: &Mailer) -> Result<usize, sqlx::Er
         }
     }
     Ok(sent)
+}
+
+#[cfg(test)]
+mod address_tests {
+    use super::without_address;
+
+    #[test]
+    fn an_smtp_reply_is_logged_without_the_recipients_address() {
+        let reply = "permanent error (550): 5.1.1 <Zed.Q@Example.com>: mailbox unavailable".to_owned();
+        assert_eq!(
+            without_address(reply, "zed.q@example.com"),
+            "permanent error (550): 5.1.1 <<recipient>>: mailbox unavailable"
+        );
+        assert_eq!(without_address("timed out".into(), "a@b.c"), "timed out");
+    }
 }
