@@ -228,15 +228,6 @@ impl Blobs {
         }
     }
 
-    /// The blob `id`'s size, if it is stored.
-    pub async fn size(&self, id: Uuid) -> Result<Option<u64>, object_store::Error> {
-        match self.store.head(&Self::key(id)).await {
-            Ok(meta) => Ok(Some(meta.size)),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
     /// The blob `id`, or the `range` of it (already checked against its size).
     pub async fn fetch(&self, id: Uuid, size: u64, range: Option<Range<u64>>) -> Result<Fetched, object_store::Error> {
         let options = GetOptions { range: range.clone().map(GetRange::Bounded), ..GetOptions::default() };

@@ -123,27 +123,7 @@ impl Checkpoints {
 
     /// [`Checkpoints::lowest`] read from the database now.
     pub async fn stored_lowest(&self, names: &[&str]) -> Result<Checkpoint, sqlx::Error> {
-        if names.is_empty() {
-            return Ok(Checkpoint::START);
-        }
-        let list: Vec<String> = (1..=names.len()).map(|i| format!("${i}")).collect();
-        let sql =
-            format!("SELECT name, commit_id, position FROM projection_checkpoints WHERE name IN ({})", list.join(", "));
-        let rows: Vec<(String, i64, i64)> = on_db_read!(&self.db, p => {
-            let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql));
-            for n in names {
-                q = q.bind(*n);
-            }
-            q.fetch_all(p).await
-        })?;
-        if rows.len() < names.len() {
-            return Ok(Checkpoint::START);
-        }
-        Ok(rows
-            .into_iter()
-            .map(|(_, commit_id, position)| Checkpoint { commit_id, position })
-            .min()
-            .unwrap_or(Checkpoint::START))
+        Ok(Self::lowest_in(&read_all(&self.db).await?, names))
     }
 
     /// Waits until every one of `names` has stored `target` or later, up to `timeout`;
