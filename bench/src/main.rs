@@ -351,12 +351,12 @@ async fn snapshot_load(store: &Arc<dyn EventStore>) -> anyhow::Result<(f64, f64)
     let stream = format!("member-{id}");
     let mut events = vec![gather_commands::codec::encode(&MemberEvent::MemberRegistered {
         member_id: id,
-        email: gather_domain::values::Email::parse("bench@example.com")?,
-        display_name: gather_domain::values::DisplayName::parse("Bench")?,
+        email: (gather_domain::values::Email::parse("bench@example.com")?).into(),
+        display_name: (gather_domain::values::DisplayName::parse("Bench")?).into(),
     })?];
     for i in 1..10_000 {
         let name = gather_domain::values::DisplayName::parse(&format!("Name {i}"))?;
-        events.push(gather_commands::codec::encode(&MemberEvent::ProfileUpdated { display_name: name })?);
+        events.push(gather_commands::codec::encode(&MemberEvent::ProfileUpdated { display_name: name.into() })?);
     }
     for (k, chunk) in events.chunks(1000).enumerate() {
         let expected = if k == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(k as i64 * 1000 - 1) };

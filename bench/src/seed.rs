@@ -182,8 +182,8 @@ fn member_calls(rng: &mut Rng, members: usize) -> anyhow::Result<(Members, Vec<C
             let i = c * 250 + k;
             let mut events = vec![encode(&MemberEvent::MemberRegistered {
                 member_id: *id,
-                email: Email::parse(&format!("m{}@example.com", id.simple()))?,
-                display_name: DisplayName::parse(&format!("Member {i}"))?,
+                email: (Email::parse(&format!("m{}@example.com", id.simple()))?).into(),
+                display_name: (DisplayName::parse(&format!("Member {i}"))?).into(),
             })?];
             if i < organisers {
                 let org = format!("{} {} club {i}", rng.pick(CITIES).0, rng.pick(KINDS).0);

@@ -17,7 +17,7 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::core::{Aggregate, Context, DomainEvent, Role};
+use crate::core::{Aggregate, Context, DomainEvent, Personal, Role};
 use crate::errors::DomainError;
 use crate::specs::fixtures::{name, names};
 use crate::specs::when;
@@ -331,6 +331,22 @@ pub struct InvitationRequest {
     pub invitation_id: Uuid,
     /// The invited address.
     pub email: Email,
+}
+
+/// One invitation as recorded in `GuestsInvited`: the address is personal data, keyed
+/// by the address itself (forgetting the member who owns it shreds it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvitedGuest {
+    /// The invitation's id (also the id of the booking it becomes once accepted).
+    pub invitation_id: Uuid,
+    /// The invited address, or forgotten.
+    pub email: Personal<Email>,
+}
+
+impl From<InvitationRequest> for InvitedGuest {
+    fn from(request: InvitationRequest) -> Self {
+        InvitedGuest { invitation_id: request.invitation_id, email: request.email.into() }
+    }
 }
 
 /// What an organiser, a member, a moderator or the scheduler asks of an activity.
@@ -648,7 +664,7 @@ pub enum ActivityEvent {
     /// Invitations were sent. Personal: `invitations[].email`.
     GuestsInvited {
         /// The new invitations.
-        invitations: Vec<InvitationRequest>,
+        invitations: Vec<InvitedGuest>,
     },
     /// An invitee accepted; a booking event for `booking_id` follows.
     InvitationAccepted {
@@ -708,6 +724,10 @@ impl DomainEvent for ActivityEvent {
             ActivityEvent::GuestsInvited { .. } => &["invitations[].email"],
             _ => &[],
         }
+    }
+
+    fn personal_data_keyed_by_address(&self) -> bool {
+        matches!(self, ActivityEvent::GuestsInvited { .. })
     }
 }
 
@@ -789,8 +809,8 @@ pub enum InvitationStatus {
 /// An invitation as the activity knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Invitation {
-    /// The invited address.
-    pub email: Email,
+    /// The invited address (forgotten once its owner was).
+    pub email: Personal<Email>,
     /// The answer so far.
     pub status: InvitationStatus,
     /// Who answered.
@@ -1506,7 +1526,8 @@ impl Decision<'_> {
         if invitations.len() > MAX_INVITATIONS_PER_COMMAND {
             return Err(DomainError::TooManyInvitations { max: MAX_INVITATIONS_PER_COMMAND });
         }
-        let mut invited: Vec<String> = self.state.invitations.values().map(|i| i.email.normalized()).collect();
+        let mut invited: Vec<String> =
+            self.state.invitations.values().filter_map(|i| i.email.known()).map(|e| e.normalized()).collect();
         let mut ids: Vec<Uuid> = Vec::new();
         let mut fresh = Vec::new();
         for invitation in invitations {
@@ -1519,7 +1540,7 @@ impl Decision<'_> {
             let email = invitation.email.normalized();
             if !invited.contains(&email) {
                 invited.push(email);
-                fresh.push(invitation);
+                fresh.push(InvitedGuest::from(invitation));
             }
         }
         if fresh.is_empty() {

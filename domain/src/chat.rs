@@ -14,7 +14,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::core::{Aggregate, Context, DomainEvent};
+use crate::core::{Aggregate, Context, DomainEvent, Personal};
 use crate::errors::DomainError;
 use crate::specs::fixtures::{name, names};
 use crate::testkit::{AggregateCommand, AggregateEvent, Describe};
@@ -146,7 +146,7 @@ pub enum ChatEvent {
         /// Its sender.
         sender_id: Uuid,
         /// Its text.
-        text: MessageText,
+        text: Personal<MessageText>,
         /// When (`createdAt`).
         posted_at: DateTime<Utc>,
         /// Whether the sender is the activity's organiser posting in its room.
@@ -159,7 +159,7 @@ pub enum ChatEvent {
         /// Its sender.
         sender_id: Uuid,
         /// The new text.
-        text: MessageText,
+        text: Personal<MessageText>,
         /// When (`updatedAt`).
         edited_at: DateTime<Utc>,
     },
@@ -379,7 +379,7 @@ fn decide_started(state: &ChatState, command: ChatCommand, ctx: &Context) -> Res
             Ok(vec![E::MessagePosted {
                 message_id,
                 sender_id: actor,
-                text,
+                text: text.into(),
                 posted_at: ctx.now,
                 as_organiser: room_organiser == Some(actor),
             }])
@@ -398,7 +398,7 @@ fn decide_started(state: &ChatState, command: ChatCommand, ctx: &Context) -> Res
             if ctx.now > message.posted_at + Duration::hours(EDIT_WINDOW_HOURS) {
                 return Err(DomainError::EditWindowClosed);
             }
-            Ok(vec![E::MessageEdited { message_id, sender_id: actor, text, edited_at: ctx.now }])
+            Ok(vec![E::MessageEdited { message_id, sender_id: actor, text: text.into(), edited_at: ctx.now }])
         }
         C::DeleteMessage { message_id } => {
             let message = state.messages.get(&message_id).ok_or(DomainError::MessageNotFound)?;
@@ -445,14 +445,14 @@ impl Describe for ChatEvent {
                 name(*sender_id),
                 if *as_organiser { " as organiser" } else { "" },
                 crate::specs::when(*posted_at),
-                short(text.as_str())
+                short(&text.to_string())
             ),
             ChatEvent::MessageEdited { message_id, sender_id, text, edited_at } => format!(
                 "MessageEdited: {} by {} at {}: \"{}\"",
                 name(*message_id),
                 name(*sender_id),
                 crate::specs::when(*edited_at),
-                short(text.as_str())
+                short(&text.to_string())
             ),
             ChatEvent::MessageDeleted { message_id, deleted_by } => {
                 format!("MessageDeleted: {} by {}", name(*message_id), name(*deleted_by))
@@ -476,10 +476,10 @@ impl Describe for ChatCommand {
             ChatCommand::RemoveMember { member_id } => format!("RemoveChatMember {}", name(*member_id)),
             ChatCommand::Leave => "LeaveChat".to_owned(),
             ChatCommand::PostMessage { message_id, text } => {
-                format!("PostMessage {}: \"{}\"", name(*message_id), short(text.as_str()))
+                format!("PostMessage {}: \"{}\"", name(*message_id), short(&text.to_string()))
             }
             ChatCommand::EditMessage { message_id, text } => {
-                format!("EditMessage {}: \"{}\"", name(*message_id), short(text.as_str()))
+                format!("EditMessage {}: \"{}\"", name(*message_id), short(&text.to_string()))
             }
             ChatCommand::DeleteMessage { message_id } => format!("DeleteMessage {}", name(*message_id)),
         }

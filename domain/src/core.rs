@@ -1,7 +1,7 @@
 //! The contract every aggregate fulfils, the command context and the domain error.
 
 use chrono::{DateTime, Utc};
-use serde::{Serialize, de::DeserializeOwned};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use std::fmt::Debug;
 use uuid::Uuid;
 
@@ -129,6 +129,12 @@ pub trait DomainEvent: Serialize + DeserializeOwned + Clone + Debug + PartialEq 
     fn personal_data_subject(&self) -> Option<Uuid> {
         None
     }
+    /// Whether the personal fields are keyed by the address they hold rather than by a
+    /// member: an email typed into an invitation belongs to whoever owns that address,
+    /// member or not yet, and forgetting the member who owns it shreds it too.
+    fn personal_data_keyed_by_address(&self) -> bool {
+        false
+    }
 }
 
 /// One aggregate: a stream category, its state, commands and events.
@@ -166,4 +172,93 @@ pub enum ErrorKind {
     NotFound,
     /// A domain rule refused the command in the current state (409).
     Conflict,
+}
+
+/// The key in a forgotten field's JSON: a shredded personal field reads as
+/// `{"forgotten": true}` (the store's codec writes it; [`Personal`] reads it).
+pub const FORGOTTEN_KEY: &str = "forgotten";
+
+/// A personal field of an event: its value, or [`Personal::Forgotten`] once the
+/// member's key was shredded (ARCHITECTURE.md decision 12). Serialized as the value
+/// itself, or as `{"forgotten": true}`; every reader must say what it shows for a
+/// forgotten field, so a replay after forgetting still succeeds.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Personal<T> {
+    /// The value, readable.
+    Known(T),
+    /// The member was forgotten: the value is gone for good.
+    Forgotten,
+}
+
+impl<T> Personal<T> {
+    /// The value, unless forgotten.
+    pub fn known(&self) -> Option<&T> {
+        match self {
+            Personal::Known(v) => Some(v),
+            Personal::Forgotten => None,
+        }
+    }
+
+    /// The value, unless forgotten.
+    pub fn into_known(self) -> Option<T> {
+        match self {
+            Personal::Known(v) => Some(v),
+            Personal::Forgotten => None,
+        }
+    }
+
+    /// Whether the value was shredded.
+    pub fn is_forgotten(&self) -> bool {
+        matches!(self, Personal::Forgotten)
+    }
+}
+
+impl<T> From<T> for Personal<T> {
+    fn from(value: T) -> Self {
+        Personal::Known(value)
+    }
+}
+
+impl<T: std::fmt::Display> std::fmt::Display for Personal<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Personal::Known(v) => v.fmt(f),
+            Personal::Forgotten => f.write_str("(forgotten)"),
+        }
+    }
+}
+
+impl<T: Serialize> Serialize for Personal<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Personal::Known(v) => v.serialize(serializer),
+            Personal::Forgotten => {
+                use serde::ser::SerializeMap;
+                let mut map = serializer.serialize_map(Some(1))?;
+                map.serialize_entry(FORGOTTEN_KEY, &true)?;
+                map.end()
+            }
+        }
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Personal<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Mark {
+            #[allow(dead_code)]
+            forgotten: bool,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Repr<T> {
+            Forgotten(#[allow(dead_code)] Mark),
+            Known(T),
+        }
+        Ok(match Repr::<T>::deserialize(deserializer)? {
+            Repr::Forgotten(_) => Personal::Forgotten,
+            Repr::Known(v) => Personal::Known(v),
+        })
+    }
 }

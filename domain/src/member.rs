@@ -12,7 +12,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::core::{Aggregate, Context, DomainEvent, Role};
+use crate::core::{Aggregate, Context, DomainEvent, Personal, Role};
 use crate::errors::DomainError;
 use crate::specs::fixtures::name;
 use crate::testkit::{AggregateCommand, AggregateEvent, Describe};
@@ -115,28 +115,28 @@ pub enum MemberEvent {
         /// The member.
         member_id: Uuid,
         /// The login email as given.
-        email: Email,
+        email: Personal<Email>,
         /// The public name.
-        display_name: DisplayName,
+        display_name: Personal<DisplayName>,
     },
     /// A password hash was set (at registration or on change). Personal: `hash`.
     PasswordSet {
         /// The argon2 hash.
-        hash: String,
+        hash: Personal<String>,
     },
     /// The display name changed. Personal: `display_name`.
     ProfileUpdated {
         /// The new name.
-        display_name: DisplayName,
+        display_name: Personal<DisplayName>,
     },
     /// A child was added. Personal: `name`, `birth_date`.
     ChildAdded {
         /// The child.
         child_id: Uuid,
         /// The child's name.
-        name: ChildName,
+        name: Personal<ChildName>,
         /// The child's birth date.
-        birth_date: NaiveDate,
+        birth_date: Personal<NaiveDate>,
     },
     /// A child was removed.
     ChildRemoved {
@@ -269,7 +269,10 @@ impl Aggregate for Member {
                 return Err(DomainError::AlreadyRegistered);
             }
             let hash = parse_hash(password_hash)?;
-            return Ok(vec![E::MemberRegistered { member_id, email, display_name }, E::PasswordSet { hash }]);
+            return Ok(vec![
+                E::MemberRegistered { member_id, email: email.into(), display_name: display_name.into() },
+                E::PasswordSet { hash: hash.into() },
+            ]);
         }
 
         if !state.registered {
@@ -337,14 +340,17 @@ impl Aggregate for Member {
             MemberEvent::MemberRegistered { member_id, email, display_name } => {
                 state.registered = true;
                 state.member_id = *member_id;
-                state.email = Some(email.clone());
-                state.display_name = Some(display_name.clone());
+                state.email = email.known().cloned();
+                state.display_name = display_name.known().cloned();
             }
-            MemberEvent::PasswordSet { hash } => state.password_hash = Some(hash.clone()),
-            MemberEvent::ProfileUpdated { display_name } => state.display_name = Some(display_name.clone()),
-            MemberEvent::ChildAdded { child_id, name, birth_date } => {
+            MemberEvent::PasswordSet { hash } => state.password_hash = hash.known().cloned(),
+            MemberEvent::ProfileUpdated { display_name } => state.display_name = display_name.known().cloned(),
+            // Forgotten fields only come from a forgotten member's stream, whose
+            // `MemberForgotten` clears the children anyway.
+            MemberEvent::ChildAdded { child_id, name: Personal::Known(name), birth_date: Personal::Known(birth_date) } => {
                 state.children.insert(*child_id, Child { name: name.clone(), birth_date: *birth_date });
             }
+            MemberEvent::ChildAdded { .. } => {}
             MemberEvent::ChildRemoved { child_id } => {
                 state.children.remove(child_id);
             }
@@ -388,9 +394,9 @@ fn decide_own(state: &MemberState, command: MemberCommand, ctx: &Context) -> Res
             if state.display_name.as_ref() == Some(&display_name) {
                 return Ok(vec![]);
             }
-            Ok(vec![E::ProfileUpdated { display_name }])
+            Ok(vec![E::ProfileUpdated { display_name: display_name.into() }])
         }
-        C::ChangePassword { new_password_hash } => Ok(vec![E::PasswordSet { hash: parse_hash(new_password_hash)? }]),
+        C::ChangePassword { new_password_hash } => Ok(vec![E::PasswordSet { hash: parse_hash(new_password_hash)?.into() }]),
         C::AddChild { child_id, name, birth_date } => {
             if birth_date > ctx.now.date_naive() {
                 return Err(DomainError::invalid("birth_date", "must not be in the future"));
@@ -404,7 +410,7 @@ fn decide_own(state: &MemberState, command: MemberCommand, ctx: &Context) -> Res
             if state.children.len() >= MAX_CHILDREN {
                 return Err(DomainError::TooManyChildren { max: MAX_CHILDREN });
             }
-            Ok(vec![E::ChildAdded { child_id, name, birth_date }])
+            Ok(vec![E::ChildAdded { child_id, name: name.into(), birth_date: birth_date.into() }])
         }
         C::RemoveChild { child_id } => {
             if !state.children.contains_key(&child_id) {

@@ -95,7 +95,7 @@ impl Projection for ChatsProjection {
                     id(chat),
                     Arg::Int(Some(e.version)),
                     id(sender_id),
-                    Arg::Text(Some(text.as_str().to_owned())),
+                    Arg::Text(Some(text.to_string())),
                     Arg::Bool(Some(as_organiser)),
                     time(posted_at),
                 ];
@@ -103,7 +103,7 @@ impl Projection for ChatsProjection {
             }
             ChatEvent::MessageEdited { message_id, text, edited_at, .. } => {
                 let sql = format!("UPDATE {messages} SET text = $2, edited_at = $3 WHERE message_id = $1");
-                exec(tx, sql, vec![id(message_id), Arg::Text(Some(text.as_str().to_owned())), time(edited_at)]).await?;
+                exec(tx, sql, vec![id(message_id), Arg::Text(Some(text.to_string())), time(edited_at)]).await?;
             }
             ChatEvent::MessageDeleted { message_id, deleted_by } => {
                 let sql =

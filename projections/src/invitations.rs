@@ -4,6 +4,7 @@
 use crate::events::decode_of;
 use crate::runtime::{Projection, ProjectionError, Target};
 use async_trait::async_trait;
+use gather_domain::Personal;
 use gather_domain::activity::{Activity, ActivityEvent};
 use gather_domain::member::{Member, MemberEvent};
 use gather_store::RecordedEvent;
@@ -37,8 +38,10 @@ impl Projection for InvitationsProjection {
                     "INSERT INTO {t} (invitation_id, activity_id, email, status, position, invited_at) \
                      VALUES ($1, $2, $3, 'pending', $4, $5) ON CONFLICT (invitation_id) DO NOTHING"
                 );
-                for i in invitations {
-                    on_tx!(tx, c => sqlx::query(sqlx::AssertSqlSafe(sql.clone())).bind(i.invitation_id).bind(activity).bind(i.email.normalized()).bind(e.position)
+                // A forgotten address is kept out: its owner was forgotten, and the
+                // invitation has nobody left to show it to.
+                for i in invitations.into_iter().filter(|i| !i.email.is_forgotten()) {
+                    on_tx!(tx, c => sqlx::query(sqlx::AssertSqlSafe(sql.clone())).bind(i.invitation_id).bind(activity).bind(i.email.known().map(|e| e.normalized())).bind(e.position)
                      .bind(e.recorded_at).execute(&mut **c).await.map(|r| r.rows_affected()))?;
                 }
             }
@@ -79,7 +82,7 @@ async fn forget(tx: &mut Tx, at: &Target, e: &RecordedEvent) -> Result<(), Proje
     let Some((member, event)) = decode_of::<Member>(e)? else { return Ok(()) };
     let (emails, t) = (at.table("invitation_member_emails"), at.table("invitations"));
     match event {
-        MemberEvent::MemberRegistered { email, .. } => {
+        MemberEvent::MemberRegistered { email: Personal::Known(email), .. } => {
             let sql = format!(
                 "INSERT INTO {emails} (email, member_id) VALUES ($1, $2) \
                  ON CONFLICT (email) DO UPDATE SET member_id = excluded.member_id"

@@ -2,7 +2,7 @@
 
 use crate::runtime::{Projection, ProjectionError, Target};
 use async_trait::async_trait;
-use gather_domain::Aggregate;
+use gather_domain::{Aggregate, Personal};
 use gather_domain::member::{Member, MemberEvent};
 use gather_store::RecordedEvent;
 use gather_store::codec::decode;
@@ -55,16 +55,18 @@ impl Projection for MembersProjection {
                     "INSERT INTO {t} (member_id, email, display_name, roles, organiser, children, suspended, position) \
                      VALUES ($1, $2, $3, $4, NULL, $5, false, $6) ON CONFLICT (member_id) DO NOTHING"
                 );
-                on_tx!(tx, c => sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).bind(email.as_str()).bind(display_name.as_str())
+                on_tx!(tx, c => sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).bind(email.known().map_or("", |e| e.as_str())).bind(display_name.to_string())
                  .bind(Json(json!(["member"]))).bind(Json(json!([]))).bind(pos)
                  .execute(&mut **c).await.map(|r| r.rows_affected()))?;
             }
             MemberEvent::ProfileUpdated { display_name } => {
                 let sql = format!("UPDATE {t} SET display_name = $2, position = $3 WHERE member_id = $1");
                 on_tx!(tx, c => sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(id).bind(display_name.as_str()).bind(pos).execute(&mut **c).await.map(|r| r.rows_affected()))?;
+                    .bind(id).bind(display_name.to_string()).bind(pos).execute(&mut **c).await.map(|r| r.rows_affected()))?;
             }
-            MemberEvent::ChildAdded { child_id, name, birth_date } => {
+            // A forgotten child (its member's key is shredded) stays out: `MemberForgotten`
+            // empties the list anyway.
+            MemberEvent::ChildAdded { child_id, name: Personal::Known(name), birth_date: Personal::Known(birth_date) } => {
                 let mut children = load_json(tx, t, id, "children").await?.unwrap_or_else(|| json!([]));
                 if let Some(list) = children.as_array_mut() {
                     list.retain(|c| c["id"] != json!(child_id));
@@ -97,7 +99,8 @@ impl Projection for MembersProjection {
                 );
                 on_tx!(tx, c => sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).bind(Json(json!([]))).bind(pos).execute(&mut **c).await.map(|r| r.rows_affected()))?;
             }
-            MemberEvent::PasswordSet { .. }
+            MemberEvent::ChildAdded { .. }
+            | MemberEvent::PasswordSet { .. }
             | MemberEvent::ActivityFavourited { .. }
             | MemberEvent::ActivityUnfavourited { .. } => {}
         }

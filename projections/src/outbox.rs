@@ -17,6 +17,7 @@ use crate::runtime::{Projection, ProjectionError, Target};
 use crate::sql::{Arg, Args, execute, fetch_all_tx};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use gather_domain::Personal;
 use gather_domain::activity::{Activity, ActivityEvent, Visibility};
 use gather_domain::chat::{Chat, ChatEvent};
 use gather_domain::member::{Member, MemberEvent};
@@ -317,7 +318,9 @@ async fn activity_updates(tx: &mut Tx, activity: Uuid, event: ActivityEvent) -> 
         E::GuestsInvited { invitations } => {
             let mut out = Vec::new();
             for inv in invitations {
-                let normalized = inv.email.normalized();
+                // A forgotten address gets nothing (its owner was forgotten).
+                let Personal::Known(address) = &inv.email else { continue };
+                let normalized = address.normalized();
                 let member: Option<(Uuid,)> = on_tx!(tx, c => sqlx::query_as(
                     "SELECT member_id FROM update_member_emails WHERE email = $1")
                     .bind(&normalized).fetch_optional(&mut **c).await)?;
@@ -325,7 +328,7 @@ async fn activity_updates(tx: &mut Tx, activity: Uuid, event: ActivityEvent) -> 
                 let topic = recipients.first().map(|m| member_topic(*m)).unwrap_or_else(|| activity_topic(activity));
                 let data = with(base.clone(), json!({"invitation_id": inv.invitation_id}));
                 let mut o = Out::new("invitation.sent", topic, recipients, data);
-                o.email = Some(inv.email.as_str().to_owned());
+                o.email = Some(address.as_str().to_owned());
                 o.part = Some(inv.invitation_id);
                 out.push(o);
             }
@@ -350,17 +353,19 @@ async fn activity_updates(tx: &mut Tx, activity: Uuid, event: ActivityEvent) -> 
 async fn member_updates(tx: &mut Tx, member: Uuid, event: MemberEvent) -> Result<Vec<Out>, sqlx::Error> {
     use MemberEvent as M;
     Ok(match event {
-        M::MemberRegistered { email, display_name, .. } => {
+        M::MemberRegistered { email: Personal::Known(email), display_name, .. } => {
             let sql = "INSERT INTO update_member_emails (email, member_id) VALUES ($1, $2) \
                        ON CONFLICT (email) DO UPDATE SET member_id = excluded.member_id";
             exec(tx, sql, vec![Arg::Text(Some(email.normalized())), id(member)]).await?;
             // The address and name travel with the welcome: it goes out even while the
             // members read model is behind (or stopped).
-            let data = json!({"member_id": member, "display_name": display_name.as_str()});
+            let data = json!({"member_id": member, "display_name": display_name.to_string()});
             let mut o = Out::new("member.registered", member_topic(member), vec![member], data);
             o.email = Some(email.as_str().to_owned());
             vec![o]
         }
+        // Replayed after forgetting: nobody to welcome.
+        M::MemberRegistered { .. } => Vec::new(),
         M::MemberForgotten { .. } => {
             let emails: Vec<(String,)> = fetch_all_tx(
                 tx,
@@ -471,7 +476,7 @@ async fn chat_updates(tx: &mut Tx, chat: Uuid, event: ChatEvent) -> Result<Vec<O
                 "chat.message_posted",
                 members,
                 json!({
-                    "chat_id": chat, "message_id": message_id, "sender_id": sender_id, "text": text.as_str(),
+                    "chat_id": chat, "message_id": message_id, "sender_id": sender_id, "text": text.to_string(),
                     "posted_at": posted_at, "as_organiser": as_organiser
                 }),
             )]
@@ -482,7 +487,7 @@ async fn chat_updates(tx: &mut Tx, chat: Uuid, event: ChatEvent) -> Result<Vec<O
                 "chat.message_edited",
                 members,
                 json!({
-                    "chat_id": chat, "message_id": message_id, "sender_id": sender_id, "text": text.as_str(),
+                    "chat_id": chat, "message_id": message_id, "sender_id": sender_id, "text": text.to_string(),
                     "edited_at": edited_at
                 }),
             )]

@@ -48,8 +48,8 @@ async fn a_bad_event_stops_only_its_projection_until_an_operator_retries_or_skip
     let good_id = Uuid::now_v7();
     let registered = MemberEvent::MemberRegistered {
         member_id: good_id,
-        email: Email::parse(&format!("m{}@example.com", good_id.simple())).unwrap(),
-        display_name: DisplayName::parse("Before").unwrap(),
+        email: (Email::parse(&format!("m{}@example.com", good_id.simple())).unwrap()).into(),
+        display_name: DisplayName::parse("Before").unwrap().into(),
     };
     let bad =
         NewEvent { event_id: Uuid::now_v7(), event_type: "NoSuchEvent".into(), schema_version: 1, data: json!({}) };
@@ -247,18 +247,18 @@ async fn twenty_thousand_member_events(store: &dyn EventStore) {
             let events = [
                 MemberEvent::MemberRegistered {
                     member_id: id,
-                    email: Email::parse(&format!("k{}@example.com", id.simple())).unwrap(),
-                    display_name: name("First"),
+                    email: (Email::parse(&format!("k{}@example.com", id.simple())).unwrap()).into(),
+                    display_name: name("First").into(),
                 },
-                MemberEvent::ProfileUpdated { display_name: name("Second") },
-                MemberEvent::ChildAdded { child_id: a.0, name: a.1, birth_date: birth },
-                MemberEvent::ProfileUpdated { display_name: name("Third") },
-                MemberEvent::ChildAdded { child_id: b.0, name: b.1, birth_date: birth },
+                MemberEvent::ProfileUpdated { display_name: name("Second").into() },
+                MemberEvent::ChildAdded { child_id: a.0, name: a.1.into(), birth_date: birth.into() },
+                MemberEvent::ProfileUpdated { display_name: name("Third").into() },
+                MemberEvent::ChildAdded { child_id: b.0, name: b.1.into(), birth_date: birth.into() },
                 MemberEvent::ChildRemoved { child_id: a.0 },
-                MemberEvent::ProfileUpdated { display_name: name("Fourth") },
-                MemberEvent::ChildAdded { child_id: c.0, name: c.1, birth_date: birth },
-                MemberEvent::ProfileUpdated { display_name: name("Fifth") },
-                MemberEvent::ProfileUpdated { display_name: name("Last") },
+                MemberEvent::ProfileUpdated { display_name: name("Fourth").into() },
+                MemberEvent::ChildAdded { child_id: c.0, name: c.1.into(), birth_date: birth.into() },
+                MemberEvent::ProfileUpdated { display_name: name("Fifth").into() },
+                MemberEvent::ProfileUpdated { display_name: name("Last").into() },
             ];
             let events = events.iter().map(|e| encode(e).unwrap()).collect();
             appends.push(StreamAppend { stream: format!("member-{id}"), expected: ExpectedVersion::NoStream, events });

@@ -157,7 +157,7 @@ async fn invite(
             ActivityEvent::GuestsInvited { invitations } => invitations.clone(),
             _ => Vec::new(),
         })
-        .map(|i| json!({"id": i.invitation_id, "email": i.email.as_str()}))
+        .map(|i| json!({"id": i.invitation_id, "email": i.email.to_string()}))
         .collect();
     Ok(command_response(StatusCode::CREATED, id, &outcome, json!({"invitations": sent})))
 }
@@ -176,7 +176,7 @@ async fn answer_invitation(
     let activity_id = queries::invitation_activity(&state.db, invitation_id).await?.ok_or_else(not_found)?;
     let activity = state.commands.load::<Activity>(activity_id).await?.state;
     let invitation = activity.invitations.get(&invitation_id).ok_or_else(not_found)?;
-    let mine = member.email.as_ref().is_some_and(|e| e.normalized() == invitation.email.normalized());
+    let mine = member.email.as_ref().zip(invitation.email.known()).is_some_and(|(e, i)| e.normalized() == i.normalized());
     if !mine {
         return Err(ApiError::Forbidden {
             code: "not_the_invitee",

@@ -43,7 +43,7 @@ fn added(member_id: Uuid, added_by: Uuid) -> ChatEvent {
 }
 
 fn posted(message_id: Uuid, sender_id: Uuid, body: &str) -> ChatEvent {
-    ChatEvent::MessagePosted { message_id, sender_id, text: text(body), posted_at: t0(), as_organiser: false }
+    ChatEvent::MessagePosted { message_id, sender_id, text: text(body).into(), posted_at: t0(), as_organiser: false }
 }
 
 fn post(message_id: Uuid, body: &str) -> ChatCommand {
@@ -175,7 +175,7 @@ spec_section!(activity_rooms, "Chat — activity rooms", {
             .then([ChatEvent::MessagePosted {
                 message_id: MSG1,
                 sender_id: OLIVIA,
-                text: text("Aprons are provided!"),
+                text: (text("Aprons are provided!")).into(),
                 posted_at: t0(),
                 as_organiser: true,
             }]),
@@ -251,7 +251,7 @@ spec_section!(messages, "Chat — messages", {
             .then([ChatEvent::MessageEdited {
                 message_id: MSG1,
                 sender_id: CARA,
-                text: text("Who brings the clay?"),
+                text: (text("Who brings the clay?")).into(),
                 edited_at: t0_plus_minutes(3),
             }]),
     a_message_can_be_edited_until_24_hours_after_posting =>
@@ -260,7 +260,7 @@ spec_section!(messages, "Chat — messages", {
             .then([ChatEvent::MessageEdited {
                 message_id: MSG1,
                 sender_id: CARA,
-                text: text("fixed"),
+                text: text("fixed").into(),
                 edited_at: t0_plus_minutes(24 * 60),
             }]),
     a_message_older_than_24_hours_cannot_be_edited =>

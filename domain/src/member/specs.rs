@@ -36,11 +36,11 @@ fn reason(raw: &str) -> Reason {
 }
 
 fn registered() -> MemberEvent {
-    MemberEvent::MemberRegistered { member_id: BEN, email: email("Ben@Example.org"), display_name: display_name("Ben") }
+    MemberEvent::MemberRegistered { member_id: BEN, email: email("Ben@Example.org").into(), display_name: display_name("Ben").into() }
 }
 
 fn password_set() -> MemberEvent {
-    MemberEvent::PasswordSet { hash: "$argon2id$v=19$ben".to_owned() }
+    MemberEvent::PasswordSet { hash: "$argon2id$v=19$ben".to_owned().into() }
 }
 
 fn ben_member() -> [MemberEvent; 2] {
@@ -52,7 +52,7 @@ fn history(more: impl IntoIterator<Item = MemberEvent>) -> Vec<MemberEvent> {
 }
 
 fn child_added(child_id: Uuid, name: &str) -> MemberEvent {
-    MemberEvent::ChildAdded { child_id, name: child_name(name), birth_date: mia_born() }
+    MemberEvent::ChildAdded { child_id, name: child_name(name).into(), birth_date: mia_born().into() }
 }
 
 fn add_child(child_id: Uuid, name: &str, birth_date: NaiveDate) -> MemberCommand {
@@ -109,7 +109,7 @@ spec_section!(profile, "Member — profile and password", {
     a_member_changes_their_display_name =>
         given(ben_member()).as_actor(ben()).at(t0())
             .when(MemberCommand::UpdateProfile { display_name: display_name("Benjamin") })
-            .then([MemberEvent::ProfileUpdated { display_name: display_name("Benjamin") }]),
+            .then([MemberEvent::ProfileUpdated { display_name: display_name("Benjamin").into() }]),
     setting_the_same_display_name_again_changes_nothing =>
         given(ben_member()).as_actor(ben()).at(t0())
             .when(MemberCommand::UpdateProfile { display_name: display_name("Ben") })
@@ -117,7 +117,7 @@ spec_section!(profile, "Member — profile and password", {
     a_member_changes_their_password_and_only_the_new_hash_is_recorded =>
         given(ben_member()).as_actor(ben()).at(t0())
             .when(MemberCommand::ChangePassword { new_password_hash: "$argon2id$v=19$new".to_owned() })
-            .then([MemberEvent::PasswordSet { hash: "$argon2id$v=19$new".to_owned() }]),
+            .then([MemberEvent::PasswordSet { hash: "$argon2id$v=19$new".to_owned().into() }]),
     a_new_password_without_a_hash_is_refused =>
         given(ben_member()).as_actor(ben()).at(t0())
             .when(MemberCommand::ChangePassword { new_password_hash: String::new() })
@@ -140,11 +140,11 @@ spec_section!(children, "Member — children", {
     a_member_adds_a_child =>
         given(ben_member()).as_actor(ben()).at(t0())
             .when(add_child(MIA, "Mia", mia_born()))
-            .then([MemberEvent::ChildAdded { child_id: MIA, name: child_name("Mia"), birth_date: mia_born() }]),
+            .then([MemberEvent::ChildAdded { child_id: MIA, name: child_name("Mia").into(), birth_date: mia_born().into() }]),
     a_child_born_today_can_be_added =>
         given(ben_member()).as_actor(ben()).at(t0())
             .when(add_child(LEO, "Leo", date(2030, 5, 1)))
-            .then([MemberEvent::ChildAdded { child_id: LEO, name: child_name("Leo"), birth_date: date(2030, 5, 1) }]),
+            .then([MemberEvent::ChildAdded { child_id: LEO, name: child_name("Leo").into(), birth_date: (date(2030, 5, 1)).into() }]),
     a_birth_date_in_the_future_is_refused =>
         given(ben_member()).as_actor(ben()).at(t0())
             .when(add_child(LEO, "Leo", date(2030, 5, 2)))
@@ -156,7 +156,7 @@ spec_section!(children, "Member — children", {
     a_child_born_on_the_first_day_of_1900_can_be_added =>
         given(ben_member()).as_actor(ben()).at(t0())
             .when(add_child(LEO, "Leo", date(1900, 1, 1)))
-            .then([MemberEvent::ChildAdded { child_id: LEO, name: child_name("Leo"), birth_date: date(1900, 1, 1) }]),
+            .then([MemberEvent::ChildAdded { child_id: LEO, name: child_name("Leo").into(), birth_date: (date(1900, 1, 1)).into() }]),
     the_same_child_cannot_be_added_twice =>
         given(history([child_added(MIA, "Mia")])).as_actor(ben()).at(t0())
             .when(add_child(MIA, "Mia", mia_born()))
@@ -169,7 +169,7 @@ spec_section!(children, "Member — children", {
         given(history(ten_children().into_iter().chain([MemberEvent::ChildRemoved { child_id: Uuid::from_u128(0x0c00) }])))
             .as_actor(ben()).at(t0())
             .when(add_child(MIA, "Mia", mia_born()))
-            .then([MemberEvent::ChildAdded { child_id: MIA, name: child_name("Mia"), birth_date: mia_born() }]),
+            .then([MemberEvent::ChildAdded { child_id: MIA, name: child_name("Mia").into(), birth_date: mia_born().into() }]),
     a_member_removes_a_child =>
         given(history([child_added(MIA, "Mia")])).as_actor(ben()).at(t0())
             .when(MemberCommand::RemoveChild { child_id: MIA })

@@ -291,18 +291,18 @@ async fn a_deleted_message_shows_as_deleted_and_an_edited_one_as_edited(b: Backe
             C::MessagePosted {
                 message_id: m1,
                 sender_id: a,
-                text: text("first"),
+                text: text("first").into(),
                 posted_at: at(0),
                 as_organiser: false,
             },
             C::MessagePosted {
                 message_id: m2,
                 sender_id: bm,
-                text: text("second"),
+                text: text("second").into(),
                 posted_at: at(1),
                 as_organiser: false,
             },
-            C::MessageEdited { message_id: m1, sender_id: a, text: text("first, edited"), edited_at: at(2) },
+            C::MessageEdited { message_id: m1, sender_id: a, text: (text("first, edited")).into(), edited_at: at(2) },
             C::MessageDeleted { message_id: m2, deleted_by: bm },
         ],
     )
@@ -411,7 +411,7 @@ async fn an_answered_invitation_shows_its_answer_to_the_invited_address(b: Backe
                 visibility: Visibility::InviteOnly,
                 approved_by: None,
             },
-            A::GuestsInvited { invitations: vec![InvitationRequest { invitation_id: inv, email: email.clone() }] },
+            A::GuestsInvited { invitations: vec![InvitationRequest { invitation_id: inv, email: email.clone() }.into()] },
             A::InvitationDeclined { invitation_id: inv, member_id: member },
         ],
     )
@@ -432,8 +432,8 @@ async fn the_organisers_name_is_searchable_until_the_organiser_is_forgotten(b: B
         &[
             M::MemberRegistered {
                 member_id: org,
-                email: Email::parse("studio@example.com").unwrap(),
-                display_name: DisplayName::parse("Studio").unwrap(),
+                email: Email::parse("studio@example.com").unwrap().into(),
+                display_name: DisplayName::parse("Studio").unwrap().into(),
             },
             M::OrganiserProfileCreated { organisation_name: OrganisationName::parse("Kilnworks").unwrap() },
         ],
@@ -473,8 +473,8 @@ async fn a_revoked_role_leaves_the_members_roles(b: Backend) {
         &[
             M::MemberRegistered {
                 member_id: m,
-                email: Email::parse("roles@example.com").unwrap(),
-                display_name: DisplayName::parse("Roles").unwrap(),
+                email: Email::parse("roles@example.com").unwrap().into(),
+                display_name: DisplayName::parse("Roles").unwrap().into(),
             },
             M::RoleGranted { role: Role::Moderator },
             M::RoleGranted { role: Role::Auditor },
@@ -618,14 +618,14 @@ async fn a_forgotten_members_invitations_lose_their_address(b: Backend) {
     let mut g = Given::new(b).await;
     let email = Email::parse("Forget.Me@Example.com").unwrap();
     let registered =
-        M::MemberRegistered { member_id: member, email: email.clone(), display_name: DisplayName::parse("F").unwrap() };
+        M::MemberRegistered { member_id: member, email: email.clone().into(), display_name: DisplayName::parse("F").unwrap().into() };
     g.events(format!("member-{member}"), &[registered]).await;
     let d = details("VIP evening", 5, Visibility::InviteOnly);
     g.events(
         activity_stream(id),
         &[
             A::ActivityDrafted { series: None, activity_id: id, organiser_id: org, details: d.clone() },
-            A::GuestsInvited { invitations: vec![InvitationRequest { invitation_id: inv, email: email.clone() }] },
+            A::GuestsInvited { invitations: vec![InvitationRequest { invitation_id: inv, email: email.clone() }.into()] },
         ],
     )
     .await;
@@ -660,8 +660,8 @@ async fn a_forgotten_members_messages_not_yet_relayed_are_scrubbed(b: Backend) {
             format!("member-{member}"),
             encode(&M::MemberRegistered {
                 member_id: member,
-                email: email.clone(),
-                display_name: DisplayName::parse("Zed Forgotten").unwrap(),
+                email: email.clone().into(),
+                display_name: (DisplayName::parse("Zed Forgotten").unwrap()).into(),
             })
             .unwrap(),
         ),
@@ -670,7 +670,7 @@ async fn a_forgotten_members_messages_not_yet_relayed_are_scrubbed(b: Backend) {
             encode(&A::ActivityDrafted { series: None, activity_id: id, organiser_id: org, details: d.clone() })
                 .unwrap(),
         ),
-        (activity_stream(id), encode(&A::GuestsInvited { invitations }).unwrap()),
+        (activity_stream(id), encode(&A::GuestsInvited { invitations: invitations.into_iter().map(Into::into).collect() }).unwrap()),
     ];
     // Only the updates projection runs: nothing relays, so every message waits.
     let updates = gather_projections::outbox::UpdatesProjection;

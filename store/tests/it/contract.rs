@@ -328,7 +328,7 @@ pub(crate) async fn old_event_versions_are_upcast_on_read(_db: Db, store: Arc<dy
         v
     });
     let event: MemberEvent = decode(&recorded, &upcasters).unwrap();
-    assert_eq!(event, MemberEvent::ProfileUpdated { display_name: DisplayName::parse("Old Shape").unwrap() });
+    assert_eq!(event, MemberEvent::ProfileUpdated { display_name: (DisplayName::parse("Old Shape").unwrap()).into() });
     // the stored row is unchanged
     let again = store.read_stream(&s, 0).try_next().await.unwrap().unwrap();
     assert_eq!(again.schema_version, 0);
