@@ -41,8 +41,25 @@ pub struct App {
     cut_off: watch::Sender<bool>,
 }
 
-/// Connects to the database of `settings` and returns the store over it.
+/// Connects to the database of `settings` and returns the store over it, sealed by
+/// its vault (personal fields encrypted under per-member keys, ARCHITECTURE.md
+/// decision 12). The tables it reads are those of the migrations: migrate first on a
+/// new database.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<(Db, Arc<dyn EventStore>)> {
+    let (db, store) = open_plain_store(settings).await?;
+    let kek = kek(settings)?;
+    let vault = gather_commands::store::Vault::open(db.clone(), &kek, lookup_key(settings)?.secret()).await?;
+    Ok((db, Arc::new(gather_commands::store::Sealed::new(store, vault))))
+}
+
+/// The key-encryption key (`GATHER_KEK`, or generated once into the data dir).
+fn kek(settings: &Settings) -> anyhow::Result<gather_commands::store::Kek> {
+    let secret = secret(settings, settings.kek.as_ref(), "kek")?;
+    gather_commands::store::Kek::from_hex(secret.expose_secret()).map_err(|why| anyhow::anyhow!("GATHER_KEK {why}"))
+}
+
+/// The store without its vault: reads show sealed fields as stored.
+pub async fn open_plain_store(settings: &Settings) -> anyhow::Result<(Db, Arc<dyn EventStore>)> {
     if settings.database_url.starts_with("sqlite:") {
         std::fs::create_dir_all(&settings.data_dir)
             .with_context(|| format!("could not create GATHER_DATA_DIR {}", settings.data_dir.display()))?;

@@ -49,6 +49,10 @@ pub struct Settings {
     /// `GATHER_LOOKUP_KEY`: names email reservations by a keyed hash; required in
     /// production, generated into the data dir otherwise.
     pub lookup_key: Option<SecretString>,
+    /// `GATHER_KEK`: the key-encryption key (64 hex characters) that wraps the members'
+    /// data keys (crypto-shredding); required in production, generated into the data
+    /// dir otherwise.
+    pub kek: Option<SecretString>,
     /// `GATHER_BOOTSTRAP_MODERATOR`.
     pub bootstrap_moderator: Option<BootstrapAccount>,
     /// `GATHER_BOOTSTRAP_AUDITOR`.
@@ -169,6 +173,16 @@ impl Settings {
             Some(v) => Some(SecretString::from(v)),
             None if !database_url.starts_with("sqlite:") => {
                 return Err(err("GATHER_LOOKUP_KEY", "required when GATHER_DATABASE_URL is not SQLite"));
+            }
+            None => None,
+        };
+        let kek = match get("GATHER_KEK") {
+            Some(v) => match gather_commands::store::Kek::from_hex(&v) {
+                Ok(_) => Some(SecretString::from(v)),
+                Err(why) => return Err(err("GATHER_KEK", why)),
+            },
+            None if !database_url.starts_with("sqlite:") => {
+                return Err(err("GATHER_KEK", "required when GATHER_DATABASE_URL is not SQLite (64 hex characters)"));
             }
             None => None,
         };
@@ -309,6 +323,7 @@ impl Settings {
             smtp_url,
             jwt_secret,
             lookup_key,
+            kek,
             bootstrap_moderator: bootstrap("GATHER_BOOTSTRAP_MODERATOR")?,
             bootstrap_auditor: bootstrap("GATHER_BOOTSTRAP_AUDITOR")?,
             roles,
@@ -393,11 +408,18 @@ mod tests {
         ])
         .unwrap_err();
         assert_eq!(e.variable, "GATHER_LOOKUP_KEY");
-        let ok = settings(&[
+        let base = [
             ("GATHER_DATABASE_URL", "postgres://localhost/x"),
             ("GATHER_JWT_SECRET", "0123456789abcdef0123456789abcdef"),
             ("GATHER_LOOKUP_KEY", "fedcba9876543210fedcba9876543210"),
-        ]);
+        ];
+        assert_eq!(settings(&base).unwrap_err().variable, "GATHER_KEK", "production requires a KEK too");
+        let short = settings(&[base[0], base[1], base[2], ("GATHER_KEK", "abcd")]).unwrap_err();
+        assert_eq!(short.variable, "GATHER_KEK");
+        assert!(short.to_string().contains("64 hex"), "{short}");
+        let not_hex = settings(&[base[0], base[1], base[2], ("GATHER_KEK", &"zz".repeat(32))]).unwrap_err();
+        assert_eq!(not_hex.variable, "GATHER_KEK");
+        let ok = settings(&[base[0], base[1], base[2], ("GATHER_KEK", &"0f".repeat(32))]);
         assert!(ok.is_ok());
     }
 }

@@ -60,6 +60,7 @@ pub async fn start_with(
         env.insert("GATHER_DATABASE_URL", url.into());
         env.insert("GATHER_JWT_SECRET", "bench-secret-bench-secret-bench-secret-0123".into());
         env.insert("GATHER_LOOKUP_KEY", "bench-lookup-key-bench-lookup-key-0123".into());
+        env.insert("GATHER_KEK", "be4c".repeat(16));
     }
     if let Some(url) = amqp_url {
         env.insert("GATHER_AMQP_URL", url.into());

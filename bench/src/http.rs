@@ -161,6 +161,7 @@ impl Server {
             .env("GATHER_DATABASE_URL", database_url)
             .env("GATHER_JWT_SECRET", "bench-secret-bench-secret-bench-secret-0123")
             .env("GATHER_LOOKUP_KEY", "bench-lookup-key-bench-lookup-key-0123")
+            .env("GATHER_KEK", "be4c".repeat(16))
             .env("GATHER_BOOTSTRAP_MODERATOR", format!("{}:{}", MODERATOR.0, MODERATOR.1))
             .env("GATHER_RATE_LIMIT_COMMANDS", "0")
             .env("GATHER_RATE_LIMIT_GUESTS", "0")

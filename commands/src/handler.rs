@@ -133,6 +133,9 @@ struct Local {
 struct CachedState {
     version: i64,
     position: i64,
+    /// The vault's epoch when cached: a shred since makes the state stale (it may hold
+    /// personal data that is now forgotten).
+    epoch: u64,
     state: Arc<dyn Any + Send + Sync>,
 }
 
@@ -205,6 +208,11 @@ impl CommandHandler {
         &self.store
     }
 
+    /// The vault's epoch (0 without one): cached states older than it are dropped.
+    fn epoch(&self) -> u64 {
+        self.store.vault().map_or(0, |v| v.epoch())
+    }
+
     /// The current time by this handler's clock.
     pub fn now(&self) -> DateTime<Utc> {
         (self.clock)()
@@ -243,7 +251,9 @@ impl CommandHandler {
 
     /// Loads from this process's cached state plus what was appended since, or in full.
     async fn load_cached<A: Aggregate>(&self, id: Uuid, stream: &str) -> Result<Loaded<A::State>, StoreError> {
-        let Some(cached) = self.local.get(stream) else { return self.load::<A>(id).await };
+        let Some(cached) = self.local.get(stream).filter(|c| c.epoch == self.epoch()) else {
+            return self.load::<A>(id).await;
+        };
         let Some(state) = cached.state.downcast_ref::<A::State>() else { return self.load::<A>(id).await };
         let mut loaded = Loaded { state: state.clone(), version: Some(cached.version), position: cached.position };
         let mut events = self.store.read_stream(stream, cached.version + 1);
@@ -320,11 +330,16 @@ impl CommandHandler {
                     duplicate: false,
                 });
             }
-            let encoded = events
+            let mut encoded = events
                 .iter()
                 .map(codec::encode)
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| StoreError::Invalid(format!("event not serializable: {e}")))?;
+            if let Some(vault) = self.store.vault() {
+                for (event, new) in events.iter().zip(encoded.iter_mut()) {
+                    vault.seal(id, event, new).await?;
+                }
+            }
             let expected = match loaded.version {
                 Some(v) => ExpectedVersion::Exact(v),
                 None => ExpectedVersion::NoStream,
@@ -442,15 +457,24 @@ impl CommandHandler {
         }
         let before = loaded.version.unwrap_or(-1);
         let state = events.iter().fold(loaded.state, A::evolve);
-        self.local.put(&stream, Some(CachedState { version, position, state: Arc::new(state.clone()) }));
+        let epoch = self.epoch();
+        self.local.put(&stream, Some(CachedState { version, position, epoch, state: Arc::new(state.clone()) }));
         if self.snapshot_every > 0 && (version + 1) / self.snapshot_every > (before + 1) / self.snapshot_every {
             let store = self.store.clone();
             let name = stream.clone();
+            let entity = stream.split_once('-').and_then(|(_, id)| Uuid::parse_str(id).ok()).unwrap_or_default();
             tokio::spawn(async move {
-                let snapshot = match serde_json::to_value(&state) {
+                let mut snapshot = match serde_json::to_value(&state) {
                     Ok(state) => Snapshot { version, state_version: A::STATE_VERSION as i32, state },
                     Err(e) => return tracing::warn!(stream = %name, error = %e, "state not serializable"),
                 };
+                if let Some(vault) = store.vault() {
+                    let (paths, by_address) = (A::PERSONAL_STATE, A::PERSONAL_STATE_BY_ADDRESS);
+                    let sealed = vault.seal_fields(entity, &mut snapshot.state, paths, entity, by_address).await;
+                    if let Err(e) = sealed {
+                        return tracing::warn!(stream = %name, error = %e, "could not seal a snapshot");
+                    }
+                }
                 if let Err(e) = store.save_snapshot(&name, &snapshot).await {
                     tracing::warn!(stream = %name, error = %e, "could not save a snapshot");
                 }

@@ -41,6 +41,11 @@ impl LookupKey {
         LookupKey(Arc::from(secret))
     }
 
+    /// The secret (the vault names invited addresses by an HMAC under it too).
+    pub fn secret(&self) -> &[u8] {
+        &self.0
+    }
+
     fn tag(&self, normalized: &str) -> Uuid {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes a key of any length");
         mac.update(b"gather-email-lookup|");

@@ -867,6 +867,8 @@ impl ActivityState {
 
 impl Aggregate for Activity {
     const CATEGORY: &'static str = "activity";
+    const PERSONAL_STATE: &'static [&'static str] = &["invitations{}.email"];
+    const PERSONAL_STATE_BY_ADDRESS: bool = true;
     type State = ActivityState;
     type Command = ActivityCommand;
     type Event = ActivityEvent;

@@ -143,6 +143,12 @@ pub trait Aggregate: 'static {
     const CATEGORY: &'static str;
     /// The version of the state's shape; a snapshot with another version is ignored.
     const STATE_VERSION: u32 = 1;
+    /// The personal fields of the state's JSON, sealed in snapshots like those of events
+    /// (`map{}.field` reaches every value of a map); keyed by the stream's entity, or by
+    /// the address each holds when [`Aggregate::PERSONAL_STATE_BY_ADDRESS`].
+    const PERSONAL_STATE: &'static [&'static str] = &[];
+    /// Whether [`Aggregate::PERSONAL_STATE`] holds addresses keyed by themselves.
+    const PERSONAL_STATE_BY_ADDRESS: bool = false;
     /// The folded state. Serializable only so that snapshots can be stored.
     type State: Default + Clone + Debug + Serialize + DeserializeOwned + Send + Sync;
     /// The commands this aggregate decides on.

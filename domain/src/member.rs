@@ -256,6 +256,8 @@ impl MemberState {
 
 impl Aggregate for Member {
     const CATEGORY: &'static str = "member";
+    const PERSONAL_STATE: &'static [&'static str] =
+        &["email", "display_name", "password_hash", "children{}.name", "children{}.birth_date"];
     type State = MemberState;
     type Command = MemberCommand;
     type Event = MemberEvent;

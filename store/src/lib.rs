@@ -20,10 +20,12 @@ pub mod kurrentdb;
 pub mod postgres;
 pub mod sqlite;
 mod subscribe;
+pub mod vault;
 
 pub use codec::Upcasters;
 pub use db::Db;
 pub use subscribe::{Subscription, subscribe};
+pub use vault::{Kek, Sealed, Vault};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -314,6 +316,10 @@ pub enum StoreError {
         #[source]
         source: serde_json::Error,
     },
+    /// A personal field is sealed with a key the key store never had (a key table lost
+    /// or restored from another store): report it; never read it as forgotten.
+    #[error("a personal field is sealed with key {0}, which the key store does not know")]
+    UnknownKey(Uuid),
     /// The backend cannot do this (e.g. multi-stream append on KurrentDB): use the fallback.
     #[error("not supported by this backend: {0}")]
     Unsupported(&'static str),
@@ -416,6 +422,12 @@ pub trait EventStore: Send + Sync + 'static {
     /// Backends that cannot tell answer `None`.
     async fn recorded(&self, _command_id: Uuid) -> Result<Option<AppendResult>, StoreError> {
         Ok(None)
+    }
+
+    /// The vault that seals personal fields, when this store is [`Sealed`] (the command
+    /// handler seals what it appends through it).
+    fn vault(&self) -> Option<&std::sync::Arc<Vault>> {
+        None
     }
 
     /// A whole stream forward from a version, paged (bounded memory).

@@ -311,6 +311,7 @@ pub async fn spawn_settings(profile: Profile) -> (Settings, Option<VhostLease>) 
         env.insert("GATHER_DATABASE_URL", fresh_pg_database().await);
         env.insert("GATHER_JWT_SECRET", "test-secret-test-secret-test-secret-0123".into());
         env.insert("GATHER_LOOKUP_KEY", "test-lookup-key-test-lookup-key-0123456".into());
+        env.insert("GATHER_KEK", "7e57".repeat(16));
         let l = VhostLease::take().await;
         env.insert("GATHER_AMQP_URL", l.url.clone());
         lease = Some(l);

@@ -1,7 +1,7 @@
 //! A member's own commands — `PATCH /v1/me`, `POST /v1/me/password`,
 //! `POST /v1/me/children`, `DELETE /v1/me/children/{child_id}`, `DELETE /v1/me`,
 //! `PUT|DELETE /v1/activities/{id}/favourite` — and a moderator's
-//! `POST /v1/members/{id}/suspend`.
+//! `POST /v1/members/{id}/suspend` and `DELETE /v1/members/{id}` (forget).
 
 use crate::auth::Authed;
 use crate::error::ApiError;
@@ -32,6 +32,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(add_child))
         .routes(routes!(remove_child))
         .routes(routes!(suspend))
+        .routes(routes!(forget_other))
         .routes(routes!(favourite, unfavourite))
 }
 
@@ -151,8 +152,8 @@ async fn remove_child(
     Ok(accepted(id, &outcome))
 }
 
-/// Forgetting is allowed to suspended members too (the domain's rule: the right to be
-/// forgotten outlives a suspension), so it skips `ensure_active`.
+/// Forgets the caller (GDPR). Allowed to suspended members too (the domain's rule: the
+/// right to be forgotten outlives a suspension), so it skips `ensure_active`.
 #[utoipa::path(delete, path = "/v1/me", tag = "members", responses((status = 202, description = "Accepted", body = crate::openapi::CommandAnswer)), security(("bearer" = [])))]
 async fn forget(
     State(state): State<AppState>,
@@ -160,23 +161,60 @@ async fn forget(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = actor.id;
-    // The address is given back with the forget (one atomic append): it may register
-    // again, as a new member.
+    forget_member(&state, actor, &headers, id, "me/forget").await
+}
+
+/// Forgets a member (moderator): as `DELETE /v1/me` on their behalf.
+#[utoipa::path(delete, path = "/v1/members/{id}", tag = "members", params(("id" = Uuid, Path, description = "The member id")), responses((status = 202, description = "Accepted", body = crate::openapi::CommandAnswer)), security(("bearer" = [])))]
+async fn forget_other(
+    State(state): State<AppState>,
+    auth: Authed,
+    headers: HeaderMap,
+    Path(id): Path<Uuid>,
+) -> Result<Response, ApiError> {
+    auth.require(Role::Moderator)?;
+    forget_member(&state, auth.0, &headers, id, &format!("members/{id}/forget")).await
+}
+
+/// `ForgetMember`, then the keys: the address's key is shredded before the append (a
+/// failed append leaves it shredded; the retry finishes), the member's after it, and the
+/// address is given back in the same atomic append, so it may register again.
+async fn forget_member(
+    state: &AppState,
+    actor: Actor,
+    headers: &HeaderMap,
+    id: Uuid,
+    scope: &str,
+) -> Result<Response, ApiError> {
     let member = state.commands.load::<Member>(id).await?.state;
-    let release = match member.email.as_ref().filter(|_| !member.forgotten) {
-        Some(email) => {
-            gather_commands::uniqueness::release_email(state.store.as_ref(), &state.lookup, &email.normalized(), id)
-                .await?
-        }
+    if !member.registered {
+        return Err(ApiError::NotFound(format!("no member {id}")));
+    }
+    let email = member.email.as_ref().filter(|_| !member.forgotten).map(|e| e.normalized());
+    let release = match &email {
+        Some(email) => gather_commands::uniqueness::release_email(state.store.as_ref(), &state.lookup, email, id).await?,
         None => None,
     };
-    let meta = command_meta(&headers, actor, "me/forget")?;
+    let allowed = actor.id == id || actor.has(Role::Moderator);
+    if let Some(vault) = state.store.vault().filter(|_| allowed) {
+        if let Some(email) = &email {
+            vault.shred(vault.address_subject(email)).await?;
+        }
+        if member.forgotten {
+            // A retry after a failure between the append and the shred finishes it.
+            vault.shred(id).await?;
+        }
+    }
+    let meta = command_meta(headers, actor, scope)?;
     let outcome = state
         .commands
         .handle_with::<Member>(id, MemberCommand::Forget, &meta, |events| {
             if events.is_empty() { Vec::new() } else { release.clone().into_iter().collect() }
         })
         .await?;
+    if let Some(vault) = state.store.vault() {
+        vault.shred(id).await?;
+    }
     Ok(accepted(id, &outcome))
 }
 

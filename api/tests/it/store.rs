@@ -22,6 +22,7 @@ fn fresh_database() -> String {
 
 const SECRET: (&str, &str) = ("GATHER_JWT_SECRET", "a-test-secret-of-at-least-32-bytes!!");
 const LOOKUP: (&str, &str) = ("GATHER_LOOKUP_KEY", "a-test-lookup-key-of-at-least-32-bytes");
+const KEK: (&str, &str) = ("GATHER_KEK", "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
 
 #[test]
 fn store_rebase_moves_the_clock_once_and_status_names_the_fence() {
@@ -31,7 +32,7 @@ fn store_rebase_moves_the_clock_once_and_status_names_the_fence() {
     assert!(text(&sqlite.stderr).contains("is for Postgres"), "{}", text(&sqlite.stderr));
 
     let url = fresh_database();
-    let env = [("GATHER_DATABASE_URL", url.as_str()), SECRET, LOOKUP];
+    let env = [("GATHER_DATABASE_URL", url.as_str()), SECRET, LOOKUP, KEK];
     let migrate = gather_with(&dir, &env, &["migrate"]);
     assert!(migrate.status.success(), "{}", text(&migrate.stderr));
     // A restored event from a cluster whose transaction ids were far higher.
@@ -76,7 +77,7 @@ fn migrate_with_an_owner_role_leaves_the_runtime_role_append_only() {
     let owner = fresh_database();
     let runtime = owner.replacen("://postgres@", "://gather_it_runtime@", 1);
     let env =
-        [("GATHER_DATABASE_URL", runtime.as_str()), ("GATHER_MIGRATE_DATABASE_URL", owner.as_str()), SECRET, LOOKUP];
+        [("GATHER_DATABASE_URL", runtime.as_str()), ("GATHER_MIGRATE_DATABASE_URL", owner.as_str()), SECRET, LOOKUP, KEK];
     let migrate = gather_with(&dir, &env, &["migrate"]);
     assert!(migrate.status.success(), "{}", text(&migrate.stderr));
     let refused = Command::new("psql")
