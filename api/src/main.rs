@@ -89,6 +89,12 @@ enum Store {
     /// owner (GATHER_MIGRATE_DATABASE_URL if set), before the servers start; rerunning
     /// it changes nothing.
     Rebase,
+    /// Events written before crypto-shredding hold personal fields in plain text. The
+    /// log is never rewritten: this records each such field with its subject, so that
+    /// once the member is forgotten it reads as forgotten (read side, audit feed,
+    /// history), and gives members forgotten before their tombstones. Idempotent; run
+    /// it once after upgrading (servers may keep running).
+    EncryptPersonalData,
 }
 
 #[derive(Subcommand)]
@@ -178,6 +184,7 @@ async fn run() -> anyhow::Result<()> {
         Command::Projections(what) => projections(&settings, what).await,
         Command::Members(what) => members(&settings, what).await,
         Command::Store(Store::Rebase) => rebase(&settings).await,
+        Command::Store(Store::EncryptPersonalData) => encrypt_personal_data(&settings).await,
         Command::Events(what) => events(&settings, what).await,
         Command::Specs | Command::Openapi => Ok(()),
     }
@@ -187,6 +194,21 @@ async fn open(settings: &Settings) -> anyhow::Result<(gather_commands::Db, Arc<d
     let (db, store) = gather_api::app::open_store(settings).await?;
     db.migrate_as(settings.migrate_database_url.as_deref()).await.context("could not migrate the database")?;
     Ok((db, store))
+}
+
+async fn encrypt_personal_data(settings: &Settings) -> anyhow::Result<()> {
+    let (_, sealed) = open(settings).await?;
+    let (_, plain) = gather_api::app::open_plain_store(settings).await?;
+    let vault = sealed.vault().context("the store has no vault")?;
+    let report = ops::encrypt_personal_data(plain, vault, |r| {
+        tracing::info!(events = r.events, plaintext_fields = r.plaintext_fields, "reading the log");
+    })
+    .await?;
+    println!(
+        "{} events read; {} personal fields in plain text ({} newly recorded); {} forgotten members tombstoned",
+        report.events, report.plaintext_fields, report.newly_recorded, report.forgotten_members
+    );
+    Ok(())
 }
 
 async fn events(settings: &Settings, what: Events) -> anyhow::Result<()> {

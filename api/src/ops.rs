@@ -283,3 +283,110 @@ async fn watching<T>(db: &Db, name: &str, work: impl Future<Output = T>, mut rep
         }
     }
 }
+
+/// What `gather store encrypt-personal-data` found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PlaintextReport {
+    /// Events read.
+    pub events: u64,
+    /// Plain-text personal fields found (recorded in `plaintext_personal_data`).
+    pub plaintext_fields: u64,
+    /// Of those, newly recorded by this run.
+    pub newly_recorded: u64,
+    /// Forgotten members whose key (and address) now have tombstones.
+    pub forgotten_members: u64,
+}
+
+/// `gather store encrypt-personal-data`: the log is never rewritten, so the personal
+/// fields events hold in plain text (written before crypto-shredding) are recorded
+/// instead, each with its subject; once a subject is shredded its plain-text fields
+/// read as forgotten (`Vault::unseal`). Members forgotten before get their tombstones
+/// (the member's key, and their registered address unless it has a live key of a
+/// newer owner). Reads the raw log (`plain`), so it can tell plain text from envelopes;
+/// idempotent; `progress` is called every 10,000 events.
+pub async fn encrypt_personal_data(
+    plain: Arc<dyn EventStore>,
+    vault: &gather_commands::store::Vault,
+    mut progress: impl FnMut(&PlaintextReport),
+) -> anyhow::Result<PlaintextReport> {
+    use futures::TryStreamExt;
+    use gather_commands::store::{LogFilter, vault as v};
+    use gather_domain::DomainEvent;
+    let mut report = PlaintextReport::default();
+    let mut found: Vec<(Uuid, String, Uuid)> = Vec::new();
+    let mut addresses: std::collections::HashMap<Uuid, String> = std::collections::HashMap::new();
+    let mut forgotten: Vec<Uuid> = Vec::new();
+    let mut log = plain.read_log(Checkpoint::START, LogFilter::categories(&["member", "activity", "chat"]));
+    while let Some(e) = log.try_next().await? {
+        report.events += 1;
+        if report.events.is_multiple_of(10_000) {
+            progress(&report);
+        }
+        // Decodable whatever it holds: envelopes read as forgotten for the decode only.
+        let mut masked = e.clone();
+        mask_envelopes(&mut masked.data);
+        let entity = e.stream.split_once('-').and_then(|(_, id)| Uuid::parse_str(id).ok()).unwrap_or_default();
+        let upcasters = gather_commands::Upcasters::standard();
+        let (paths, by_address, subject) = match e.category() {
+            "member" => {
+                let event: gather_domain::member::MemberEvent = gather_commands::codec::decode(&masked, &upcasters)?;
+                if let gather_domain::member::MemberEvent::MemberRegistered { email: gather_domain::Personal::Known(email), .. } = &event {
+                    addresses.insert(entity, email.normalized());
+                }
+                if matches!(event, gather_domain::member::MemberEvent::MemberForgotten { .. }) {
+                    forgotten.push(entity);
+                }
+                (event.personal_fields(), event.personal_data_keyed_by_address(), event.personal_data_subject())
+            }
+            "activity" => {
+                let event: gather_domain::activity::ActivityEvent = gather_commands::codec::decode(&masked, &upcasters)?;
+                (event.personal_fields(), event.personal_data_keyed_by_address(), event.personal_data_subject())
+            }
+            "chat" => {
+                let event: gather_domain::chat::ChatEvent = gather_commands::codec::decode(&masked, &upcasters)?;
+                (event.personal_fields(), event.personal_data_keyed_by_address(), event.personal_data_subject())
+            }
+            _ => continue,
+        };
+        let mut data = e.data.clone();
+        for path in paths {
+            v::locate(&mut data, path, &mut |concrete, value| {
+                if value.is_null() || v::is_sealed(value) || v::is_forgotten(value) {
+                    return;
+                }
+                let subject = match (value.as_str(), by_address) {
+                    (Some(address), true) => vault.address_subject(&address.to_lowercase()),
+                    _ => subject.unwrap_or(entity),
+                };
+                found.push((e.event_id, concrete, subject));
+            });
+        }
+    }
+    report.plaintext_fields = found.len() as u64;
+    for chunk in found.chunks(1_000) {
+        report.newly_recorded += vault.record_plaintext(chunk).await?;
+    }
+    for member in forgotten {
+        vault.shred(member).await?;
+        if let Some(address) = addresses.get(&member) {
+            vault.tombstone(vault.address_subject(address)).await?;
+        }
+        report.forgotten_members += 1;
+    }
+    progress(&report);
+    Ok(report)
+}
+
+/// Replaces every envelope in `value` by the forgotten mark.
+fn mask_envelopes(value: &mut serde_json::Value) {
+    use gather_commands::store::vault as v;
+    if v::is_sealed(value) {
+        *value = serde_json::json!({ gather_domain::FORGOTTEN_KEY: true });
+        return;
+    }
+    match value {
+        serde_json::Value::Object(map) => map.values_mut().for_each(mask_envelopes),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(mask_envelopes),
+        _ => {}
+    }
+}

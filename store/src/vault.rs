@@ -43,6 +43,9 @@ use uuid::Uuid;
 pub const KEYS_CHANNEL: &str = "gather_keys";
 /// The envelope's key in a sealed field.
 pub const SEALED_KEY: &str = "sealed";
+/// A tombstone for a subject that never had a key: `$1` key id, `$2` subject, `$3` now.
+const TOMBSTONE: &str = "INSERT INTO personal_keys (key_id, subject, wrapped, shredded_at) SELECT $1, $2, NULL, $3 \
+                         WHERE NOT EXISTS (SELECT 1 FROM personal_keys WHERE subject = $2)";
 /// The payload announcing that `plaintext_personal_data` changed.
 const PLAINTEXT_CHANGED: &str = "plaintext";
 
@@ -412,16 +415,22 @@ impl Vault {
         let now = chrono::Utc::now();
         let mut tx = self.db.begin().await?;
         let shred = "UPDATE personal_keys SET wrapped = NULL, shredded_at = $2 WHERE subject = $1 AND wrapped IS NOT NULL";
-        let tombstone = "INSERT INTO personal_keys (key_id, subject, wrapped, shredded_at) SELECT $1, $2, NULL, $3 \
-                         WHERE NOT EXISTS (SELECT 1 FROM personal_keys WHERE subject = $2)";
         let n = crate::on_tx!(&mut tx, c => sqlx::query(shred).bind(subject).bind(now).execute(&mut **c).await
             .map(|r| r.rows_affected()))?;
-        crate::on_tx!(&mut tx, c => sqlx::query(tombstone).bind(Uuid::now_v7()).bind(subject).bind(now)
+        crate::on_tx!(&mut tx, c => sqlx::query(TOMBSTONE).bind(Uuid::now_v7()).bind(subject).bind(now)
             .execute(&mut **c).await.map(|r| r.rows_affected()))?;
         self.announce(&mut tx, &subject.to_string()).await?;
         tx.commit().await?;
         self.invalidate(Some(subject));
         Ok(n)
+    }
+
+    /// Marks `subject` as shredded if it never had a key, leaving a live key alone (an
+    /// address a newer member owns now): its plain-text fields then read as forgotten.
+    pub async fn tombstone(&self, subject: Uuid) -> Result<(), StoreError> {
+        crate::on_db!(&self.db, p => sqlx::query(TOMBSTONE).bind(Uuid::now_v7()).bind(subject)
+            .bind(chrono::Utc::now()).execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(())
     }
 
     /// Tells the other processes (Postgres NOTIFY, sent at commit).

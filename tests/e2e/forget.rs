@@ -299,3 +299,70 @@ async fn reservations_are_keyed_and_older_unkeyed_ones_still_hold(app: TestApp) 
     assert_eq!(again.status, 201, "{:?}", again.body);
     assert!(store.stream_version(&email_stream(&lookup, old)).await.unwrap().is_some(), "keyed from now on");
 }
+
+both_profiles!(old_plain_text_fields_read_as_forgotten_once_recorded);
+
+/// Events written before crypto-shredding hold plain text; `gather store
+/// encrypt-personal-data` records it, and a forgotten member's then reads as forgotten.
+async fn old_plain_text_fields_read_as_forgotten_once_recorded(app: TestApp) {
+    use gather_commands::store::{EventStore, postgres::PostgresStore, sqlite::SqliteStore};
+    use gather_domain::member::{Member, MemberCommand};
+    use gather_domain::values::{ChildName, DisplayName, Email};
+    let plain: std::sync::Arc<dyn EventStore> = match &app.app_state.db {
+        gather_commands::Db::Postgres(p) => std::sync::Arc::new(PostgresStore::new(p.clone())),
+        gather_commands::Db::Sqlite { writer, reader } => {
+            std::sync::Arc::new(SqliteStore::new(writer.clone(), reader.clone()))
+        }
+    };
+    let old = gather_commands::CommandHandler::new(plain.clone());
+    let hash = app.app_state.passwords.hash("correct horse battery".into()).await.unwrap();
+    let (gone, kept) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    for (id, email, name) in [(gone, "Old.Gone@example.com", "Olga Gone"), (kept, "old.kept@example.com", "Kim Kept")] {
+        let meta = gather_commands::CommandMeta::new(gather_domain::Actor::new(id, [gather_domain::Role::Member]));
+        let register = MemberCommand::Register {
+            member_id: id,
+            email: Email::parse(email).unwrap(),
+            password_hash: hash.clone(),
+            display_name: DisplayName::parse(name).unwrap(),
+        };
+        old.handle::<Member>(id, register, &meta).await.unwrap();
+        let child = MemberCommand::AddChild {
+            child_id: uuid::Uuid::now_v7(),
+            name: ChildName::parse("Quill").unwrap(),
+            birth_date: chrono::NaiveDate::from_ymd_opt(2019, 1, 2).unwrap(),
+        };
+        let meta = gather_commands::CommandMeta::new(gather_domain::Actor::new(id, [gather_domain::Role::Member]));
+        old.handle::<Member>(id, child, &meta).await.unwrap();
+    }
+    // Forgotten before the upgrade: the event, but no key to shred.
+    let meta = gather_commands::CommandMeta::new(gather_domain::Actor::new(gone, [gather_domain::Role::Member]));
+    let forgot = old.handle::<Member>(gone, MemberCommand::Forget, &meta).await.unwrap();
+    let auditor = app.login(AUDITOR.0, AUDITOR.1).await.body["token"].as_str().unwrap().to_owned();
+    let feed = |id: uuid::Uuid| {
+        let (app, auditor) = (&app, auditor.clone());
+        async move {
+            let a = app.get(&format!("/v1/audit/events?stream=member-{id}"), Some(&auditor), Some(forgot.position)).await;
+            a.body["items"].as_array().unwrap_or_else(|| panic!("{:?}", a.body)).clone()
+        }
+    };
+    let registered = |events: &[serde_json::Value]| {
+        events.iter().find(|e| e["type"] == json!("MemberRegistered")).unwrap()["data"].clone()
+    };
+    assert_eq!(registered(&feed(gone).await)["email"], json!("Old.Gone@example.com"), "plain text before the run");
+
+    let vault = app.app_state.store.vault().unwrap();
+    let report = gather_api::ops::encrypt_personal_data(plain.clone(), vault, |_| {}).await.unwrap();
+    // Per member: email, name, password hash, child name and birth date.
+    assert_eq!(report.plaintext_fields, 10, "{report:?}");
+    assert_eq!(report.newly_recorded, 10, "{report:?}");
+    assert_eq!(report.forgotten_members, 1, "{report:?}");
+    let events = feed(gone).await;
+    assert_eq!(registered(&events)["email"], json!({"forgotten": true}));
+    assert_eq!(registered(&events)["display_name"], json!({"forgotten": true}));
+    let child = events.iter().find(|e| e["type"] == json!("ChildAdded")).unwrap();
+    assert_eq!(child["data"]["name"], json!({"forgotten": true}), "{child}");
+    assert_eq!(registered(&feed(kept).await)["display_name"], json!("Kim Kept"), "a member not forgotten reads as before");
+    // Idempotent.
+    let again = gather_api::ops::encrypt_personal_data(plain, vault, |_| {}).await.unwrap();
+    assert_eq!((again.plaintext_fields, again.newly_recorded), (10, 0), "{again:?}");
+}
