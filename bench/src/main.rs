@@ -49,7 +49,7 @@ mod series;
 /// Every section, in the order they run.
 const SECTIONS: &[&str] = &[
     "appends", "read", "bookings", "snapshot", "catchup", "rebuild", "ryw", "search", "login", "series", "push",
-    "relay", "http",
+    "relay", "http", "sealing",
 ];
 
 /// One measured cell.
@@ -131,6 +131,54 @@ async fn ours(store: Arc<dyn EventStore>, writers: usize, secs: f64, batch: usiz
     .await
 }
 
+/// Single-event appends of a member event with personal fields (`ChildAdded`: name and
+/// birth date), each writer on its own member stream: sealed by the vault (warm key
+/// cache, as in a running server) or plain.
+async fn member_appends(store: Arc<dyn EventStore>, vault: Option<Arc<gather_commands::store::Vault>>, writers: usize, secs: f64) -> Cell {
+    let members: Arc<Vec<Uuid>> = Arc::new((0..writers).map(|_| Uuid::now_v7()).collect());
+    run(writers, secs, 1, move |w, i| {
+        let (store, members, vault) = (store.clone(), members.clone(), vault.clone());
+        async move {
+            let member = members[w];
+            let event = MemberEvent::ChildAdded {
+                child_id: Uuid::now_v7(),
+                name: gather_domain::values::ChildName::parse(&format!("Child number {i}"))?.into(),
+                birth_date: chrono::NaiveDate::from_ymd_opt(2018, 4, 2).unwrap_or_default().into(),
+            };
+            let mut new = gather_commands::codec::encode(&event)?;
+            if let Some(vault) = &vault {
+                vault.seal(member, &event, &mut new).await?;
+            }
+            let expected = if i == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(i - 1) };
+            let append = StreamAppend { stream: format!("member-{member}"), expected, events: vec![new] };
+            store.append(&AppendMeta::new(Uuid::now_v7(), None), vec![append]).await?;
+            Ok(())
+        }
+    })
+    .await
+}
+
+/// The cost of sealing personal fields on the append path (issue 13): plain and sealed
+/// single-event member appends at 16 writers, alternated twice in one run.
+async fn sealing(store: &Arc<dyn EventStore>, url: &str, secs: f64) -> anyhow::Result<()> {
+    let db = Db::connect(url).await?;
+    let kek = gather_commands::store::Kek::from_bytes([7; 32]);
+    let vault = gather_commands::store::Vault::open(db, &kek, b"bench-lookup-key-bench-lookup-key-0123").await?;
+    println!("\n## Sealing personal fields on the append path (ChildAdded, 1 event per append), {secs} s per cell\n");
+    println!("| writers | round | plain (events/s, p50 / p99 ms) | sealed | sealed / plain |\n|---:|---:|---:|---:|---:|");
+    let (mut plain_total, mut sealed_total) = (0.0, 0.0);
+    for round in 1..=2 {
+        let plain = member_appends(store.clone(), None, 16, secs).await;
+        let sealed = member_appends(store.clone(), Some(vault.clone()), 16, secs).await;
+        let fmt = |c: &Cell| format!("{:.0} ({:.2} / {:.2})", c.events_per_s, c.p50_ms, c.p99_ms);
+        println!("| 16 | {round} | {} | {} | {:.2}× |", fmt(&plain), fmt(&sealed), sealed.events_per_s / plain.events_per_s);
+        plain_total += plain.events_per_s;
+        sealed_total += sealed.events_per_s;
+    }
+    println!("| 16 | both | {:.0} | {:.0} | **{:.2}×** |", plain_total / 2.0, sealed_total / 2.0, sealed_total / plain_total);
+    Ok(())
+}
+
 async fn raw(pool: PgPool, writers: usize, secs: f64, batch: usize) -> Cell {
     let streams: Arc<Vec<String>> = Arc::new((0..writers).map(|_| format!("bench-{}", Uuid::now_v7())).collect());
     run(writers, secs, batch, move |w, i| {
@@ -194,7 +242,7 @@ async fn main() -> anyhow::Result<()> {
         Ok(format!("{base}/{db}"))
     };
     let result = async {
-        if ["appends", "read", "bookings", "snapshot", "catchup"].iter().any(|s| on(s)) {
+        if ["appends", "read", "bookings", "snapshot", "catchup", "sealing"].iter().any(|s| on(s)) {
             let (url, es_url) = (create("").await?, create("_es").await?);
             bench(&url, &es_url, secs, &writer_counts, &on).await?;
         }
@@ -247,6 +295,9 @@ async fn bench(
 
     if on("appends") {
         appends(&store, &pool, es_url, secs, writer_counts).await?;
+    }
+    if on("sealing") {
+        sealing(&store, url, secs).await?;
     }
     if on("read") {
         global_read(&store, &pool).await?;
