@@ -330,7 +330,11 @@ pub async fn encrypt_personal_data(
         let (paths, by_address, subject) = match e.category() {
             "member" => {
                 let event: gather_domain::member::MemberEvent = gather_commands::codec::decode(&masked, &upcasters)?;
-                if let gather_domain::member::MemberEvent::MemberRegistered { email: gather_domain::Personal::Known(email), .. } = &event {
+                if let gather_domain::member::MemberEvent::MemberRegistered {
+                    email: gather_domain::Personal::Known(email),
+                    ..
+                } = &event
+                {
                     addresses.insert(entity, email.normalized());
                 }
                 if matches!(event, gather_domain::member::MemberEvent::MemberForgotten { .. }) {
@@ -339,7 +343,8 @@ pub async fn encrypt_personal_data(
                 (event.personal_fields(), event.personal_data_keyed_by_address(), event.personal_data_subject())
             }
             "activity" => {
-                let event: gather_domain::activity::ActivityEvent = gather_commands::codec::decode(&masked, &upcasters)?;
+                let event: gather_domain::activity::ActivityEvent =
+                    gather_commands::codec::decode(&masked, &upcasters)?;
                 (event.personal_fields(), event.personal_data_keyed_by_address(), event.personal_data_subject())
             }
             "chat" => {

@@ -134,7 +134,12 @@ async fn ours(store: Arc<dyn EventStore>, writers: usize, secs: f64, batch: usiz
 /// Single-event appends of a member event with personal fields (`ChildAdded`: name and
 /// birth date), each writer on its own member stream: sealed by the vault (warm key
 /// cache, as in a running server) or plain.
-async fn member_appends(store: Arc<dyn EventStore>, vault: Option<Arc<gather_commands::store::Vault>>, writers: usize, secs: f64) -> Cell {
+async fn member_appends(
+    store: Arc<dyn EventStore>,
+    vault: Option<Arc<gather_commands::store::Vault>>,
+    writers: usize,
+    secs: f64,
+) -> Cell {
     let members: Arc<Vec<Uuid>> = Arc::new((0..writers).map(|_| Uuid::now_v7()).collect());
     run(writers, secs, 1, move |w, i| {
         let (store, members, vault) = (store.clone(), members.clone(), vault.clone());
@@ -165,17 +170,29 @@ async fn sealing(store: &Arc<dyn EventStore>, url: &str, secs: f64) -> anyhow::R
     let kek = gather_commands::store::Kek::from_bytes([7; 32]);
     let vault = gather_commands::store::Vault::open(db, &kek, b"bench-lookup-key-bench-lookup-key-0123").await?;
     println!("\n## Sealing personal fields on the append path (ChildAdded, 1 event per append), {secs} s per cell\n");
-    println!("| writers | round | plain (events/s, p50 / p99 ms) | sealed | sealed / plain |\n|---:|---:|---:|---:|---:|");
+    println!(
+        "| writers | round | plain (events/s, p50 / p99 ms) | sealed | sealed / plain |\n|---:|---:|---:|---:|---:|"
+    );
     let (mut plain_total, mut sealed_total) = (0.0, 0.0);
     for round in 1..=2 {
         let plain = member_appends(store.clone(), None, 16, secs).await;
         let sealed = member_appends(store.clone(), Some(vault.clone()), 16, secs).await;
         let fmt = |c: &Cell| format!("{:.0} ({:.2} / {:.2})", c.events_per_s, c.p50_ms, c.p99_ms);
-        println!("| 16 | {round} | {} | {} | {:.2}× |", fmt(&plain), fmt(&sealed), sealed.events_per_s / plain.events_per_s);
+        println!(
+            "| 16 | {round} | {} | {} | {:.2}× |",
+            fmt(&plain),
+            fmt(&sealed),
+            sealed.events_per_s / plain.events_per_s
+        );
         plain_total += plain.events_per_s;
         sealed_total += sealed.events_per_s;
     }
-    println!("| 16 | both | {:.0} | {:.0} | **{:.2}×** |", plain_total / 2.0, sealed_total / 2.0, sealed_total / plain_total);
+    println!(
+        "| 16 | both | {:.0} | {:.0} | **{:.2}×** |",
+        plain_total / 2.0,
+        sealed_total / 2.0,
+        sealed_total / plain_total
+    );
     Ok(())
 }
 

@@ -349,7 +349,11 @@ impl Aggregate for Member {
             MemberEvent::ProfileUpdated { display_name } => state.display_name = display_name.known().cloned(),
             // Forgotten fields only come from a forgotten member's stream, whose
             // `MemberForgotten` clears the children anyway.
-            MemberEvent::ChildAdded { child_id, name: Personal::Known(name), birth_date: Personal::Known(birth_date) } => {
+            MemberEvent::ChildAdded {
+                child_id,
+                name: Personal::Known(name),
+                birth_date: Personal::Known(birth_date),
+            } => {
                 state.children.insert(*child_id, Child { name: name.clone(), birth_date: *birth_date });
             }
             MemberEvent::ChildAdded { .. } => {}
@@ -398,7 +402,9 @@ fn decide_own(state: &MemberState, command: MemberCommand, ctx: &Context) -> Res
             }
             Ok(vec![E::ProfileUpdated { display_name: display_name.into() }])
         }
-        C::ChangePassword { new_password_hash } => Ok(vec![E::PasswordSet { hash: parse_hash(new_password_hash)?.into() }]),
+        C::ChangePassword { new_password_hash } => {
+            Ok(vec![E::PasswordSet { hash: parse_hash(new_password_hash)?.into() }])
+        }
         C::AddChild { child_id, name, birth_date } => {
             if birth_date > ctx.now.date_naive() {
                 return Err(DomainError::invalid("birth_date", "must not be in the future"));

@@ -90,6 +90,40 @@ impl Mailer {
     }
 }
 
+/// Deletes the `.eml` files in `dir` addressed to `address` (any case): the mail copies
+/// the embedded profile keeps of a member being forgotten. Returns how many; a file that
+/// cannot be read is skipped. Blocking: run it off the async threads.
+pub fn forget_files(dir: &std::path::Path, address: &str) -> std::io::Result<usize> {
+    let needle = address.trim().to_lowercase();
+    if needle.is_empty() {
+        return Ok(0);
+    }
+    let mut removed = 0;
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let path = entry?.path();
+        if path.extension().is_none_or(|x| x != "eml") {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(&path) else { continue };
+        // The header section ends at the first empty line; `To:` may be folded.
+        let headers = text.split("\r\n\r\n").next().unwrap_or("").replace("\r\n ", " ").replace("\r\n\t", " ");
+        let to_them = headers.lines().any(|line| {
+            let lower = line.to_lowercase();
+            lower.starts_with("to:") && lower.contains(&needle)
+        });
+        if to_them {
+            std::fs::remove_file(&path)?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 /// `text` (an SMTP server's reply, which may echo the recipient) without the address:
 /// errors are logged, and no personal field is.
 fn without_address(text: String, address: &str) -> String {

@@ -2,8 +2,8 @@
 
 use crate::runtime::{Projection, ProjectionError, Target};
 use async_trait::async_trait;
-use gather_domain::{Aggregate, Personal};
 use gather_domain::member::{Member, MemberEvent};
+use gather_domain::{Aggregate, Personal};
 use gather_store::RecordedEvent;
 use gather_store::codec::decode;
 use gather_store::db::Tx;
@@ -66,7 +66,11 @@ impl Projection for MembersProjection {
             }
             // A forgotten child (its member's key is shredded) stays out: `MemberForgotten`
             // empties the list anyway.
-            MemberEvent::ChildAdded { child_id, name: Personal::Known(name), birth_date: Personal::Known(birth_date) } => {
+            MemberEvent::ChildAdded {
+                child_id,
+                name: Personal::Known(name),
+                birth_date: Personal::Known(birth_date),
+            } => {
                 let mut children = load_json(tx, t, id, "children").await?.unwrap_or_else(|| json!([]));
                 if let Some(list) = children.as_array_mut() {
                     list.retain(|c| c["id"] != json!(child_id));

@@ -217,10 +217,10 @@ impl Vault {
         }
         let (nonce, sealed) = wrapped.split_at(24);
         let nonce: [u8; 24] = nonce.try_into().map_err(|_| StoreError::Unreadable("bad nonce".into()))?;
-        let key = self
-            .kek
-            .decrypt(&XNonce::from(nonce), Payload { msg: sealed, aad: key_id.as_bytes() })
-            .map_err(|_| StoreError::Unreadable(format!("key {key_id} does not open with GATHER_KEK (another KEK?)")))?;
+        let key =
+            self.kek.decrypt(&XNonce::from(nonce), Payload { msg: sealed, aad: key_id.as_bytes() }).map_err(|_| {
+                StoreError::Unreadable(format!("key {key_id} does not open with GATHER_KEK (another KEK?)"))
+            })?;
         XChaCha20Poly1305::new_from_slice(&key)
             .map_err(|_| StoreError::Unreadable(format!("key {key_id} has the wrong length")))
     }
@@ -289,7 +289,11 @@ impl Vault {
 
     /// Opens every envelope in `docs` (associated-data id, document); `label` names a
     /// document in errors.
-    pub async fn open_docs(&self, docs: &mut [(Uuid, &mut Value)], label: &(dyn Fn(usize) -> String + Sync)) -> Result<(), StoreError> {
+    pub async fn open_docs(
+        &self,
+        docs: &mut [(Uuid, &mut Value)],
+        label: &(dyn Fn(usize) -> String + Sync),
+    ) -> Result<(), StoreError> {
         let mut found: Vec<Found> = Vec::new();
         for (i, (_, data)) in docs.iter().enumerate() {
             collect(data, &mut String::new(), &mut |path, env| {
@@ -308,13 +312,13 @@ impl Vault {
         let keys = self.fetch_keys(&ids).await?;
         let mut ciphers: HashMap<Uuid, Option<XChaCha20Poly1305>> = HashMap::new();
         for f in found {
-            if !ciphers.contains_key(&f.key) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = ciphers.entry(f.key) {
                 let opened = match keys.get(&f.key) {
                     None => return Err(StoreError::UnknownKey(f.key)),
                     Some(None) => None,
                     Some(Some(wrapped)) => Some(self.unwrap(f.key, wrapped)?),
                 };
-                ciphers.insert(f.key, opened);
+                slot.insert(opened);
             }
             let unopenable = || {
                 StoreError::Unreadable(format!(
@@ -414,7 +418,8 @@ impl Vault {
     pub async fn shred(&self, subject: Uuid) -> Result<u64, StoreError> {
         let now = chrono::Utc::now();
         let mut tx = self.db.begin().await?;
-        let shred = "UPDATE personal_keys SET wrapped = NULL, shredded_at = $2 WHERE subject = $1 AND wrapped IS NOT NULL";
+        let shred =
+            "UPDATE personal_keys SET wrapped = NULL, shredded_at = $2 WHERE subject = $1 AND wrapped IS NOT NULL";
         let n = crate::on_tx!(&mut tx, c => sqlx::query(shred).bind(subject).bind(now).execute(&mut **c).await
             .map(|r| r.rows_affected()))?;
         crate::on_tx!(&mut tx, c => sqlx::query(TOMBSTONE).bind(Uuid::now_v7()).bind(subject).bind(now)

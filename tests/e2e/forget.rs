@@ -18,9 +18,15 @@ fn spellings(text: &str) -> Vec<String> {
     vec![text.to_owned(), text.to_lowercase(), text.to_uppercase(), json.trim_matches('"').to_owned()]
 }
 
-/// The whole database as text, the event log included.
+/// The whole database as text, the event log included, and the mail files.
 async fn dump(app: &TestApp) -> String {
-    match &app.app_state.db {
+    let mut mail = String::new();
+    if let Ok(files) = std::fs::read_dir(app.app_state.settings.data_dir.join("mail")) {
+        for f in files.flatten() {
+            mail.push_str(&String::from_utf8_lossy(&std::fs::read(f.path()).unwrap_or_default()));
+        }
+    }
+    mail + &match &app.app_state.db {
         gather_commands::Db::Postgres(pool) => {
             let db: String = sqlx::query_scalar("SELECT current_database()").fetch_one(pool).await.unwrap();
             let out = tokio::process::Command::new("pg_dump")
@@ -43,6 +49,17 @@ async fn dump(app: &TestApp) -> String {
             String::from_utf8_lossy(&bytes).into_owned()
         }
     }
+}
+
+/// The mail files addressed to `address` (any case).
+fn mail_files_to(app: &TestApp, address: &str) -> usize {
+    let dir = app.app_state.settings.data_dir.join("mail");
+    let files = std::fs::read_dir(dir).map(|d| d.flatten().collect::<Vec<_>>()).unwrap_or_default();
+    let needle = address.to_lowercase();
+    files
+        .iter()
+        .filter(|f| std::fs::read_to_string(f.path()).unwrap_or_default().to_lowercase().contains(&needle))
+        .count()
 }
 
 both_profiles!(forgetting_a_member_scrubs_every_derived_copy, a_forgotten_members_address_registers_again);
@@ -120,6 +137,9 @@ async fn forgetting_a_member_scrubs_every_derived_copy(app: TestApp) {
     // Everything is projected (attendee list, invitation, chat, search) before the forget.
     let seen = app.get(&format!("/v1/activities/{public}/attendees"), Some(&org), Some(posted.position())).await;
     assert_eq!(seen.body["attendees"][0]["name"], json!(NAME), "{:?}", seen.body);
+    if app.app_state.settings.smtp_url.is_none() {
+        eventually("their emails are written", || async { mail_files_to(&app, EMAIL) >= 1 }).await;
+    }
     let before = dump(&app).await;
     assert!(before.contains(NAME) && before.contains(CHILD), "the fixture's data is in the read side before");
 
@@ -191,7 +211,8 @@ async fn forgetting_a_member_scrubs_every_derived_copy(app: TestApp) {
     let auditor = app.login(AUDITOR.0, AUDITOR.1).await.body["token"].as_str().unwrap().to_owned();
     let feed = app.get(&format!("/v1/audit/events?stream=member-{member_id}"), Some(&auditor), None).await;
     let events = feed.body["items"].as_array().unwrap_or_else(|| panic!("{:?}", feed.body)).clone();
-    let of = |t: &str| events.iter().find(|e| e["type"] == json!(t)).unwrap_or_else(|| panic!("{t}: {events:?}")).clone();
+    let of =
+        |t: &str| events.iter().find(|e| e["type"] == json!(t)).unwrap_or_else(|| panic!("{t}: {events:?}")).clone();
     assert_eq!(of("MemberRegistered")["data"]["email"], json!({"forgotten": true}));
     assert_eq!(of("MemberRegistered")["data"]["display_name"], json!({"forgotten": true}));
     assert_eq!(of("ChildAdded")["data"]["name"], json!({"forgotten": true}));
@@ -219,7 +240,9 @@ async fn only_the_member_or_a_moderator_forgets(app: TestApp) {
     let a = app.send(app.http.delete(app.url(&path)).bearer_auth(&moderator)).await;
     assert_eq!(a.status, 202, "{:?}", a.body);
     app.get("/v1/me", Some(&token), Some(a.position())).await.assert_problem(401, None);
-    let again = app.send(app.http.delete(app.url(&format!("/v1/members/{}", uuid::Uuid::now_v7()))).bearer_auth(&moderator)).await;
+    let again = app
+        .send(app.http.delete(app.url(&format!("/v1/members/{}", uuid::Uuid::now_v7()))).bearer_auth(&moderator))
+        .await;
     again.assert_problem(404, None);
 }
 
@@ -233,8 +256,10 @@ async fn sealed_fields_read_back_until_forgotten(app: TestApp) {
     let (id, token) = app.register_as("sealed@example.com", "Sealed Person").await;
     let stream = format!("member-{id}");
     let sql = "SELECT data FROM events WHERE stream = $1 AND event_type = 'MemberRegistered'";
-    let (stored,): (sqlx::types::Json<serde_json::Value>,) = gather_commands::store::on_db_read!(&app.app_state.db, p =>
-        sqlx::query_as(sql).bind(&stream).fetch_one(p).await).unwrap();
+    let (stored,): (sqlx::types::Json<serde_json::Value>,) =
+        gather_commands::store::on_db_read!(&app.app_state.db, p =>
+        sqlx::query_as(sql).bind(&stream).fetch_one(p).await)
+        .unwrap();
     let sealed = gather_commands::store::RecordedEvent { data: stored.0, ..opened_registered(&app, &stream).await };
     assert!(sealed.data["email"]["sealed"]["key"].is_string(), "{}", sealed.data);
     assert!(!sealed.data.to_string().contains("Sealed Person"), "{}", sealed.data);
@@ -341,7 +366,8 @@ async fn old_plain_text_fields_read_as_forgotten_once_recorded(app: TestApp) {
     let feed = |id: uuid::Uuid| {
         let (app, auditor) = (&app, auditor.clone());
         async move {
-            let a = app.get(&format!("/v1/audit/events?stream=member-{id}"), Some(&auditor), Some(forgot.position)).await;
+            let a =
+                app.get(&format!("/v1/audit/events?stream=member-{id}"), Some(&auditor), Some(forgot.position)).await;
             a.body["items"].as_array().unwrap_or_else(|| panic!("{:?}", a.body)).clone()
         }
     };
@@ -361,7 +387,11 @@ async fn old_plain_text_fields_read_as_forgotten_once_recorded(app: TestApp) {
     assert_eq!(registered(&events)["display_name"], json!({"forgotten": true}));
     let child = events.iter().find(|e| e["type"] == json!("ChildAdded")).unwrap();
     assert_eq!(child["data"]["name"], json!({"forgotten": true}), "{child}");
-    assert_eq!(registered(&feed(kept).await)["display_name"], json!("Kim Kept"), "a member not forgotten reads as before");
+    assert_eq!(
+        registered(&feed(kept).await)["display_name"],
+        json!("Kim Kept"),
+        "a member not forgotten reads as before"
+    );
     // Idempotent.
     let again = gather_api::ops::encrypt_personal_data(plain, vault, |_| {}).await.unwrap();
     assert_eq!((again.plaintext_fields, again.newly_recorded), (10, 0), "{again:?}");

@@ -176,7 +176,8 @@ async fn answer_invitation(
     let activity_id = queries::invitation_activity(&state.db, invitation_id).await?.ok_or_else(not_found)?;
     let activity = state.commands.load::<Activity>(activity_id).await?.state;
     let invitation = activity.invitations.get(&invitation_id).ok_or_else(not_found)?;
-    let mine = member.email.as_ref().zip(invitation.email.known()).is_some_and(|(e, i)| e.normalized() == i.normalized());
+    let mine =
+        member.email.as_ref().zip(invitation.email.known()).is_some_and(|(e, i)| e.normalized() == i.normalized());
     if !mine {
         return Err(ApiError::Forbidden {
             code: "not_the_invitee",

@@ -192,7 +192,9 @@ async fn forget_member(
     }
     let email = member.email.as_ref().filter(|_| !member.forgotten).map(|e| e.normalized());
     let release = match &email {
-        Some(email) => gather_commands::uniqueness::release_email(state.store.as_ref(), &state.lookup, email, id).await?,
+        Some(email) => {
+            gather_commands::uniqueness::release_email(state.store.as_ref(), &state.lookup, email, id).await?
+        }
         None => None,
     };
     let allowed = actor.id == id || actor.has(Role::Moderator);
@@ -214,6 +216,15 @@ async fn forget_member(
         .await?;
     if let Some(vault) = state.store.vault() {
         vault.shred(id).await?;
+    }
+    if let (Some(email), None) = (email, &state.settings.smtp_url) {
+        // Mail to files (embedded): the copies addressed to them go too.
+        let dir = state.settings.data_dir.join("mail");
+        match tokio::task::spawn_blocking(move || gather_projections::mail::forget_files(&dir, &email)).await {
+            Ok(Ok(n)) => tracing::info!(member = %id, files = n, "deleted a forgotten member's mail files"),
+            Ok(Err(e)) => tracing::warn!(member = %id, error = %e, "could not delete a forgotten member's mail files"),
+            Err(e) => tracing::warn!(member = %id, error = %e, "the mail file clean-up stopped"),
+        }
     }
     Ok(accepted(id, &outcome))
 }

@@ -76,8 +76,13 @@ fn migrate_with_an_owner_role_leaves_the_runtime_role_append_only() {
     );
     let owner = fresh_database();
     let runtime = owner.replacen("://postgres@", "://gather_it_runtime@", 1);
-    let env =
-        [("GATHER_DATABASE_URL", runtime.as_str()), ("GATHER_MIGRATE_DATABASE_URL", owner.as_str()), SECRET, LOOKUP, KEK];
+    let env = [
+        ("GATHER_DATABASE_URL", runtime.as_str()),
+        ("GATHER_MIGRATE_DATABASE_URL", owner.as_str()),
+        SECRET,
+        LOOKUP,
+        KEK,
+    ];
     let migrate = gather_with(&dir, &env, &["migrate"]);
     assert!(migrate.status.success(), "{}", text(&migrate.stderr));
     let refused = Command::new("psql")

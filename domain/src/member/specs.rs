@@ -36,7 +36,11 @@ fn reason(raw: &str) -> Reason {
 }
 
 fn registered() -> MemberEvent {
-    MemberEvent::MemberRegistered { member_id: BEN, email: email("Ben@Example.org").into(), display_name: display_name("Ben").into() }
+    MemberEvent::MemberRegistered {
+        member_id: BEN,
+        email: email("Ben@Example.org").into(),
+        display_name: display_name("Ben").into(),
+    }
 }
 
 fn password_set() -> MemberEvent {

@@ -411,7 +411,9 @@ async fn an_answered_invitation_shows_its_answer_to_the_invited_address(b: Backe
                 visibility: Visibility::InviteOnly,
                 approved_by: None,
             },
-            A::GuestsInvited { invitations: vec![InvitationRequest { invitation_id: inv, email: email.clone() }.into()] },
+            A::GuestsInvited {
+                invitations: vec![InvitationRequest { invitation_id: inv, email: email.clone() }.into()],
+            },
             A::InvitationDeclined { invitation_id: inv, member_id: member },
         ],
     )
@@ -617,15 +619,20 @@ async fn a_forgotten_members_invitations_lose_their_address(b: Backend) {
     let (id, org, member, inv) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
     let mut g = Given::new(b).await;
     let email = Email::parse("Forget.Me@Example.com").unwrap();
-    let registered =
-        M::MemberRegistered { member_id: member, email: email.clone().into(), display_name: DisplayName::parse("F").unwrap().into() };
+    let registered = M::MemberRegistered {
+        member_id: member,
+        email: email.clone().into(),
+        display_name: DisplayName::parse("F").unwrap().into(),
+    };
     g.events(format!("member-{member}"), &[registered]).await;
     let d = details("VIP evening", 5, Visibility::InviteOnly);
     g.events(
         activity_stream(id),
         &[
             A::ActivityDrafted { series: None, activity_id: id, organiser_id: org, details: d.clone() },
-            A::GuestsInvited { invitations: vec![InvitationRequest { invitation_id: inv, email: email.clone() }.into()] },
+            A::GuestsInvited {
+                invitations: vec![InvitationRequest { invitation_id: inv, email: email.clone() }.into()],
+            },
         ],
     )
     .await;
@@ -670,7 +677,10 @@ async fn a_forgotten_members_messages_not_yet_relayed_are_scrubbed(b: Backend) {
             encode(&A::ActivityDrafted { series: None, activity_id: id, organiser_id: org, details: d.clone() })
                 .unwrap(),
         ),
-        (activity_stream(id), encode(&A::GuestsInvited { invitations: invitations.into_iter().map(Into::into).collect() }).unwrap()),
+        (
+            activity_stream(id),
+            encode(&A::GuestsInvited { invitations: invitations.into_iter().map(Into::into).collect() }).unwrap(),
+        ),
     ];
     // Only the updates projection runs: nothing relays, so every message waits.
     let updates = gather_projections::outbox::UpdatesProjection;
