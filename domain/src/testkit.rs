@@ -12,14 +12,14 @@
 //! # let ben = uuid::Uuid::from_u128(2);
 //! # let registered = MemberEvent::MemberRegistered {
 //! #     member_id: ben,
-//! #     email: Email::parse("ben@example.org").unwrap(),
-//! #     display_name: DisplayName::parse("Ben").unwrap(),
+//! #     email: Email::parse("ben@example.org").unwrap().into(),
+//! #     display_name: DisplayName::parse("Ben").unwrap().into(),
 //! # };
 //! let name = DisplayName::parse("Benjamin").unwrap();
 //! given([registered])
 //!     .as_actor(Actor::member(ben))
 //!     .when(MemberCommand::UpdateProfile { display_name: name.clone() })
-//!     .then([MemberEvent::ProfileUpdated { display_name: name }])
+//!     .then([MemberEvent::ProfileUpdated { display_name: name.into() }])
 //!     .assert();
 //! ```
 //!

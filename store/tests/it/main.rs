@@ -11,3 +11,4 @@ mod interleaving;
 mod kurrentdb;
 mod privileges;
 mod support;
+mod vault;
