@@ -62,7 +62,10 @@ async fn a_sealed_field_opens_only_in_its_own_event_and_field(db: Db, store: Arc
     // A changed ciphertext does not open either.
     let mut tampered = raw[0].clone();
     let data = tampered.data["name"]["sealed"]["data"].as_str().unwrap().to_owned();
-    let flipped = if data.starts_with('A') { format!("B{}", &data[1..]) } else { format!("A{}", &data[1..]) };
+    let flipped = match data.strip_prefix('A') {
+        Some(rest) => format!("B{rest}"),
+        None => format!("A{}", &data[1..]),
+    };
     tampered.data["name"]["sealed"]["data"] = json!(flipped);
     assert!(vault.unseal(std::slice::from_mut(&mut tampered)).await.is_err());
     // Another KEK cannot unwrap the data key.
