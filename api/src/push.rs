@@ -55,8 +55,42 @@ impl Client {
     }
 }
 
+impl Inner {
+    /// A forgotten member's updates (to them, or messages they sent) are blanked in the
+    /// history, keeping their places (resume points stay valid), and their clients close.
+    fn forget(&mut self, member: Uuid) {
+        let sender = serde_json::json!(member);
+        let mut blanked = 0;
+        for (_, u) in self.history.iter_mut() {
+            if u.recipients.contains(&member) || u.data.get("sender_id") == Some(&sender) {
+                *u = Arc::new(Update {
+                    id: u.id,
+                    topic: String::new(),
+                    kind: "forgotten".into(),
+                    position: u.position,
+                    correlation_id: u.correlation_id,
+                    recipients: Vec::new(),
+                    email: None,
+                    data: serde_json::Value::Null,
+                });
+                blanked += 1;
+            }
+        }
+        self.clients.retain(|_, c| {
+            if c.member == member {
+                let _ = c.closed.set("the member was forgotten".to_owned());
+            }
+            c.member != member
+        });
+        self.forgets += 1;
+        tracing::info!(%member, blanked, "a forgotten member's updates left the push history");
+    }
+}
+
 #[derive(Default)]
 struct Inner {
+    /// How many forgets this process has applied.
+    forgets: u64,
     next: u64,
     clients: HashMap<u64, Client>,
     seq: u64,
@@ -153,6 +187,11 @@ impl PushHub {
         self.lock().seq
     }
 
+    /// How many forgotten members' updates this process has blanked.
+    pub fn forgets(&self) -> u64 {
+        self.lock().forgets
+    }
+
     /// How many clients are connected.
     pub fn clients(&self) -> usize {
         self.lock().clients.len()
@@ -163,6 +202,11 @@ impl PushHub {
         let mut inner = self.lock();
         if !inner.seen.insert(update.id) {
             return; // a redelivery
+        }
+        if update.kind == gather_projections::bus::MEMBER_FORGOTTEN
+            && let Some(member) = update.recipients.first()
+        {
+            inner.forget(*member);
         }
         inner.seen_order.push_back(update.id);
         if inner.seen_order.len() > HISTORY * 2

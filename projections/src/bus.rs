@@ -44,6 +44,10 @@ pub const RETRY_TIERS: [(&str, Duration); 3] = [
     ("gather.notifications.retry.2", Duration::from_secs(10)),
     ("gather.notifications.retry.3", Duration::from_secs(60)),
 ];
+/// The routing key that tells push workers a member was forgotten: their updates leave
+/// every push history (it sends no mail).
+pub const MEMBER_FORGOTTEN: &str = "member.forgotten";
+
 /// The routing keys that send email (the notification queue's bindings).
 pub const MAIL_KEYS: [&str; 8] = [
     "member.registered",

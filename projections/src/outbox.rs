@@ -376,7 +376,14 @@ async fn member_updates(tx: &mut Tx, member: Uuid, event: MemberEvent) -> Result
             exec(tx, "DELETE FROM update_member_emails WHERE member_id = $1", vec![id(member)]).await?;
             let emails: Vec<String> = emails.into_iter().map(|(e,)| e).collect();
             scrub_outbox(tx, member, &emails).await?;
-            Vec::new()
+            // Tells every api process to drop the member's updates from its push
+            // history and close their streams (no personal field in it).
+            vec![Out::new(
+                crate::bus::MEMBER_FORGOTTEN,
+                member_topic(member),
+                vec![member],
+                json!({"member_id": member}),
+            )]
         }
         M::PasswordSet { .. }
         | M::ProfileUpdated { .. }

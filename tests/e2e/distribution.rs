@@ -237,6 +237,40 @@ async fn a_chat_message_reaches_every_connected_member_of_the_chat_and_no_one_el
 
 both_profiles!(a_chat_message_reaches_every_connected_member_of_the_chat_and_no_one_else);
 
+/// Forgetting a member blanks their updates in every push history: a client resuming
+/// from before their message does not get its text, only what came after.
+async fn a_forgotten_members_messages_leave_the_push_history(app: TestApp) {
+    let (_, ta) = quick_member(&app).await;
+    let (b, tb) = quick_member(&app).await;
+    let chat = app.post("/v1/chats", Some(&ta), json!({"title": "Kiln", "member_ids": [b]})).await;
+    assert_eq!(chat.status, 201, "{:?}", chat.body);
+    let chat_id = chat.body["id"].as_str().unwrap().to_string();
+    let mut first = sse(&app, &tb, "", None).await;
+    let post = |token: String, text: &'static str| {
+        let (app, chat_id) = (&app, chat_id.clone());
+        async move {
+            let a = app.post(&format!("/v1/chats/{chat_id}/messages"), Some(&token), json!({"text": text})).await;
+            assert_eq!(a.status, 201, "{:?}", a.body);
+        }
+    };
+    post(tb.clone(), "before anything").await;
+    let mark = first.update("chat.message_posted").await;
+    assert_eq!(mark.data["data"]["text"], json!("before anything"));
+    post(ta.clone(), "a secret only they wrote").await;
+    let secret = first.update("chat.message_posted").await;
+    assert_eq!(secret.data["data"]["text"], json!("a secret only they wrote"), "delivered live before the forget");
+    drop(first);
+    let gone = app.send(app.http.delete(app.url("/v1/me")).bearer_auth(&ta)).await;
+    assert_eq!(gone.status, 202, "{:?}", gone.body);
+    eventually("the forget reaches the push hub", || async { app.app_state.push.forgets() >= 1 }).await;
+    post(tb.clone(), "after the forget").await;
+    let mut again = sse(&app, &tb, "", mark.id.as_deref()).await;
+    let next = again.update("chat.message_posted").await;
+    assert_eq!(next.data["data"]["text"], json!("after the forget"), "the secret is not replayed: {next:?}");
+}
+
+both_profiles!(a_forgotten_members_messages_leave_the_push_history);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_api_processes_each_deliver_the_updates_of_their_own_clients() {
     let first = spawn_app(Profile::Postgres).await;
