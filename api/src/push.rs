@@ -56,13 +56,19 @@ impl Client {
 }
 
 impl Inner {
-    /// A forgotten member's updates (to them, or messages they sent) are blanked in the
-    /// history, keeping their places (resume points stay valid), and their clients close.
+    /// A forgotten member's updates (only to them, or messages they sent) are blanked in
+    /// the history, keeping their places (resume points stay valid); updates to others
+    /// too lose them as a recipient; their clients close.
     fn forget(&mut self, member: Uuid) {
         let sender = serde_json::json!(member);
         let mut blanked = 0;
         for (_, u) in self.history.iter_mut() {
-            if u.recipients.contains(&member) || u.data.get("sender_id") == Some(&sender) {
+            let theirs = u.data.get("sender_id") == Some(&sender) || u.recipients == [member];
+            if !theirs && u.recipients.contains(&member) {
+                let mut kept = (**u).clone();
+                kept.recipients.retain(|r| *r != member);
+                *u = Arc::new(kept);
+            } else if theirs {
                 *u = Arc::new(Update {
                     id: u.id,
                     topic: String::new(),

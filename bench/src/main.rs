@@ -193,6 +193,27 @@ async fn sealing(store: &Arc<dyn EventStore>, url: &str, secs: f64) -> anyhow::R
         sealed_total / 2.0,
         sealed_total / plain_total
     );
+
+    // Reading that log (half of it sealed) through the vault against reading it raw.
+    let sealed_store: Arc<dyn EventStore> = Arc::new(gather_commands::store::Sealed::new(store.clone(), vault.clone()));
+    let count = |s: Arc<dyn EventStore>| async move {
+        let t = Instant::now();
+        let n = s
+            .read_log(Checkpoint::START, LogFilter::categories(&["member"]))
+            .try_fold(0usize, |n, _| async move { Ok(n + 1) })
+            .await?;
+        anyhow::Ok((n, n as f64 / t.elapsed().as_secs_f64()))
+    };
+    let (mut raw_rate, mut opened_rate, mut n) = (0.0, 0.0, 0);
+    for _ in 0..2 {
+        let (k, r) = count(store.clone()).await?;
+        let (_, o) = count(sealed_store.clone()).await?;
+        (raw_rate, opened_rate, n) = (raw_rate + r / 2.0, opened_rate + o / 2.0, k);
+    }
+    println!(
+        "\n| global read of those {n} member events | raw | opened by the vault | opened / raw |\n|---|---:|---:|---:|"
+    );
+    println!("| events/s (mean of 2) | {raw_rate:.0} | {opened_rate:.0} | {:.2}× |", opened_rate / raw_rate);
     Ok(())
 }
 

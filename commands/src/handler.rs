@@ -221,7 +221,14 @@ impl CommandHandler {
     /// Loads an aggregate from its latest valid snapshot plus the events after it.
     pub async fn load<A: Aggregate>(&self, id: Uuid) -> Result<Loaded<A::State>, StoreError> {
         let stream = stream_name(A::CATEGORY, id);
-        let (mut state, mut version) = match self.store.load_snapshot(&stream).await? {
+        let snapshot = match self.store.load_snapshot(&stream).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(%stream, error = %e, "ignoring a snapshot that cannot be read");
+                None
+            }
+        };
+        let (mut state, mut version) = match snapshot {
             Some(s) if s.state_version == A::STATE_VERSION as i32 => match serde_json::from_value(s.state) {
                 Ok(state) => (state, Some(s.version)),
                 Err(e) => {
@@ -298,6 +305,8 @@ impl CommandHandler {
         let _queued = lock.lock().await;
         let mut attempt = 0;
         loop {
+            // The vault's epoch before the load: a shred after it makes this state stale.
+            let epoch = self.epoch();
             let loaded = match self.load_cached::<A>(id, &stream).await {
                 Ok(l) => l,
                 Err(e) => {
@@ -316,7 +325,7 @@ impl CommandHandler {
                 Err(refused) => {
                     // A racing repeat of this very command may have appended first.
                     if let Some(first) = self.store.recorded(meta.command_id).await? {
-                        return Ok(self.finish::<A>(stream, loaded, Vec::new(), first));
+                        return Ok(self.finish::<A>(stream, loaded, Vec::new(), first, epoch));
                     }
                     return Err(refused.into());
                 }
@@ -355,7 +364,7 @@ impl CommandHandler {
             match self.append_all(&append_meta, appends).await {
                 Ok(result) => {
                     metrics::counter!("gather_store_appends_total").increment(1);
-                    return Ok(self.finish::<A>(stream, loaded, events, result));
+                    return Ok(self.finish::<A>(stream, loaded, events, result, epoch));
                 }
                 Err(StoreError::Conflict { stream: s, actual, .. }) => {
                     self.local.put(&stream, None);
@@ -443,6 +452,7 @@ impl CommandHandler {
         loaded: Loaded<A::State>,
         events: Vec<A::Event>,
         result: AppendResult,
+        epoch: u64,
     ) -> CommandOutcome<A::Event> {
         let mine = result.streams.iter().find(|s| s.stream == stream);
         let (position, version) = mine.map_or((result.last_position(), -1), |s| (s.last_position, s.version));
@@ -457,7 +467,11 @@ impl CommandHandler {
         }
         let before = loaded.version.unwrap_or(-1);
         let state = events.iter().fold(loaded.state, A::evolve);
-        let epoch = self.epoch();
+        if epoch != self.epoch() {
+            // A shred since the load: this state may hold what is now forgotten.
+            self.local.put(&stream, None);
+            return CommandOutcome { stream, position, version, events, duplicate: false };
+        }
         self.local.put(&stream, Some(CachedState { version, position, epoch, state: Arc::new(state.clone()) }));
         if self.snapshot_every > 0 && (version + 1) / self.snapshot_every > (before + 1) / self.snapshot_every {
             let store = self.store.clone();
@@ -470,9 +484,10 @@ impl CommandHandler {
                 };
                 if let Some(vault) = store.vault() {
                     let (paths, by_address) = (A::PERSONAL_STATE, A::PERSONAL_STATE_BY_ADDRESS);
-                    let sealed = vault.seal_fields(entity, &mut snapshot.state, paths, entity, by_address).await;
+                    // Under live keys only: a subject without one was shredded since.
+                    let sealed = vault.seal_existing(entity, &mut snapshot.state, paths, entity, by_address).await;
                     if let Err(e) = sealed {
-                        return tracing::warn!(stream = %name, error = %e, "could not seal a snapshot");
+                        return tracing::debug!(stream = %name, error = %e, "no snapshot: a key was shredded");
                     }
                 }
                 if let Err(e) = store.save_snapshot(&name, &snapshot).await {

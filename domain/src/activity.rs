@@ -867,6 +867,8 @@ impl ActivityState {
 
 impl Aggregate for Activity {
     const CATEGORY: &'static str = "activity";
+    /// 2: invited addresses are sealed in snapshots (version 1 held them in clear).
+    const STATE_VERSION: u32 = 2;
     const PERSONAL_STATE: &'static [&'static str] = &["invitations{}.email"];
     const PERSONAL_STATE_BY_ADDRESS: bool = true;
     type State = ActivityState;

@@ -256,6 +256,8 @@ impl MemberState {
 
 impl Aggregate for Member {
     const CATEGORY: &'static str = "member";
+    /// 2: personal fields are sealed in snapshots (version 1 held them in clear).
+    const STATE_VERSION: u32 = 2;
     const PERSONAL_STATE: &'static [&'static str] =
         &["email", "display_name", "password_hash", "children{}.name", "children{}.birth_date"];
     type State = MemberState;

@@ -7,6 +7,7 @@ use crate::runtime::{Projection, ProjectionError, Target};
 use crate::sql::{Arg, Args, execute};
 use async_trait::async_trait;
 use gather_domain::chat::{Chat, ChatEvent, ChatKind};
+use gather_domain::member::{Member, MemberEvent};
 use gather_store::RecordedEvent;
 use gather_store::db::Tx;
 use uuid::Uuid;
@@ -37,6 +38,13 @@ impl Projection for ChatsProjection {
     }
 
     async fn apply(&self, tx: &mut Tx, at: Target, e: &RecordedEvent) -> Result<(), ProjectionError> {
+        if let Some((member, MemberEvent::MemberForgotten { .. })) = decode_of::<Member>(e)? {
+            // Their messages keep their places; the texts are forgotten.
+            let messages = at.table("chat_messages");
+            let sql = format!("UPDATE {messages} SET text = '(forgotten)' WHERE sender_id = $1 AND text <> ''");
+            exec(tx, sql, vec![id(member)]).await?;
+            return Ok(());
+        }
         let Some((chat, event)) = decode_of::<Chat>(e)? else { return Ok(()) };
         let (chats, members, messages) = (at.table("chats"), at.table("chat_members"), at.table("chat_messages"));
         let add_member = |member: Uuid| {

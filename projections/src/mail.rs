@@ -111,10 +111,11 @@ pub fn forget_files(dir: &std::path::Path, address: &str) -> std::io::Result<usi
         }
         let Ok(text) = std::fs::read_to_string(&path) else { continue };
         // The header section ends at the first empty line; `To:` may be folded.
-        let headers = text.split("\r\n\r\n").next().unwrap_or("").replace("\r\n ", " ").replace("\r\n\t", " ");
+        let text = text.replace("\r\n", "\n");
+        let headers = text.split("\n\n").next().unwrap_or("").replace("\n ", " ").replace("\n\t", " ");
         let to_them = headers.lines().any(|line| {
             let lower = line.to_lowercase();
-            lower.starts_with("to:") && lower.contains(&needle)
+            lower.strip_prefix("to:").is_some_and(|to| addresses(to).any(|a| a == needle))
         });
         if to_them {
             std::fs::remove_file(&path)?;
@@ -122,6 +123,17 @@ pub fn forget_files(dir: &std::path::Path, address: &str) -> std::io::Result<usi
         }
     }
     Ok(removed)
+}
+
+/// The addresses of a `To:` value: `Name <a@b>` or bare `a@b`, comma-separated.
+fn addresses(to: &str) -> impl Iterator<Item = &str> {
+    to.split(',').map(|part| {
+        let part = part.trim();
+        match (part.rfind('<'), part.rfind('>')) {
+            (Some(open), Some(close)) if open < close => part[open + 1..close].trim(),
+            _ => part,
+        }
+    })
 }
 
 /// `text` (an SMTP server's reply, which may echo the recipient) without the address:
@@ -245,7 +257,31 @@ pub async fn deliver_pending(db: &Db, mailer: &Mailer) -> Result<usize, sqlx::Er
 
 #[cfg(test)]
 mod address_tests {
-    use super::without_address;
+    use super::{forget_files, without_address};
+
+    #[test]
+    fn forgetting_deletes_only_the_mail_to_that_exact_address() {
+        let dir = std::env::temp_dir().join(format!("gather-mail-{}", uuid::Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mail = |name: &str, to: &str, sep: &str| {
+            let text =
+                format!("From: a@gather.test{sep}To: {to}{sep}Subject: hi{sep}{sep}To: al@x.com in the body{sep}");
+            std::fs::write(dir.join(name), text).unwrap();
+        };
+        mail("1.eml", "Al <AL@x.com>", "\r\n");
+        mail("2.eml", "hal@x.com", "\r\n");
+        mail("3.eml", "al@x.com", "\n");
+        mail("4.eml", "b@x.com", "\r\n");
+        mail("5.eml", "Carol <c@x.com>,\r\n al@x.com", "\r\n");
+        std::fs::write(dir.join("6.txt"), "To: al@x.com\r\n\r\n").unwrap();
+        assert_eq!(forget_files(&dir, "al@x.com").unwrap(), 3);
+        let mut left: Vec<String> =
+            std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        left.sort();
+        assert_eq!(left, ["2.eml", "4.eml", "6.txt"], "hal@ and b@ keep theirs; only .eml files are read");
+        assert_eq!(forget_files(&dir.join("missing"), "al@x.com").unwrap(), 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn an_smtp_reply_is_logged_without_the_recipients_address() {

@@ -102,6 +102,9 @@ impl Projection for MembersProjection {
                      WHERE member_id = $1"
                 );
                 on_tx!(tx, c => sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).bind(Json(json!([]))).bind(pos).execute(&mut **c).await.map(|r| r.rows_affected()))?;
+                // The member's key, again: idempotent, and it finishes a forget whose
+                // shred failed after the append (crash, lost connection).
+                gather_store::vault::shred_in(tx, id).await?;
             }
             MemberEvent::ChildAdded { .. }
             | MemberEvent::PasswordSet { .. }

@@ -435,6 +435,22 @@ fn redact(v: &mut Value, secrets: &[String]) -> bool {
 async fn scrub_outbox(tx: &mut Tx, member: Uuid, emails: &[String]) -> Result<(), sqlx::Error> {
     let own = format!("%\"topic\":\"member:{member}\"%");
     exec(tx, "DELETE FROM outbox WHERE message LIKE $1 ESCAPE '\\'", vec![Arg::Text(Some(own))]).await?;
+    // Chat messages they sent, still waiting: the others get them, the text forgotten.
+    let sent = format!("%\"sender_id\":\"{member}\"%");
+    let rows: Vec<(i64, String)> = fetch_all_tx(
+        tx,
+        "SELECT seq, message FROM outbox WHERE message LIKE $1".into(),
+        Args(vec![Arg::Text(Some(sent))]),
+    )
+    .await?;
+    for (seq, message) in rows {
+        let Ok(mut v) = serde_json::from_str::<Value>(&message) else { continue };
+        if v["data"]["sender_id"] == json!(member) && v["data"].get("text").is_some() {
+            v["data"]["text"] = json!("(forgotten)");
+            let sql = "UPDATE outbox SET message = $2 WHERE seq = $1";
+            exec(tx, sql, vec![Arg::Int(Some(seq)), Arg::Text(Some(v.to_string()))]).await?;
+        }
+    }
     for email in emails {
         let to_them = format!("%\"email\":\"{}\"%", like_literal(email));
         let sql = "DELETE FROM outbox WHERE lower(message) LIKE $1 ESCAPE '\\'";

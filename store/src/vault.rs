@@ -167,8 +167,9 @@ impl Vault {
         Ok(())
     }
 
-    /// The live key of `subject`, created on first use.
-    async fn key_for(&self, subject: Uuid) -> Result<(Uuid, Cipher), StoreError> {
+    /// The live key of `subject`, created on first use (unless `create` is false: then
+    /// a subject without a live key is an error).
+    async fn key_for(&self, subject: Uuid, create: bool) -> Result<(Uuid, Cipher), StoreError> {
         if let Some(hit) = self.live.lock().unwrap_or_else(|p| p.into_inner()).get(&subject) {
             return Ok(hit.clone());
         }
@@ -176,6 +177,9 @@ impl Vault {
         let select = "SELECT key_id, wrapped FROM personal_keys WHERE subject = $1 AND wrapped IS NOT NULL";
         let mut row: Option<(Uuid, Vec<u8>)> =
             crate::on_db!(&self.db, p => sqlx::query_as(select).bind(subject).fetch_optional(p).await)?;
+        if row.is_none() && !create {
+            return Err(StoreError::Invalid(format!("subject {subject} has no live key")));
+        }
         if row.is_none() {
             let key_id = Uuid::now_v7();
             let data_key: [u8; 32] = rand::rng().random();
@@ -247,6 +251,32 @@ impl Vault {
         subject: Uuid,
         by_address: bool,
     ) -> Result<(), StoreError> {
+        self.seal_with(ad_id, data, paths, subject, by_address, true).await
+    }
+
+    /// [`Vault::seal_fields`] under live keys only: a subject without one (shredded since
+    /// the data was read) is an error, so nothing forgotten is sealed under a new key
+    /// (snapshots are sealed this way).
+    pub async fn seal_existing(
+        &self,
+        ad_id: Uuid,
+        data: &mut Value,
+        paths: &[&str],
+        subject: Uuid,
+        by_address: bool,
+    ) -> Result<(), StoreError> {
+        self.seal_with(ad_id, data, paths, subject, by_address, false).await
+    }
+
+    async fn seal_with(
+        &self,
+        ad_id: Uuid,
+        data: &mut Value,
+        paths: &[&str],
+        subject: Uuid,
+        by_address: bool,
+        create: bool,
+    ) -> Result<(), StoreError> {
         let mut fields: Vec<(String, Value)> = Vec::new();
         for path in paths {
             locate(data, path, &mut |concrete, value| {
@@ -260,16 +290,17 @@ impl Vault {
                 (Value::String(address), true) => self.address_subject(&address.to_lowercase()),
                 _ => subject,
             };
-            let (key_id, cipher) = self.key_for(subject).await?;
+            let (key_id, cipher) = self.key_for(subject, create).await?;
             let nonce: [u8; 24] = rand::rng().random();
             let plain = serde_json::to_vec(&value).map_err(|e| StoreError::Invalid(e.to_string()))?;
             let sealed = cipher
                 .encrypt(&XNonce::from(nonce), Payload { msg: &plain, aad: &aad(ad_id, &concrete) })
                 .map_err(|_| StoreError::Invalid("could not seal a personal field".into()))?;
             let envelope = json!({SEALED_KEY: {"key": key_id, "nonce": B64.encode(nonce), "data": B64.encode(sealed)}});
-            if let Some(slot) = at_path(data, &concrete) {
-                *slot = envelope;
-            }
+            let Some(slot) = at_path(data, &concrete) else {
+                return Err(StoreError::Invalid(format!("the personal field {concrete} cannot be addressed")));
+            };
+            *slot = envelope;
         }
         Ok(())
     }
@@ -338,9 +369,8 @@ impl Vault {
                     serde_json::from_slice(&plain).map_err(|_| unopenable())?
                 }
             };
-            if let Some(slot) = at_path(data, &f.path) {
-                *slot = value;
-            }
+            let Some(slot) = at_path(data, &f.path) else { return Err(unopenable()) };
+            *slot = value;
         }
         Ok(())
     }
@@ -416,15 +446,8 @@ impl Vault {
     /// tombstone too, so its plain-text fields read as forgotten). Returns how many
     /// live keys were deleted. Idempotent.
     pub async fn shred(&self, subject: Uuid) -> Result<u64, StoreError> {
-        let now = chrono::Utc::now();
         let mut tx = self.db.begin().await?;
-        let shred =
-            "UPDATE personal_keys SET wrapped = NULL, shredded_at = $2 WHERE subject = $1 AND wrapped IS NOT NULL";
-        let n = crate::on_tx!(&mut tx, c => sqlx::query(shred).bind(subject).bind(now).execute(&mut **c).await
-            .map(|r| r.rows_affected()))?;
-        crate::on_tx!(&mut tx, c => sqlx::query(TOMBSTONE).bind(Uuid::now_v7()).bind(subject).bind(now)
-            .execute(&mut **c).await.map(|r| r.rows_affected()))?;
-        self.announce(&mut tx, &subject.to_string()).await?;
+        let n = shred_in(&mut tx, subject).await?;
         tx.commit().await?;
         self.invalidate(Some(subject));
         Ok(n)
@@ -435,14 +458,6 @@ impl Vault {
     pub async fn tombstone(&self, subject: Uuid) -> Result<(), StoreError> {
         crate::on_db!(&self.db, p => sqlx::query(TOMBSTONE).bind(Uuid::now_v7()).bind(subject)
             .bind(chrono::Utc::now()).execute(p).await.map(|r| r.rows_affected()))?;
-        Ok(())
-    }
-
-    /// Tells the other processes (Postgres NOTIFY, sent at commit).
-    async fn announce(&self, tx: &mut crate::db::Tx, payload: &str) -> Result<(), sqlx::Error> {
-        if let crate::db::Tx::Postgres(c) = tx {
-            sqlx::query("SELECT pg_notify($1, $2)").bind(KEYS_CHANNEL).bind(payload).execute(&mut **c).await?;
-        }
         Ok(())
     }
 
@@ -473,13 +488,36 @@ impl Vault {
             added += crate::on_tx!(&mut tx, c => sqlx::query(sql).bind(event).bind(path).bind(subject)
                 .execute(&mut **c).await.map(|r| r.rows_affected()))?;
         }
-        self.announce(&mut tx, PLAINTEXT_CHANGED).await?;
+        announce(&mut tx, PLAINTEXT_CHANGED).await?;
         tx.commit().await?;
         if !rows.is_empty() {
             self.plaintext.store(true, Ordering::SeqCst);
         }
         Ok(added)
     }
+}
+
+/// Shreds every live key of `subject` inside `tx` (tombstones kept; a subject without
+/// a key gets one) and announces it at commit: the vault's [`Vault::shred`], and the
+/// members projection's on `MemberForgotten` (so a forget whose shred failed in the
+/// request is finished by the projector). Returns how many live keys it deleted.
+pub async fn shred_in(tx: &mut crate::db::Tx, subject: Uuid) -> Result<u64, sqlx::Error> {
+    let now = chrono::Utc::now();
+    let shred = "UPDATE personal_keys SET wrapped = NULL, shredded_at = $2 WHERE subject = $1 AND wrapped IS NOT NULL";
+    let n = crate::on_tx!(&mut *tx, c => sqlx::query(shred).bind(subject).bind(now).execute(&mut **c).await
+        .map(|r| r.rows_affected()))?;
+    crate::on_tx!(&mut *tx, c => sqlx::query(TOMBSTONE).bind(Uuid::now_v7()).bind(subject).bind(now)
+        .execute(&mut **c).await.map(|r| r.rows_affected()))?;
+    announce(tx, &subject.to_string()).await?;
+    Ok(n)
+}
+
+/// Tells the other processes (Postgres NOTIFY, sent at commit).
+async fn announce(tx: &mut crate::db::Tx, payload: &str) -> Result<(), sqlx::Error> {
+    if let crate::db::Tx::Postgres(c) = tx {
+        sqlx::query("SELECT pg_notify($1, $2)").bind(KEYS_CHANNEL).bind(payload).execute(&mut **c).await?;
+    }
+    Ok(())
 }
 
 /// Watches for shreds in other processes (Postgres NOTIFY) and refreshes the

@@ -129,7 +129,13 @@ async fn forgetting_a_member_scrubs_every_derived_copy(app: TestApp) {
     let chat = app.post("/v1/chats", Some(&token), json!({"title": "Parents", "member_ids": [org_id]})).await;
     assert_eq!(chat.status, 201, "{:?}", chat.body);
     let chat_id = chat.body["id"].as_str().unwrap().to_owned();
-    let posted = app.post(&format!("/v1/chats/{chat_id}/messages"), Some(&token), json!({"text": "hi"})).await;
+    let posted = app
+        .post(
+            &format!("/v1/chats/{chat_id}/messages"),
+            Some(&token),
+            json!({"text": format!("hi, {CHILD} says hello")}),
+        )
+        .await;
     assert_eq!(posted.status, 201, "{:?}", posted.body);
     // Reads open the sealed fields: the history shows the invited address.
     let history = app.get(&format!("/v1/activities/{private}/history"), Some(&org), None).await;
@@ -154,6 +160,10 @@ async fn forgetting_a_member_scrubs_every_derived_copy(app: TestApp) {
             .is_some_and(|ps| ps.iter().all(|p| p["position"].as_i64().is_some_and(|pos| pos >= forgotten.position())))
     })
     .await;
+    // The live read side, before any rebuild, holds none of it.
+    let live = dump(&app).await;
+    let leaks = leaks_in(&live);
+    assert!(leaks.is_empty(), "member {member_id}'s personal data is in the live database:\n{}", leaks.join("\n\n"));
     // Every projection rebuilt from the log after the forget shows it forgotten.
     let names: Vec<String> = app.get("/v1/admin/projections", Some(&moderator), None).await.body["items"]
         .as_array()
@@ -183,17 +193,7 @@ async fn forgetting_a_member_scrubs_every_derived_copy(app: TestApp) {
     }
     let after = dump(&app).await;
     assert!(after.contains(org_name()), "the dump holds the organiser's own data (the test can see into it)");
-    let mut leaks = Vec::new();
-    for secret in [EMAIL, NAME, CHILD] {
-        for s in spellings(secret) {
-            for (at, _) in after.match_indices(&s) {
-                let table = after[..at].rfind("COPY ").map(|c| after[c..].split('(').next().unwrap_or("").to_owned());
-                let from = after[..at].char_indices().rev().nth(120).map_or(0, |(i, _)| i);
-                let to = after[at..].char_indices().nth(120).map_or(after.len(), |(i, _)| at + i);
-                leaks.push(format!("{s:?} in {table:?}: …{}…", &after[from..to]));
-            }
-        }
-    }
+    let leaks = leaks_in(&after);
     assert!(leaks.is_empty(), "member {member_id}'s personal data is still in the database:\n{}", leaks.join("\n\n"));
     // The rebuilt attendee list shows the booking, its member forgotten.
     let seen = app.get(&format!("/v1/activities/{public}/attendees"), Some(&org), None).await;
@@ -218,6 +218,22 @@ async fn forgetting_a_member_scrubs_every_derived_copy(app: TestApp) {
     assert_eq!(of("ChildAdded")["data"]["name"], json!({"forgotten": true}));
     assert_eq!(of("ChildAdded")["data"]["child_id"], json!(child), "ids stay in clear");
     assert!(events.iter().any(|e| e["type"] == json!("MemberForgotten")));
+}
+
+/// Where `text` holds any spelling of the member's email, name or child's name.
+fn leaks_in(text: &str) -> Vec<String> {
+    let mut leaks = Vec::new();
+    for secret in [EMAIL, NAME, CHILD] {
+        for s in spellings(secret) {
+            for (at, _) in text.match_indices(&s) {
+                let table = text[..at].rfind("COPY ").map(|c| text[c..].split('(').next().unwrap_or("").to_owned());
+                let from = text[..at].char_indices().rev().nth(120).map_or(0, |(i, _)| i);
+                let to = text[at..].char_indices().nth(120).map_or(text.len(), |(i, _)| at + i);
+                leaks.push(format!("{s:?} in {table:?}: …{}…", &text[from..to]));
+            }
+        }
+    }
+    leaks
 }
 
 fn org_name() -> &'static str {

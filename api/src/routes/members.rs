@@ -173,6 +173,11 @@ async fn forget_other(
     Path(id): Path<Uuid>,
 ) -> Result<Response, ApiError> {
     auth.require(Role::Moderator)?;
+    // The token's roles are checked against the moderator's own stream too: a
+    // suspended or forgotten moderator forgets nobody (a shred cannot be undone).
+    if auth.0.id != id {
+        crate::http::ensure_active(&state, &auth.0).await?;
+    }
     forget_member(&state, auth.0, &headers, id, &format!("members/{id}/forget")).await
 }
 
