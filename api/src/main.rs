@@ -197,16 +197,21 @@ async fn open(settings: &Settings) -> anyhow::Result<(gather_commands::Db, Arc<d
 }
 
 async fn encrypt_personal_data(settings: &Settings) -> anyhow::Result<()> {
-    let (_, sealed) = open(settings).await?;
+    let (db, sealed) = open(settings).await?;
     let (_, plain) = gather_api::app::open_plain_store(settings).await?;
     let vault = sealed.vault().context("the store has no vault")?;
-    let report = ops::encrypt_personal_data(plain, vault, |r| {
+    let report = ops::encrypt_personal_data(&db, plain, vault, |r| {
         tracing::info!(events = r.events, plaintext_fields = r.plaintext_fields, "reading the log");
     })
     .await?;
     println!(
-        "{} events read; {} personal fields in plain text ({} newly recorded); {} forgotten members tombstoned",
-        report.events, report.plaintext_fields, report.newly_recorded, report.forgotten_members
+        "{} events read; {} personal fields in plain text ({} newly recorded); {} forgotten members tombstoned; \
+         {} plain-text snapshots deleted",
+        report.events,
+        report.plaintext_fields,
+        report.newly_recorded,
+        report.forgotten_members,
+        report.snapshots_deleted
     );
     Ok(())
 }

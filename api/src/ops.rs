@@ -295,6 +295,8 @@ pub struct PlaintextReport {
     pub newly_recorded: u64,
     /// Forgotten members whose key (and address) now have tombstones.
     pub forgotten_members: u64,
+    /// Snapshots of an older state version deleted (they held personal fields in clear).
+    pub snapshots_deleted: u64,
 }
 
 /// `gather store encrypt-personal-data`: the log is never rewritten, so the personal
@@ -302,9 +304,11 @@ pub struct PlaintextReport {
 /// instead, each with its subject; once a subject is shredded its plain-text fields
 /// read as forgotten (`Vault::unseal`). Members forgotten before get their tombstones
 /// (the member's key, and their registered address unless it has a live key of a
-/// newer owner). Reads the raw log (`plain`), so it can tell plain text from envelopes;
-/// idempotent; `progress` is called every 10,000 events.
+/// newer owner); snapshots of older state versions (plain text) are deleted. Reads the
+/// raw log (`plain`), so it can tell plain text from envelopes; idempotent; `progress`
+/// is called every 10,000 events.
 pub async fn encrypt_personal_data(
+    db: &Db,
     plain: Arc<dyn EventStore>,
     vault: &gather_commands::store::Vault,
     mut progress: impl FnMut(&PlaintextReport),
@@ -371,6 +375,15 @@ pub async fn encrypt_personal_data(
     for chunk in found.chunks(1_000) {
         report.newly_recorded += vault.record_plaintext(chunk).await?;
     }
+    // Snapshots taken before sealing hold the state's personal fields in clear: they are
+    // a cache, rebuilt from the log on the next load.
+    use gather_domain::Aggregate;
+    let stale = "DELETE FROM snapshots WHERE (stream LIKE 'member-%' AND state_version < $1) \
+                 OR (stream LIKE 'activity-%' AND state_version < $2)";
+    let (member_v, activity_v) =
+        (Member::STATE_VERSION as i32, gather_domain::activity::Activity::STATE_VERSION as i32);
+    report.snapshots_deleted = gather_commands::on_db!(db, p => sqlx::query(stale).bind(member_v).bind(activity_v)
+        .execute(p).await.map(|r| r.rows_affected()))?;
     for member in forgotten {
         vault.shred(member).await?;
         if let Some(address) = addresses.get(&member) {

@@ -158,10 +158,10 @@ pub enum MemberEvent {
         /// The activity.
         activity_id: Uuid,
     },
-    /// A moderator suspended the member.
+    /// A moderator suspended the member. Personal: `reason` (a moderator's words about them).
     MemberSuspended {
         /// Why.
-        reason: Reason,
+        reason: Personal<Reason>,
     },
     /// The member's personal data was forgotten (its key is to be deleted).
     MemberForgotten {
@@ -204,6 +204,7 @@ impl DomainEvent for MemberEvent {
             MemberEvent::PasswordSet { .. } => &["hash"],
             MemberEvent::ProfileUpdated { .. } => &["display_name"],
             MemberEvent::ChildAdded { .. } => &["name", "birth_date"],
+            MemberEvent::MemberSuspended { .. } => &["reason"],
             _ => &[],
         }
     }
@@ -259,7 +260,7 @@ impl Aggregate for Member {
     /// 2: personal fields are sealed in snapshots (version 1 held them in clear).
     const STATE_VERSION: u32 = 2;
     const PERSONAL_STATE: &'static [&'static str] =
-        &["email", "display_name", "password_hash", "children{}.name", "children{}.birth_date"];
+        &["email", "display_name", "password_hash", "children{}.name", "children{}.birth_date", "suspension_reason"];
     type State = MemberState;
     type Command = MemberCommand;
     type Event = MemberEvent;
@@ -319,7 +320,7 @@ impl Aggregate for Member {
                 if state.suspended {
                     return Ok(vec![]);
                 }
-                Ok(vec![E::MemberSuspended { reason }])
+                Ok(vec![E::MemberSuspended { reason: reason.into() }])
             }
             C::Forget => {
                 if !own && !ctx.has(Role::Moderator) {
@@ -379,13 +380,14 @@ impl Aggregate for Member {
             }
             MemberEvent::MemberSuspended { reason } => {
                 state.suspended = true;
-                state.suspension_reason = Some(reason.clone());
+                state.suspension_reason = reason.known().cloned();
             }
             MemberEvent::MemberForgotten { .. } => {
                 state.forgotten = true;
                 state.email = None;
                 state.display_name = None;
                 state.password_hash = None;
+                state.suspension_reason = None;
                 state.children.clear();
             }
         }

@@ -43,6 +43,14 @@ use uuid::Uuid;
 pub const KEYS_CHANNEL: &str = "gather_keys";
 /// The envelope's key in a sealed field.
 pub const SEALED_KEY: &str = "sealed";
+/// Replaces `event #i of the page` in an error by the event's stream and version.
+fn name_event(why: String, events: &[RecordedEvent]) -> String {
+    let Some(at) = why.find("event #") else { return why };
+    let digits: String = why[at + 7..].chars().take_while(char::is_ascii_digit).collect();
+    let Some(e) = digits.parse::<usize>().ok().and_then(|i| events.get(i)) else { return why };
+    why.replacen(&format!("event #{digits} of the page"), &format!("{}@{}", e.stream, e.version), 1)
+}
+
 /// A tombstone for a subject that never had a key: `$1` key id, `$2` subject, `$3` now.
 const TOMBSTONE: &str = "INSERT INTO personal_keys (key_id, subject, wrapped, shredded_at) SELECT $1, $2, NULL, $3 \
                          WHERE NOT EXISTS (SELECT 1 FROM personal_keys WHERE subject = $2)";
@@ -308,10 +316,16 @@ impl Vault {
     /// Opens every envelope in `events`: a field under a shredded key, or a plain-text
     /// field of a shredded subject, becomes `{"forgotten": true}`. One key query per call.
     pub async fn unseal(&self, events: &mut [RecordedEvent]) -> Result<(), StoreError> {
-        let labels: Vec<String> = events.iter().map(|e| format!("{}@{}", e.stream, e.version)).collect();
         let mut docs: Vec<(Uuid, &mut Value)> = events.iter_mut().map(|e| (e.event_id, &mut e.data)).collect();
-        self.open_docs(&mut docs, &|i| labels[i].clone()).await?;
+        let opened = self.open_docs(&mut docs, &|i| format!("event #{i} of the page")).await;
         drop(docs);
+        if let Err(e) = opened {
+            // Name the event (built only on failure).
+            return Err(match e {
+                StoreError::Unreadable(why) => StoreError::Unreadable(name_event(why, events)),
+                other => other,
+            });
+        }
         if self.plaintext.load(Ordering::Relaxed) {
             self.forget_plaintext(events).await?;
         }
@@ -377,13 +391,15 @@ impl Vault {
 
     /// Blanks the plain-text personal fields of shredded subjects in `events`.
     async fn forget_plaintext(&self, events: &mut [RecordedEvent]) -> Result<(), StoreError> {
-        if events.is_empty() {
+        // Only the categories whose events have personal fields.
+        let personal = |e: &RecordedEvent| matches!(e.category(), "member" | "activity" | "chat");
+        if !events.iter().any(personal) {
             return Ok(());
         }
-        let ids: Vec<String> = events.iter().map(|e| e.event_id.simple().to_string()).collect();
+        let ids: Vec<String> = events.iter().filter(|e| personal(e)).map(|e| e.event_id.simple().to_string()).collect();
         let shredded: Vec<(Uuid, String)> = match &self.db {
             Db::Postgres(p) => {
-                let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
+                let ids: Vec<Uuid> = events.iter().filter(|e| personal(e)).map(|e| e.event_id).collect();
                 sqlx::query_as(
                     "SELECT d.event_id, d.path FROM plaintext_personal_data d WHERE d.event_id = ANY($1) \
                      AND EXISTS (SELECT 1 FROM personal_keys k WHERE k.subject = d.subject AND k.wrapped IS NULL)",

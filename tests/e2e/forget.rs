@@ -392,12 +392,21 @@ async fn old_plain_text_fields_read_as_forgotten_once_recorded(app: TestApp) {
     };
     assert_eq!(registered(&feed(gone).await)["email"], json!("Old.Gone@example.com"), "plain text before the run");
 
+    // A snapshot of the older shape, in clear.
+    let snapshot = gather_commands::store::Snapshot {
+        version: 1,
+        state_version: 1,
+        state: json!({"email": "Old.Gone@example.com", "display_name": "Olga Gone"}),
+    };
+    plain.save_snapshot(&format!("member-{gone}"), &snapshot).await.unwrap();
     let vault = app.app_state.store.vault().unwrap();
-    let report = gather_api::ops::encrypt_personal_data(plain.clone(), vault, |_| {}).await.unwrap();
+    let report = gather_api::ops::encrypt_personal_data(&app.app_state.db, plain.clone(), vault, |_| {}).await.unwrap();
     // Per member: email, name, password hash, child name and birth date.
     assert_eq!(report.plaintext_fields, 10, "{report:?}");
     assert_eq!(report.newly_recorded, 10, "{report:?}");
     assert_eq!(report.forgotten_members, 1, "{report:?}");
+    assert_eq!(report.snapshots_deleted, 1, "{report:?}");
+    assert!(plain.load_snapshot(&format!("member-{gone}")).await.unwrap().is_none(), "the plain-text snapshot is gone");
     let events = feed(gone).await;
     assert_eq!(registered(&events)["email"], json!({"forgotten": true}));
     assert_eq!(registered(&events)["display_name"], json!({"forgotten": true}));
@@ -409,6 +418,6 @@ async fn old_plain_text_fields_read_as_forgotten_once_recorded(app: TestApp) {
         "a member not forgotten reads as before"
     );
     // Idempotent.
-    let again = gather_api::ops::encrypt_personal_data(plain, vault, |_| {}).await.unwrap();
+    let again = gather_api::ops::encrypt_personal_data(&app.app_state.db, plain.clone(), vault, |_| {}).await.unwrap();
     assert_eq!((again.plaintext_fields, again.newly_recorded), (10, 0), "{again:?}");
 }

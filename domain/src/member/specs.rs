@@ -64,7 +64,7 @@ fn add_child(child_id: Uuid, name: &str, birth_date: NaiveDate) -> MemberCommand
 }
 
 fn suspended() -> MemberEvent {
-    MemberEvent::MemberSuspended { reason: reason("spam in chats") }
+    MemberEvent::MemberSuspended { reason: (reason("spam in chats")).into() }
 }
 
 fn forgotten() -> MemberEvent {
@@ -388,6 +388,7 @@ mod tests {
         assert_eq!(registered().personal_fields(), &["email", "display_name"]);
         assert_eq!(child_added(MIA, "Mia").personal_fields(), &["name", "birth_date"]);
         assert!(forgotten().personal_fields().is_empty());
+        assert_eq!(suspended().personal_fields(), &["reason"], "a moderator's words about the member");
         assert_eq!(registered().event_type(), "MemberRegistered");
         assert_eq!(registered().schema_version(), 1);
     }
