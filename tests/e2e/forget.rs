@@ -220,10 +220,15 @@ async fn forgetting_a_member_scrubs_every_derived_copy(app: TestApp) {
     assert!(events.iter().any(|e| e["type"] == json!("MemberForgotten")));
 }
 
-/// Where `text` holds any spelling of the member's email, name or child's name.
+/// Where `text` holds any spelling of the member's email, name or child's name, or of
+/// one of their words.
 fn leaks_in(text: &str) -> Vec<String> {
     let mut leaks = Vec::new();
-    for secret in [EMAIL, NAME, CHILD] {
+    // Each whole value, and each word on its own (search lexemes, trigram data, a
+    // name split across columns): `zelda`, `quixot` (a stem), `forgetme`, `xanthipp`.
+    let words = ["Zelda", "Quixot", "Forgetme", "Xanthipp"];
+    assert!(words.iter().all(|w| NAME.contains(w) || EMAIL.contains(w) || CHILD.contains(w)));
+    for secret in [EMAIL, NAME, CHILD].into_iter().chain(words) {
         for s in spellings(secret) {
             for (at, _) in text.match_indices(&s) {
                 let table = text[..at].rfind("COPY ").map(|c| text[c..].split('(').next().unwrap_or("").to_owned());
