@@ -297,6 +297,8 @@ pub struct PlaintextReport {
     pub forgotten_members: u64,
     /// Snapshots of an older state version deleted (they held personal fields in clear).
     pub snapshots_deleted: u64,
+    /// Events that did not decode (logged and skipped).
+    pub undecodable: u64,
 }
 
 /// `gather store encrypt-personal-data`: the log is never rewritten, so the personal
@@ -320,6 +322,7 @@ pub async fn encrypt_personal_data(
     let mut found: Vec<(Uuid, String, Uuid)> = Vec::new();
     let mut addresses: std::collections::HashMap<Uuid, String> = std::collections::HashMap::new();
     let mut forgotten: Vec<Uuid> = Vec::new();
+    let upcasters = gather_commands::Upcasters::standard();
     let mut log = plain.read_log(Checkpoint::START, LogFilter::categories(&["member", "activity", "chat"]));
     while let Some(e) = log.try_next().await? {
         report.events += 1;
@@ -330,33 +333,44 @@ pub async fn encrypt_personal_data(
         let mut masked = e.clone();
         mask_envelopes(&mut masked.data);
         let entity = e.stream.split_once('-').and_then(|(_, id)| Uuid::parse_str(id).ok()).unwrap_or_default();
-        let upcasters = gather_commands::Upcasters::standard();
-        let (paths, by_address, subject) = match e.category() {
+        let decoded = match e.category() {
             "member" => {
-                let event: gather_domain::member::MemberEvent = gather_commands::codec::decode(&masked, &upcasters)?;
-                if let gather_domain::member::MemberEvent::MemberRegistered {
-                    email: gather_domain::Personal::Known(email),
-                    ..
-                } = &event
-                {
-                    addresses.insert(entity, email.normalized());
-                }
-                if matches!(event, gather_domain::member::MemberEvent::MemberForgotten { .. }) {
-                    forgotten.push(entity);
-                }
-                (event.personal_fields(), event.personal_data_keyed_by_address(), event.personal_data_subject())
+                gather_commands::codec::decode::<gather_domain::member::MemberEvent>(&masked, &upcasters).map(|event| {
+                    if let gather_domain::member::MemberEvent::MemberRegistered {
+                        email: gather_domain::Personal::Known(email),
+                        ..
+                    } = &event
+                    {
+                        addresses.insert(entity, email.normalized());
+                    }
+                    if matches!(event, gather_domain::member::MemberEvent::MemberForgotten { .. }) {
+                        forgotten.push(entity);
+                    }
+                    (event.personal_fields(), event.personal_data_keyed_by_address(), event.personal_data_subject())
+                })
             }
-            "activity" => {
-                let event: gather_domain::activity::ActivityEvent =
-                    gather_commands::codec::decode(&masked, &upcasters)?;
-                (event.personal_fields(), event.personal_data_keyed_by_address(), event.personal_data_subject())
-            }
+            "activity" => gather_commands::codec::decode::<gather_domain::activity::ActivityEvent>(&masked, &upcasters)
+                .map(|event| {
+                    (event.personal_fields(), event.personal_data_keyed_by_address(), event.personal_data_subject())
+                }),
             "chat" => {
-                let event: gather_domain::chat::ChatEvent = gather_commands::codec::decode(&masked, &upcasters)?;
-                (event.personal_fields(), event.personal_data_keyed_by_address(), event.personal_data_subject())
+                gather_commands::codec::decode::<gather_domain::chat::ChatEvent>(&masked, &upcasters).map(|event| {
+                    (event.personal_fields(), event.personal_data_keyed_by_address(), event.personal_data_subject())
+                })
             }
             _ => continue,
         };
+        let (paths, by_address, subject) = match decoded {
+            Ok(d) => d,
+            Err(err) => {
+                // Counted and named; the rest of the log is still recorded.
+                tracing::warn!(stream = %e.stream, version = e.version, error = %err, "an event that does not decode is skipped");
+                report.undecodable += 1;
+                continue;
+            }
+        };
+        // Paths of the current shape; an event upcast since it was written is read in the
+        // stored shape, so a field an upcaster moved is not found (none does today).
         let mut data = e.data.clone();
         for path in paths {
             v::locate(&mut data, path, &mut |concrete, value| {
@@ -370,11 +384,14 @@ pub async fn encrypt_personal_data(
                 found.push((e.event_id, concrete, subject));
             });
         }
+        if found.len() >= 1_000 {
+            report.plaintext_fields += found.len() as u64;
+            report.newly_recorded += vault.record_plaintext(&found).await?;
+            found.clear();
+        }
     }
-    report.plaintext_fields = found.len() as u64;
-    for chunk in found.chunks(1_000) {
-        report.newly_recorded += vault.record_plaintext(chunk).await?;
-    }
+    report.plaintext_fields += found.len() as u64;
+    report.newly_recorded += vault.record_plaintext(&found).await?;
     // Snapshots taken before sealing hold the state's personal fields in clear: they are
     // a cache, rebuilt from the log on the next load.
     use gather_domain::Aggregate;

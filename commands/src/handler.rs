@@ -487,7 +487,7 @@ impl CommandHandler {
                     // Under live keys only: a subject without one was shredded since.
                     let sealed = vault.seal_existing(entity, &mut snapshot.state, paths, entity, by_address).await;
                     if let Err(e) = sealed {
-                        return tracing::debug!(stream = %name, error = %e, "no snapshot: a key was shredded");
+                        return tracing::debug!(stream = %name, error = %e, "no snapshot: its data could not be sealed");
                     }
                 }
                 if let Err(e) = store.save_snapshot(&name, &snapshot).await {

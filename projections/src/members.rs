@@ -97,6 +97,16 @@ impl Projection for MembersProjection {
                     .bind(id).bind(pos).execute(&mut **c).await.map(|r| r.rows_affected()))?;
             }
             MemberEvent::MemberForgotten { .. } => {
+                let sql = format!("SELECT email FROM {t} WHERE member_id = $1");
+                let email: Option<(String,)> =
+                    on_tx!(tx, c => sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&mut **c).await)?;
+                if let Some((email,)) = email.filter(|(e,)| !e.is_empty()) {
+                    scrub_elsewhere(tx, &email.to_lowercase()).await?;
+                }
+                // Its snapshot (one of an older shape held the fields in clear).
+                let stream = format!("member-{id}");
+                on_tx!(tx, c => sqlx::query("DELETE FROM snapshots WHERE stream = $1").bind(&stream)
+                    .execute(&mut **c).await.map(|r| r.rows_affected()))?;
                 let sql = format!(
                     "UPDATE {t} SET email = '', display_name = '(forgotten)', children = $2, position = $3 \
                      WHERE member_id = $1"
@@ -113,6 +123,22 @@ impl Projection for MembersProjection {
         }
         Ok(())
     }
+}
+
+/// Copies of a forgotten member's address outside the read models: stored idempotent
+/// answers that mention it (an invitation's reply lists the invited addresses; kept
+/// 24 h under a hashed key) and mail of the legacy outbox to it.
+async fn scrub_elsewhere(tx: &mut Tx, email: &str) -> Result<(), sqlx::Error> {
+    let body = match tx {
+        Tx::Postgres(_) => "encode(body, 'escape')",
+        Tx::Sqlite(_) => "CAST(body AS TEXT)",
+    };
+    let pattern = format!("%{}%", crate::outbox::like_literal(email));
+    let sql = format!("DELETE FROM idempotency_keys WHERE lower({body}) LIKE $1 ESCAPE '\\'");
+    on_tx!(tx, c => sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&pattern).execute(&mut **c).await.map(|r| r.rows_affected()))?;
+    on_tx!(tx, c => sqlx::query("DELETE FROM email_outbox WHERE lower(recipient) = $1").bind(email)
+        .execute(&mut **c).await.map(|r| r.rows_affected()))?;
+    Ok(())
 }
 
 async fn remove_role(tx: &mut Tx, t: &str, id: Uuid, role: &str, pos: i64) -> Result<(), sqlx::Error> {

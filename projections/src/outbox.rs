@@ -399,7 +399,7 @@ async fn member_updates(tx: &mut Tx, member: Uuid, event: MemberEvent) -> Result
 }
 
 /// `text` as a `LIKE` pattern matching itself (`\` escapes `%`, `_` and itself).
-fn like_literal(text: &str) -> String {
+pub(crate) fn like_literal(text: &str) -> String {
     text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
 }
 
@@ -435,6 +435,9 @@ fn redact(v: &mut Value, secrets: &[String]) -> bool {
 async fn scrub_outbox(tx: &mut Tx, member: Uuid, emails: &[String]) -> Result<(), sqlx::Error> {
     let own = format!("%\"topic\":\"member:{member}\"%");
     exec(tx, "DELETE FROM outbox WHERE message LIKE $1 ESCAPE '\\'", vec![Arg::Text(Some(own))]).await?;
+    // Audit copies of their own stream's events (the `audit_exchange` projection).
+    let stream = format!("%\"topic\":\"member-{member}\"%");
+    exec(tx, "DELETE FROM outbox WHERE message LIKE $1 ESCAPE '\\'", vec![Arg::Text(Some(stream))]).await?;
     // Chat messages they sent, still waiting: the others get them, the text forgotten.
     let sent = format!("%\"sender_id\":\"{member}\"%");
     let rows: Vec<(i64, String)> = fetch_all_tx(
@@ -445,16 +448,41 @@ async fn scrub_outbox(tx: &mut Tx, member: Uuid, emails: &[String]) -> Result<()
     .await?;
     for (seq, message) in rows {
         let Ok(mut v) = serde_json::from_str::<Value>(&message) else { continue };
-        if v["data"]["sender_id"] == json!(member) && v["data"].get("text").is_some() {
-            v["data"]["text"] = json!("(forgotten)");
+        let mut changed = false;
+        // An update's data, or an audit copy's event data one level down.
+        let d = &mut v["data"];
+        if d["sender_id"] == json!(member) && d.get("text").is_some() {
+            d["text"] = json!("(forgotten)");
+            changed = true;
+        }
+        if d["data"]["sender_id"] == json!(member) && d["data"].get("text").is_some() {
+            d["data"]["text"] = json!("(forgotten)");
+            changed = true;
+        }
+        if changed {
             let sql = "UPDATE outbox SET message = $2 WHERE seq = $1";
             exec(tx, sql, vec![Arg::Int(Some(seq)), Arg::Text(Some(v.to_string()))]).await?;
         }
     }
     for email in emails {
+        // Mail to them goes; a message that only mentions them (an audit copy of an
+        // invitation to several addresses) is redacted below.
         let to_them = format!("%\"email\":\"{}\"%", like_literal(email));
-        let sql = "DELETE FROM outbox WHERE lower(message) LIKE $1 ESCAPE '\\'";
-        exec(tx, sql, vec![Arg::Text(Some(to_them))]).await?;
+        let rows: Vec<(i64, String)> = fetch_all_tx(
+            tx,
+            "SELECT seq, message FROM outbox WHERE lower(message) LIKE $1 ESCAPE '\\'".into(),
+            Args(vec![Arg::Text(Some(to_them))]),
+        )
+        .await?;
+        for (seq, message) in rows {
+            let addressed = serde_json::from_str::<Value>(&message)
+                .ok()
+                .and_then(|v| v["email"].as_str().map(|e| e.eq_ignore_ascii_case(email)))
+                .unwrap_or(false);
+            if addressed {
+                exec(tx, "DELETE FROM outbox WHERE seq = $1", vec![Arg::Int(Some(seq))]).await?;
+            }
+        }
         let mentioned = format!("%{}%", like_literal(email));
         let rows: Vec<(i64, String)> = fetch_all_tx(
             tx,

@@ -175,8 +175,8 @@ impl Vault {
         Ok(())
     }
 
-    /// The live key of `subject`, created on first use (unless `create` is false: then
-    /// a subject without a live key is an error).
+    /// The live key of `subject`, created on first use (with `create` false, only for a
+    /// subject never shredded: a shredded one without a live key is an error).
     async fn key_for(&self, subject: Uuid, create: bool) -> Result<(Uuid, Cipher), StoreError> {
         if let Some(hit) = self.live.lock().unwrap_or_else(|p| p.into_inner()).get(&subject) {
             return Ok(hit.clone());
@@ -185,8 +185,8 @@ impl Vault {
         let select = "SELECT key_id, wrapped FROM personal_keys WHERE subject = $1 AND wrapped IS NOT NULL";
         let mut row: Option<(Uuid, Vec<u8>)> =
             crate::on_db!(&self.db, p => sqlx::query_as(select).bind(subject).fetch_optional(p).await)?;
-        if row.is_none() && !create {
-            return Err(StoreError::Invalid(format!("subject {subject} has no live key")));
+        if row.is_none() && !create && self.is_shredded(subject).await? {
+            return Err(StoreError::Invalid(format!("subject {subject} was shredded and has no live key")));
         }
         if row.is_none() {
             let key_id = Uuid::now_v7();
@@ -262,9 +262,9 @@ impl Vault {
         self.seal_with(ad_id, data, paths, subject, by_address, true).await
     }
 
-    /// [`Vault::seal_fields`] under live keys only: a subject without one (shredded since
-    /// the data was read) is an error, so nothing forgotten is sealed under a new key
-    /// (snapshots are sealed this way).
+    /// [`Vault::seal_fields`], except that a shredded subject without a live key is an
+    /// error rather than given a new key: what was read before the shred is never sealed
+    /// again (snapshots are sealed this way; a subject older than sealing gets its key).
     pub async fn seal_existing(
         &self,
         ad_id: Uuid,

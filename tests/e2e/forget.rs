@@ -29,7 +29,9 @@ async fn dump(app: &TestApp) -> String {
     mail + &match &app.app_state.db {
         gather_commands::Db::Postgres(pool) => {
             let db: String = sqlx::query_scalar("SELECT current_database()").fetch_one(pool).await.unwrap();
+            // Binary columns as text, not hex, so the search sees into them.
             let out = tokio::process::Command::new("pg_dump")
+                .env("PGOPTIONS", "-c bytea_output=escape")
                 .args(["-h", "127.0.0.1", "-U", "postgres", &db])
                 .output()
                 .await
@@ -124,8 +126,22 @@ async fn forgetting_a_member_scrubs_every_derived_copy(app: TestApp) {
     let private = app.post("/v1/activities", Some(&org), body).await.body["id"].as_str().unwrap().to_owned();
     let a = app.post(&format!("/v1/activities/{private}/publish"), Some(&org), json!({})).await;
     assert_eq!(a.status, 202, "{:?}", a.body);
-    let a = app.post(&format!("/v1/activities/{private}/invitations"), Some(&org), json!({"emails": [EMAIL]})).await;
+    // With an idempotency key: the stored answer lists the invited address.
+    let invite = app
+        .http
+        .post(app.url(&format!("/v1/activities/{private}/invitations")))
+        .bearer_auth(&org)
+        .header("idempotency-key", "invite-the-forgotten")
+        .json(&json!({"emails": [EMAIL]}));
+    let a = app.send(invite).await;
     assert_eq!(a.status, 201, "{:?}", a.body);
+    // A snapshot of the shape before sealing, in clear (as an older store has them).
+    let old = gather_commands::store::Snapshot {
+        version: 0,
+        state_version: 1,
+        state: json!({"email": EMAIL, "display_name": NAME, "children": {child.clone(): {"name": CHILD}}}),
+    };
+    app.app_state.store.save_snapshot(&format!("member-{member_id}"), &old).await.unwrap();
     let chat = app.post("/v1/chats", Some(&token), json!({"title": "Parents", "member_ids": [org_id]})).await;
     assert_eq!(chat.status, 201, "{:?}", chat.body);
     let chat_id = chat.body["id"].as_str().unwrap().to_owned();
