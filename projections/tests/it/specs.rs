@@ -699,6 +699,10 @@ async fn a_forgotten_members_messages_not_yet_relayed_are_scrubbed(b: Backend) {
                 if let Some(end) = page.last().map(|e| e.checkpoint()) {
                     let mut tx = g.db.begin().await.unwrap();
                     apply_events(&mut tx, updates, Target::Live, &page).await.unwrap();
+                    // The audit exchange's copies wait in the outbox too.
+                    apply_events(&mut tx, &gather_projections::outbox::AuditProjection, Target::Live, &page)
+                        .await
+                        .unwrap();
                     tx.commit().await.unwrap();
                     last = end;
                 }
@@ -744,4 +748,10 @@ async fn a_forgotten_members_messages_not_yet_relayed_are_scrubbed(b: Backend) {
     assert!(!all.contains("zed forgotten"), "{all}");
     assert!(!all.contains(&format!("member:{member}")), "{all}");
     assert!(all.contains("stays@example.com"), "the other invitee's message stays: {all}");
+    let audit_invited = rest.iter().find(|m| m.contains("\"type\":\"activity.GuestsInvited\"")).expect("audit copy");
+    assert!(
+        audit_invited.contains("stays@example.com"),
+        "the audit copy stays, without their address: {audit_invited}"
+    );
+    assert!(!rest.iter().any(|m| m.contains(&format!("\"topic\":\"member-{member}\""))), "{rest:?}");
 }
