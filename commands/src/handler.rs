@@ -485,7 +485,9 @@ impl CommandHandler {
                 if let Some(vault) = store.vault() {
                     let (paths, by_address) = (A::PERSONAL_STATE, A::PERSONAL_STATE_BY_ADDRESS);
                     // Under live keys only: a subject without one was shredded since.
-                    let sealed = vault.seal_existing(entity, &mut snapshot.state, paths, entity, by_address).await;
+                    let owner = (entity, by_address);
+                    let new_keys = crate::store::vault::NewKeys::UnlessShredded;
+                    let sealed = vault.seal_fields(entity, &mut snapshot.state, paths, owner, new_keys).await;
                     if let Err(e) = sealed {
                         return tracing::debug!(stream = %name, error = %e, "no snapshot: its data could not be sealed");
                     }

@@ -432,6 +432,18 @@ fn redact(v: &mut Value, secrets: &[String]) -> bool {
 /// A forgotten member's messages not yet relayed are dropped (their own updates and
 /// every email to their address), and their address is redacted from the others
 /// (an invitation listing several addresses). Relayed ones are dropped at send time.
+/// The waiting messages whose lower-cased text matches a `LIKE` pattern (`\` escapes).
+async fn outbox_like(tx: &mut Tx, pattern: String) -> Result<Vec<(i64, String)>, sqlx::Error> {
+    let sql = "SELECT seq, message FROM outbox WHERE lower(message) LIKE $1 ESCAPE '\\'";
+    fetch_all_tx(tx, sql.into(), Args(vec![Arg::Text(Some(pattern))])).await
+}
+
+/// Replaces a waiting message.
+async fn rewrite(tx: &mut Tx, seq: i64, message: &Value) -> Result<(), sqlx::Error> {
+    let sql = "UPDATE outbox SET message = $2 WHERE seq = $1";
+    exec(tx, sql, vec![Arg::Int(Some(seq)), Arg::Text(Some(message.to_string()))]).await
+}
+
 async fn scrub_outbox(tx: &mut Tx, member: Uuid, emails: &[String]) -> Result<(), sqlx::Error> {
     let own = format!("%\"topic\":\"member:{member}\"%");
     exec(tx, "DELETE FROM outbox WHERE message LIKE $1 ESCAPE '\\'", vec![Arg::Text(Some(own))]).await?;
@@ -440,13 +452,7 @@ async fn scrub_outbox(tx: &mut Tx, member: Uuid, emails: &[String]) -> Result<()
     exec(tx, "DELETE FROM outbox WHERE message LIKE $1 ESCAPE '\\'", vec![Arg::Text(Some(stream))]).await?;
     // Chat messages they sent, still waiting: the others get them, the text forgotten.
     let sent = format!("%\"sender_id\":\"{member}\"%");
-    let rows: Vec<(i64, String)> = fetch_all_tx(
-        tx,
-        "SELECT seq, message FROM outbox WHERE message LIKE $1".into(),
-        Args(vec![Arg::Text(Some(sent))]),
-    )
-    .await?;
-    for (seq, message) in rows {
+    for (seq, message) in outbox_like(tx, sent).await? {
         let Ok(mut v) = serde_json::from_str::<Value>(&message) else { continue };
         let mut changed = false;
         // An update's data, or an audit copy's event data one level down.
@@ -460,21 +466,14 @@ async fn scrub_outbox(tx: &mut Tx, member: Uuid, emails: &[String]) -> Result<()
             changed = true;
         }
         if changed {
-            let sql = "UPDATE outbox SET message = $2 WHERE seq = $1";
-            exec(tx, sql, vec![Arg::Int(Some(seq)), Arg::Text(Some(v.to_string()))]).await?;
+            rewrite(tx, seq, &v).await?;
         }
     }
     for email in emails {
         // Mail to them goes; a message that only mentions them (an audit copy of an
         // invitation to several addresses) is redacted below.
         let to_them = format!("%\"email\":\"{}\"%", like_literal(email));
-        let rows: Vec<(i64, String)> = fetch_all_tx(
-            tx,
-            "SELECT seq, message FROM outbox WHERE lower(message) LIKE $1 ESCAPE '\\'".into(),
-            Args(vec![Arg::Text(Some(to_them))]),
-        )
-        .await?;
-        for (seq, message) in rows {
+        for (seq, message) in outbox_like(tx, to_them).await? {
             let addressed = serde_json::from_str::<Value>(&message)
                 .ok()
                 .and_then(|v| v["email"].as_str().map(|e| e.eq_ignore_ascii_case(email)))
@@ -484,17 +483,10 @@ async fn scrub_outbox(tx: &mut Tx, member: Uuid, emails: &[String]) -> Result<()
             }
         }
         let mentioned = format!("%{}%", like_literal(email));
-        let rows: Vec<(i64, String)> = fetch_all_tx(
-            tx,
-            "SELECT seq, message FROM outbox WHERE lower(message) LIKE $1 ESCAPE '\\'".into(),
-            Args(vec![Arg::Text(Some(mentioned))]),
-        )
-        .await?;
-        for (seq, message) in rows {
+        for (seq, message) in outbox_like(tx, mentioned).await? {
             let Ok(mut v) = serde_json::from_str::<Value>(&message) else { continue };
             if redact(&mut v, std::slice::from_ref(email)) {
-                let sql = "UPDATE outbox SET message = $2 WHERE seq = $1";
-                exec(tx, sql, vec![Arg::Int(Some(seq)), Arg::Text(Some(v.to_string()))]).await?;
+                rewrite(tx, seq, &v).await?;
             }
         }
     }

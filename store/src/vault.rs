@@ -57,6 +57,15 @@ const TOMBSTONE: &str = "INSERT INTO personal_keys (key_id, subject, wrapped, sh
 /// The payload announcing that `plaintext_personal_data` changed.
 const PLAINTEXT_CHANGED: &str = "plaintext";
 
+/// Whether sealing may create a subject's key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NewKeys {
+    /// Create one for a subject without a live key (new personal data).
+    Always,
+    /// Only for a subject never shredded (data read before now: snapshots).
+    UnlessShredded,
+}
+
 /// The key-encryption key: 32 bytes, given as 64 hex characters.
 #[derive(Clone)]
 pub struct Kek([u8; 32]);
@@ -245,45 +254,23 @@ impl Vault {
             return Ok(());
         }
         let subject = event.personal_data_subject().unwrap_or(entity);
-        self.seal_fields(new.event_id, &mut new.data, paths, subject, event.personal_data_keyed_by_address()).await
+        let owner = (subject, event.personal_data_keyed_by_address());
+        self.seal_fields(new.event_id, &mut new.data, paths, owner, NewKeys::Always).await
     }
 
     /// Seals the values at `paths` in `data` (`a.b`, `list[].x`, `map{}.x`) with
     /// `ad_id` and each concrete path as associated data: under `subject`'s key, or
-    /// under the key of the address each value holds (`by_address`).
+    /// under the key of the address each value holds (`by_address`). With
+    /// [`NewKeys::UnlessShredded`], a shredded subject without a live key is an error
+    /// rather than given a new key: what was read before the shred is never sealed again
+    /// (snapshots are sealed this way).
     pub async fn seal_fields(
         &self,
         ad_id: Uuid,
         data: &mut Value,
         paths: &[&str],
-        subject: Uuid,
-        by_address: bool,
-    ) -> Result<(), StoreError> {
-        self.seal_with(ad_id, data, paths, subject, by_address, true).await
-    }
-
-    /// [`Vault::seal_fields`], except that a shredded subject without a live key is an
-    /// error rather than given a new key: what was read before the shred is never sealed
-    /// again (snapshots are sealed this way; a subject older than sealing gets its key).
-    pub async fn seal_existing(
-        &self,
-        ad_id: Uuid,
-        data: &mut Value,
-        paths: &[&str],
-        subject: Uuid,
-        by_address: bool,
-    ) -> Result<(), StoreError> {
-        self.seal_with(ad_id, data, paths, subject, by_address, false).await
-    }
-
-    async fn seal_with(
-        &self,
-        ad_id: Uuid,
-        data: &mut Value,
-        paths: &[&str],
-        subject: Uuid,
-        by_address: bool,
-        create: bool,
+        (subject, by_address): (Uuid, bool),
+        new_keys: NewKeys,
     ) -> Result<(), StoreError> {
         let mut fields: Vec<(String, Value)> = Vec::new();
         for path in paths {
@@ -298,7 +285,7 @@ impl Vault {
                 (Value::String(address), true) => self.address_subject(&address.to_lowercase()),
                 _ => subject,
             };
-            let (key_id, cipher) = self.key_for(subject, create).await?;
+            let (key_id, cipher) = self.key_for(subject, new_keys == NewKeys::Always).await?;
             let nonce: [u8; 24] = rand::rng().random();
             let plain = serde_json::to_vec(&value).map_err(|e| StoreError::Invalid(e.to_string()))?;
             let sealed = cipher
