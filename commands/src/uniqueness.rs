@@ -12,9 +12,7 @@
 //! (the [`legacy_email_stream`]), never created.
 
 use crate::store::{EventStore, ExpectedVersion, NewEvent, StoreError, StreamAppend};
-use hmac::{Hmac, Mac};
 use serde_json::json;
-use sha2::Sha256;
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -47,13 +45,7 @@ impl LookupKey {
     }
 
     fn tag(&self, normalized: &str) -> Uuid {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes a key of any length");
-        mac.update(b"gather-email-lookup|");
-        mac.update(normalized.as_bytes());
-        let digest = mac.finalize().into_bytes();
-        let mut bytes = [0u8; 16];
-        bytes.copy_from_slice(&digest[..16]);
-        uuid::Builder::from_custom_bytes(bytes).into_uuid()
+        crate::store::vault::keyed_id(&self.0, "gather-email-lookup", normalized)
     }
 }
 

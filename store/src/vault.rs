@@ -157,13 +157,7 @@ impl Vault {
     /// The subject that owns an address (its lowercase form): an HMAC, so the key
     /// table does not tell whose address it is.
     pub fn address_subject(&self, normalized: &str) -> Uuid {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.address_secret).expect("HMAC takes any key");
-        mac.update(b"gather-address-subject|");
-        mac.update(normalized.as_bytes());
-        let digest = mac.finalize().into_bytes();
-        let mut bytes = [0u8; 16];
-        bytes.copy_from_slice(&digest[..16]);
-        uuid::Builder::from_custom_bytes(bytes).into_uuid()
+        keyed_id(&self.address_secret, "gather-address-subject", normalized)
     }
 
     fn invalidate(&self, subject: Option<Uuid>) {
@@ -498,6 +492,20 @@ impl Vault {
         }
         Ok(added)
     }
+}
+
+/// A uuid naming `text` under `secret`: the first 16 bytes of HMAC-SHA256 over
+/// `purpose|text`, so nobody without the secret can tell what it names (a plain hash
+/// of an address falls to a dictionary).
+pub fn keyed_id(secret: &[u8], purpose: &str, text: &str) -> Uuid {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes a key of any length");
+    mac.update(purpose.as_bytes());
+    mac.update(b"|");
+    mac.update(text.as_bytes());
+    let digest = mac.finalize().into_bytes();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
 }
 
 /// Shreds every live key of `subject` inside `tx` (tombstones kept; a subject without
