@@ -95,3 +95,37 @@ fn migrate_with_an_owner_role_leaves_the_runtime_role_append_only() {
     assert_eq!(psql(&owner, "SELECT tableowner FROM pg_tables WHERE tablename = 'activities'"), "gather_it_runtime");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `gather store encrypt-personal-data` records an older store's plain-text personal
+/// fields (on Postgres), is idempotent, and refuses to run without the KEK in production.
+#[test]
+fn encrypt_personal_data_records_plain_text_fields_once() {
+    let dir = std::env::temp_dir().join(format!("gather-cli-{}", uuid::Uuid::now_v7().simple()));
+    let url = fresh_database();
+    let env = [("GATHER_DATABASE_URL", url.as_str()), SECRET, LOOKUP, KEK];
+    let migrate = gather_with(&dir, &env, &["migrate"]);
+    assert!(migrate.status.success(), "{}", text(&migrate.stderr));
+    // A member registered by an older Gather: its fields in clear.
+    psql(
+        &url,
+        "INSERT INTO events (stream, category, version, event_id, event_type, schema_version, data, command_id, \
+         correlation_id) VALUES ('member-01a2272f-0000-7000-8000-000000000001', 'member', 0, gen_random_uuid(), \
+         'MemberRegistered', 1, '{\"member_id\": \"01a2272f-0000-7000-8000-000000000001\", \
+         \"email\": \"old@example.com\", \"display_name\": \"Old Timer\"}', gen_random_uuid(), gen_random_uuid())",
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while psql(&url, "SELECT count(*) FROM events WHERE commit_id < gather_readable_below()") != "1" {
+        assert!(std::time::Instant::now() < deadline, "the event never became readable");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let run = gather_with(&dir, &env, &["store", "encrypt-personal-data"]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let out = text(&run.stdout);
+    assert!(out.contains("2 personal fields in plain text (2 newly recorded)"), "{out}");
+    assert_eq!(psql(&url, "SELECT count(*) FROM plaintext_personal_data"), "2");
+    let again = gather_with(&dir, &env, &["store", "encrypt-personal-data"]);
+    assert!(text(&again.stdout).contains("(0 newly recorded)"), "{}", text(&again.stdout));
+    let no_kek = gather_with(&dir, &env[..3], &["store", "encrypt-personal-data"]);
+    assert!(!no_kek.status.success());
+    assert!(text(&no_kek.stderr).contains("GATHER_KEK"), "{}", text(&no_kek.stderr));
+}

@@ -106,8 +106,10 @@ async fn a_batch_that_waits_on_a_stream_never_appends_behind_a_younger_transacti
                 .await
         }
     });
-    if !wait_blocked(&url, a_pid, true).await {
-        panic!("batch A did not wait for stream T: {:?}", batch_a.await);
+    // Not `or_idle`: A is idle until its task has sent the batch, and it must block.
+    // (Awaiting A here would hang: Z holds T until the COMMIT below.)
+    if !wait_blocked(&url, a_pid, false).await {
+        panic!("batch A did not wait for stream T");
     }
     // B appends to S on its own (it may finish, or wait behind A: either is correct).
     let (mut b, b_pid) = session(&url).await;
