@@ -384,6 +384,31 @@ mod tests {
     }
 
     #[test]
+    fn a_stream_whose_personal_fields_are_shredded_replays_as_forgotten() {
+        // As the store reads the stream once the member's key is shredded: every
+        // personal field is `{"forgotten": true}`.
+        let shredded: Vec<MemberEvent> = history([child_added(MIA, "Mia"), suspended(), forgotten()])
+            .iter()
+            .map(|e| {
+                let mut v = serde_json::to_value(e).unwrap();
+                for field in e.personal_fields() {
+                    v["data"][*field] = serde_json::json!({"forgotten": true});
+                }
+                serde_json::from_value(v).unwrap()
+            })
+            .collect();
+        let MemberEvent::MemberRegistered { email, display_name, .. } = &shredded[0] else { panic!("{shredded:?}") };
+        assert!(email.is_forgotten() && display_name.is_forgotten(), "typed as forgotten, not as a value");
+        let state = Member::fold(&shredded);
+        assert!(state.registered && state.forgotten);
+        assert_eq!((state.email, state.display_name, state.password_hash), (None, None, None));
+        assert!(state.children.is_empty());
+        assert_eq!(state.suspension_reason, None);
+        // A forgotten value serializes back as the mark, never as an empty value.
+        assert_eq!(serde_json::to_value(email).unwrap(), serde_json::json!({"forgotten": true}));
+    }
+
+    #[test]
     fn personal_fields_are_marked_on_member_events() {
         assert_eq!(registered().personal_fields(), &["email", "display_name"]);
         assert_eq!(child_added(MIA, "Mia").personal_fields(), &["name", "birth_date"]);
