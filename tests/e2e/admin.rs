@@ -2,12 +2,12 @@
 //! (`POST /v1/admin/projections/{name}/rebuild`), and the read side's clean-up jobs.
 
 use crate::harness::{
-    Answer, MODERATOR, Profile, TestApp, activity_body, eventually, published_activity, quick_member, spawn_app,
-    spawn_beside,
+    Answer, MODERATOR, Profile, TestApp, activity_body, eventually, projection, projections, published_activity,
+    quick_member, rebuilt, spawn_app, spawn_beside,
 };
 use gather_commands::{on_db, on_db_read};
 use gather_projections::rebuild::Rebuild;
-use serde_json::{Value, json};
+use serde_json::json;
 use uuid::Uuid;
 
 both_profiles!(
@@ -80,25 +80,6 @@ async fn moderator(app: &TestApp) -> String {
     let m = app.login(MODERATOR.0, MODERATOR.1).await;
     assert_eq!(m.status, 200, "{:?}", m.body);
     m.body["token"].as_str().unwrap().to_string()
-}
-
-async fn projections(app: &TestApp, token: &str) -> Vec<Value> {
-    let a = app.get("/v1/admin/projections", Some(token), None).await;
-    assert_eq!(a.status, 200, "{:?}", a.body);
-    a.body["items"].as_array().unwrap().clone()
-}
-
-async fn projection(app: &TestApp, token: &str, name: &str) -> Value {
-    projections(app, token).await.into_iter().find(|p| p["name"] == name).expect("the projection is listed")
-}
-
-async fn rebuilt(app: &TestApp, token: &str, name: &str) {
-    eventually(&format!("the rebuild of {name} swapped in"), || async {
-        let p = projection(app, token, name).await;
-        assert!(p["rebuilding"].is_null() || p["rebuilding"]["error"].is_null(), "rebuild failed: {p}");
-        p["rebuilding"].is_null()
-    })
-    .await;
 }
 
 /// The names of a table's indexes (and whether it has a primary key), as the catalog has them.

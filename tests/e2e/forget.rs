@@ -181,12 +181,8 @@ async fn forgetting_a_member_scrubs_every_derived_copy(app: TestApp) {
     let leaks = leaks_in(&live);
     assert!(leaks.is_empty(), "member {member_id}'s personal data is in the live database:\n{}", leaks.join("\n\n"));
     // Every projection rebuilt from the log after the forget shows it forgotten.
-    let names: Vec<String> = app.get("/v1/admin/projections", Some(&moderator), None).await.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["name"].as_str().unwrap().to_owned())
-        .collect();
+    let names: Vec<String> =
+        projections(&app, &moderator).await.iter().map(|p| p["name"].as_str().unwrap().to_owned()).collect();
     assert!(names.len() >= 9, "{names:?}");
     let mut rebuilt = Vec::new();
     for name in &names {
@@ -196,13 +192,7 @@ async fn forgetting_a_member_scrubs_every_derived_copy(app: TestApp) {
         }
         assert_eq!(a.status, 202, "{name}: {:?}", a.body);
         rebuilt.push(name.as_str());
-        eventually(&format!("the rebuild of {name} swapped in"), || async {
-            let a = app.get("/v1/admin/projections", Some(&moderator), None).await;
-            let p = a.body["items"].as_array().unwrap().iter().find(|p| p["name"] == json!(name)).unwrap().clone();
-            assert!(p["rebuilding"].is_null() || p["rebuilding"]["error"].is_null(), "rebuild failed: {p}");
-            p["rebuilding"].is_null()
-        })
-        .await;
+        crate::harness::rebuilt(&app, &moderator, name).await;
     }
     for read_model in ["members", "activities", "invitations", "favourites", "chats", "search"] {
         assert!(rebuilt.contains(&read_model), "{read_model} was rebuilt: {rebuilt:?}");

@@ -590,3 +590,25 @@ pub fn mail_files_to(app: &TestApp, address: &str) -> Vec<String> {
 pub fn unfold(mail: &str) -> String {
     mail.replace("=\r\n", "").replace("=\n", "")
 }
+
+/// Every projection as `GET /v1/admin/projections` lists it.
+pub async fn projections(app: &TestApp, token: &str) -> Vec<Value> {
+    let a = app.get("/v1/admin/projections", Some(token), None).await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    a.body["items"].as_array().unwrap().clone()
+}
+
+/// One projection as `GET /v1/admin/projections` lists it.
+pub async fn projection(app: &TestApp, token: &str, name: &str) -> Value {
+    projections(app, token).await.into_iter().find(|p| p["name"] == name).expect("the projection is listed")
+}
+
+/// Waits until a rebuild of `name` has swapped in (failing if it failed).
+pub async fn rebuilt(app: &TestApp, token: &str, name: &str) {
+    eventually(&format!("the rebuild of {name} swapped in"), || async {
+        let p = projection(app, token, name).await;
+        assert!(p["rebuilding"].is_null() || p["rebuilding"]["error"].is_null(), "rebuild failed: {p}");
+        p["rebuilding"].is_null()
+    })
+    .await;
+}

@@ -14,6 +14,24 @@ fn psql(url: &str, sql: &str) -> String {
     text(&out.stdout).trim().to_owned()
 }
 
+/// A fresh database migrated by `gather migrate`, with the settings that reach it.
+fn migrated(dir: &std::path::Path) -> String {
+    let url = fresh_database();
+    let env = [("GATHER_DATABASE_URL", url.as_str()), SECRET, LOOKUP, KEK];
+    let migrate = gather_with(dir, &env, &["migrate"]);
+    assert!(migrate.status.success(), "{}", text(&migrate.stderr));
+    url
+}
+
+/// Waits until `n` events are readable by log readers (other tests' transactions end).
+fn wait_readable(url: &str, n: &str, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while psql(url, "SELECT count(*) FROM events WHERE commit_id < gather_readable_below()") != n {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 fn fresh_database() -> String {
     let name = format!("gather_it_{}", uuid::Uuid::new_v4().simple());
     psql(&format!("{}/postgres", pg_base()), &format!("CREATE DATABASE {name}"));
@@ -31,10 +49,8 @@ fn store_rebase_moves_the_clock_once_and_status_names_the_fence() {
     assert!(!sqlite.status.success());
     assert!(text(&sqlite.stderr).contains("is for Postgres"), "{}", text(&sqlite.stderr));
 
-    let url = fresh_database();
+    let url = migrated(&dir);
     let env = [("GATHER_DATABASE_URL", url.as_str()), SECRET, LOOKUP, KEK];
-    let migrate = gather_with(&dir, &env, &["migrate"]);
-    assert!(migrate.status.success(), "{}", text(&migrate.stderr));
     // A restored event from a cluster whose transaction ids were far higher.
     psql(
         &url,
@@ -50,11 +66,7 @@ fn store_rebase_moves_the_clock_once_and_status_names_the_fence() {
     assert!(text(&rebase.stdout).contains("store clock moved"), "{}", text(&rebase.stdout));
     // Readable once every transaction of the cluster older than the rebase has ended
     // (other tests run beside this one).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while psql(&url, "SELECT count(*) FROM events WHERE commit_id < gather_readable_below()") != "1" {
-        assert!(std::time::Instant::now() < deadline, "the restored event never became readable");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_readable(&url, "1", "the restored event never became readable");
     assert_eq!(psql(&url, "SELECT gather_commit_id() > 900000000"), "t");
     let again = gather_with(&dir, &env, &["store", "rebase"]);
     assert!(again.status.success(), "{}", text(&again.stderr));
@@ -101,10 +113,8 @@ fn migrate_with_an_owner_role_leaves_the_runtime_role_append_only() {
 #[test]
 fn encrypt_personal_data_records_plain_text_fields_once() {
     let dir = std::env::temp_dir().join(format!("gather-cli-{}", uuid::Uuid::now_v7().simple()));
-    let url = fresh_database();
+    let url = migrated(&dir);
     let env = [("GATHER_DATABASE_URL", url.as_str()), SECRET, LOOKUP, KEK];
-    let migrate = gather_with(&dir, &env, &["migrate"]);
-    assert!(migrate.status.success(), "{}", text(&migrate.stderr));
     // A member registered by an older Gather: its fields in clear.
     psql(
         &url,
@@ -113,11 +123,7 @@ fn encrypt_personal_data_records_plain_text_fields_once() {
          'MemberRegistered', 1, '{\"member_id\": \"01a2272f-0000-7000-8000-000000000001\", \
          \"email\": \"old@example.com\", \"display_name\": \"Old Timer\"}', gen_random_uuid(), gen_random_uuid())",
     );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while psql(&url, "SELECT count(*) FROM events WHERE commit_id < gather_readable_below()") != "1" {
-        assert!(std::time::Instant::now() < deadline, "the event never became readable");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_readable(&url, "1", "the event never became readable");
     let run = gather_with(&dir, &env, &["store", "encrypt-personal-data"]);
     assert!(run.status.success(), "{}", text(&run.stderr));
     let out = text(&run.stdout);
