@@ -234,7 +234,9 @@ impl App {
             };
             // Emails an upgraded store's legacy outbox still holds.
             tokio::spawn(run_sender(db.clone(), mailer.clone(), Duration::from_secs(5), shutdown_rx.clone()));
-            let notifier = Arc::new(Notifier::new(db.clone(), mailer, &settings.public_base_url));
+            let notifier = Arc::new(
+                Notifier::new(db.clone(), mailer, &settings.public_base_url).with_vault(store.vault().cloned()),
+            );
             match &broker {
                 Some(b) => tokio::spawn(notifier.run_amqp(b.clone(), shutdown_rx.clone())),
                 None => tokio::spawn(notifier.run_local(local_bus.clone(), shutdown_rx.clone())),

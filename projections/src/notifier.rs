@@ -153,6 +153,8 @@ pub struct Notifier {
     /// Messages being delivered now: a redelivery of one waits for the first attempt
     /// to finish (then finds it recorded) instead of sending it a second time.
     in_flight: std::sync::Mutex<std::collections::HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
+    /// The store's vault: tells a forgotten invited address at send time.
+    vault: Option<Arc<gather_store::vault::Vault>>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -181,7 +183,14 @@ impl Notifier {
             public_base_url: public_base_url.trim_end_matches('/').to_owned(),
             stats: Arc::default(),
             in_flight: Default::default(),
+            vault: None,
         }
+    }
+
+    /// Drops invitations to addresses the vault has forgotten (queued before the forget).
+    pub fn with_vault(mut self, vault: Option<Arc<gather_store::vault::Vault>>) -> Notifier {
+        self.vault = vault;
+        self
     }
 
     /// Its counters.
@@ -311,10 +320,17 @@ impl Notifier {
                 return Err(Failure::Permanent("an invitation without an address".into()));
             };
             let id = Uuid::new_v5(&update.id, address.to_lowercase().as_bytes());
-            // An address that belongs to a suspended member gets nothing.
+            // An address that belongs to a suspended member gets nothing, and neither
+            // does one forgotten since the invitation was queued.
             let known = self.member_by_email(address).await?;
             if known.as_ref().is_some_and(|r| r.suspended) || self.was_sent(id).await? {
                 return Ok(0);
+            }
+            if let Some(vault) = &self.vault {
+                let forgotten = vault.address_forgotten(address).await;
+                if forgotten.map_err(|e| Failure::Transient(format!("vault: {e}")))? {
+                    return Ok(0);
+                }
             }
             let name = known.map(|r| r.display_name).unwrap_or_else(|| "there".to_owned());
             let ctx = self.context(update, &name, None).await?;

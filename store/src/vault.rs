@@ -474,6 +474,17 @@ impl Vault {
             .bind(subject).fetch_one(p).await)?)
     }
 
+    /// Whether the address (lower case) was forgotten: its key is shredded and no live
+    /// key was made for it since (a new invitation to the address makes one). Mail to
+    /// a forgotten address that was queued before the forget is dropped by this.
+    pub async fn address_forgotten(&self, address: &str) -> Result<bool, StoreError> {
+        let subject = self.address_subject(&address.to_lowercase());
+        Ok(crate::on_db_read!(&self.db, p => sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM personal_keys WHERE subject = $1 AND wrapped IS NULL) \
+             AND NOT EXISTS (SELECT 1 FROM personal_keys WHERE subject = $1 AND wrapped IS NOT NULL)")
+            .bind(subject).fetch_one(p).await)?)
+    }
+
     /// Records plain-text personal fields of old events (`gather store
     /// encrypt-personal-data`); returns how many were new. Announces the change.
     pub async fn record_plaintext(&self, rows: &[(Uuid, String, Uuid)]) -> Result<u64, StoreError> {

@@ -221,6 +221,7 @@ specs!(
     the_series_read_model_follows_occurrences_skips_updates_and_the_end,
     a_forgotten_members_invitations_lose_their_address,
     a_forgotten_members_messages_not_yet_relayed_are_scrubbed,
+    a_queued_invitation_to_a_forgotten_address_is_not_sent,
 );
 
 async fn seats_left_after_a_cancellation_is_the_one_the_event_carries(b: Backend) {
@@ -757,4 +758,55 @@ async fn a_forgotten_members_messages_not_yet_relayed_are_scrubbed(b: Backend) {
         "the audit copy stays, without their address: {audit_invited}"
     );
     assert!(!rest.iter().any(|m| m.contains(&format!("\"topic\":\"member-{member}\""))), "{rest:?}");
+}
+
+/// An invitation already relayed (queued for the notifier) when its address's member is
+/// forgotten is dropped at send time: the address's key is shredded. Another address
+/// still gets its invitation, and so does the forgotten address once it is invited
+/// again (the new invitation makes it a new key).
+async fn a_queued_invitation_to_a_forgotten_address_is_not_sent(b: Backend) {
+    use gather_projections::bus::Update;
+    use gather_projections::mail::Mailer;
+    use gather_projections::notifier::Notifier;
+    use gather_store::vault::{Kek, NewKeys, Vault};
+    let (db, _) = open(b).await;
+    let vault = Vault::open(db.clone(), &Kek::from_bytes([7; 32]), &[9; 32]).await.unwrap();
+    let dir = std::env::temp_dir().join(format!("gather-spec-mail-{}", Uuid::new_v4().simple()));
+    let notifier = Notifier::new(db.clone(), Mailer::files(dir.clone()).unwrap(), "http://gather.test")
+        .with_vault(Some(vault.clone()));
+    // Inviting an address seals it under the address's own key.
+    let invite = |address: &str| {
+        let (vault, address) = (vault.clone(), address.to_owned());
+        async move {
+            let mut doc = json!({ "email": address });
+            vault.seal_fields(Uuid::now_v7(), &mut doc, &["email"], (Uuid::nil(), true), NewKeys::Always).await.unwrap();
+            let start = at(48);
+            Update {
+                id: Uuid::now_v7(),
+                topic: format!("activity:{}", Uuid::now_v7()),
+                kind: "invitation.sent".into(),
+                position: 1,
+                correlation_id: Uuid::now_v7(),
+                recipients: Vec::new(),
+                email: Some(address),
+                data: json!({
+                    "activity_id": Uuid::now_v7(), "invitation_id": Uuid::now_v7(), "title": "VIP evening",
+                    "starts_at": start, "ends_at": start + Duration::hours(2)
+                }),
+            }
+        }
+    };
+    let (gone, stays) = (invite("Forget.Me@Example.com").await, invite("stays@example.com").await);
+    // Forgetting their member shreds the key of the address they registered with.
+    vault.shred_member(Uuid::now_v7(), Some("forget.me@example.com")).await.unwrap();
+    assert_eq!(notifier.deliver(&gone).await.unwrap(), 0, "nothing goes to a forgotten address");
+    assert_eq!(notifier.deliver(&stays).await.unwrap(), 1, "the other address gets its invitation");
+    let again = invite("forget.me@example.com").await;
+    assert_eq!(notifier.deliver(&again).await.unwrap(), 1, "a later invitation to the address goes");
+    let mails: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|f| std::fs::read_to_string(f.unwrap().path()).unwrap().to_lowercase())
+        .collect();
+    assert_eq!(mails.len(), 2, "{mails:?}");
+    assert_eq!(mails.iter().filter(|m| m.contains("forget.me@example.com")).count(), 1, "{mails:?}");
 }
