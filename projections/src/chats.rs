@@ -38,6 +38,11 @@ impl Projection for ChatsProjection {
     }
 
     async fn apply(&self, tx: &mut Tx, at: Target, e: &RecordedEvent) -> Result<(), ProjectionError> {
+        // Of a member's events only the forget is read: one this projection cannot
+        // decode stops the projectors that need it, not the chats.
+        if e.category() == "member" && e.event_type != "MemberForgotten" {
+            return Ok(());
+        }
         if let Some((member, MemberEvent::MemberForgotten { .. })) = decode_of::<Member>(e)? {
             // Their messages keep their places; the texts are forgotten.
             let messages = at.table("chat_messages");

@@ -38,10 +38,14 @@ impl Projection for InvitationsProjection {
                     "INSERT INTO {t} (invitation_id, activity_id, email, status, position, invited_at) \
                      VALUES ($1, $2, $3, 'pending', $4, $5) ON CONFLICT (invitation_id) DO NOTHING"
                 );
-                // A forgotten address is kept out: its owner was forgotten, and the
-                // invitation has nobody left to show it to.
-                for i in invitations.into_iter().filter(|i| !i.email.is_forgotten()) {
-                    on_tx!(tx, c => sqlx::query(sqlx::AssertSqlSafe(sql.clone())).bind(i.invitation_id).bind(activity).bind(i.email.known().map(|e| e.normalized())).bind(e.position)
+                for i in invitations {
+                    // A forgotten address reads as it does live after the forget: the
+                    // invitation (and its answer) stays, matching no one.
+                    let email = match i.email.known() {
+                        Some(email) => email.normalized(),
+                        None => forgotten_address(i.invitation_id),
+                    };
+                    on_tx!(tx, c => sqlx::query(sqlx::AssertSqlSafe(sql.clone())).bind(i.invitation_id).bind(activity).bind(email).bind(e.position)
                      .bind(e.recorded_at).execute(&mut **c).await.map(|r| r.rows_affected()))?;
                 }
             }
@@ -70,6 +74,11 @@ impl Projection for InvitationsProjection {
         }
         Ok(())
     }
+}
+
+/// What an invitation's address becomes once its owner is forgotten (it matches no one).
+fn forgotten_address(invitation: Uuid) -> String {
+    format!("forgotten:{invitation}")
 }
 
 /// Members' addresses, kept so that forgetting a member scrubs the invitations sent to
@@ -102,7 +111,7 @@ async fn forget(tx: &mut Tx, at: &Target, e: &RecordedEvent) -> Result<(), Proje
                 let sql = format!("UPDATE {t} SET email = $2 WHERE invitation_id = $1");
                 for (invitation,) in sent {
                     on_tx!(tx, c => sqlx::query(sqlx::AssertSqlSafe(sql.clone())).bind(invitation)
-                        .bind(format!("forgotten:{invitation}")).execute(&mut **c).await.map(|r| r.rows_affected()))?;
+                        .bind(forgotten_address(invitation)).execute(&mut **c).await.map(|r| r.rows_affected()))?;
                 }
             }
             let sql = format!("DELETE FROM {emails} WHERE member_id = $1");
