@@ -68,7 +68,12 @@ impl Db {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
-                .busy_timeout(Duration::from_secs(10));
+                .busy_timeout(Duration::from_secs(10))
+                // What is deleted or overwritten (a forgotten member's rows, a shredded
+                // key) is zeroed in the file rather than left in free space, and the
+                // write-ahead log is truncated when it restarts, so its old frames go.
+                .pragma("secure_delete", "ON")
+                .pragma("journal_size_limit", "0");
             let writer = SqlitePoolOptions::new()
                 .max_connections(1)
                 .connect_with(opts.clone())

@@ -40,14 +40,13 @@ async fn dump(app: &TestApp) -> String {
             String::from_utf8_lossy(&out.stdout).into_owned()
         }
         gather_commands::Db::Sqlite { writer, .. } => {
-            // The live file's pages, copied and vacuumed, read as bytes.
-            let copy = std::env::temp_dir().join(format!("gather-forget-{}.db", uuid::Uuid::now_v7().simple()));
-            sqlx::query(sqlx::AssertSqlSafe(format!("VACUUM INTO '{}'", copy.display())))
-                .execute(writer)
-                .await
-                .unwrap();
-            let bytes = std::fs::read(&copy).unwrap();
-            let _ = std::fs::remove_file(&copy);
+            // The live file itself, free pages and free space in pages included, and its
+            // write-ahead log. The checkpoint stands for the automatic ones that come with
+            // time: the log's frames are then truncated away (journal_size_limit).
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(writer).await.unwrap();
+            let file = app.app_state.settings.data_dir.join("gather.db");
+            let mut bytes = std::fs::read(&file).unwrap();
+            bytes.extend(std::fs::read(file.with_extension("db-wal")).unwrap_or_default());
             String::from_utf8_lossy(&bytes).into_owned()
         }
     }
