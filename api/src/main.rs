@@ -213,6 +213,14 @@ async fn encrypt_personal_data(settings: &Settings) -> anyhow::Result<()> {
         report.forgotten_members,
         report.snapshots_deleted
     );
+    if report.forgotten_members > 0 {
+        // Read models scrub a member when they apply the forget; those forgotten before
+        // the upgrade were projected with older code.
+        println!(
+            "members were forgotten before this upgrade: rebuild the read models so their copies show them \
+             forgotten too (gather replay all)"
+        );
+    }
     Ok(())
 }
 
