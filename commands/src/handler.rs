@@ -127,7 +127,26 @@ pub const CACHE_STREAMS: usize = 10_000;
 struct Local {
     locks: std::sync::Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
     states: std::sync::Mutex<HashMap<String, CachedState>>,
+    /// Commands waiting for their stream's lock: whoever takes it next decides all of
+    /// them, one after the other, and appends them as one chain.
+    queued: std::sync::Mutex<HashMap<String, Vec<Box<dyn Any + Send>>>>,
 }
+
+/// A command waiting in its stream's queue, and where its answer goes.
+struct Job<A: Aggregate> {
+    command: A::Command,
+    meta: CommandMeta,
+    reply: tokio::sync::oneshot::Sender<Result<CommandOutcome<A::Event>, CommandError>>,
+}
+
+/// A job decided in a chain, waiting for the chain's append.
+struct Decided<A: Aggregate> {
+    job: Job<A>,
+    events: Vec<A::Event>,
+}
+
+/// At most this many commands are decided into one chain.
+pub const MAX_CHAIN: usize = 32;
 
 #[derive(Clone)]
 struct CachedState {
@@ -151,6 +170,25 @@ impl Local {
         let l = Arc::new(tokio::sync::Mutex::new(()));
         locks.insert(stream.to_string(), Arc::downgrade(&l));
         l
+    }
+
+    fn enqueue(&self, stream: &str, job: Box<dyn Any + Send>) {
+        let mut queued = self.queued.lock().unwrap_or_else(|p| p.into_inner());
+        queued.entry(stream.to_string()).or_default().push(job);
+    }
+
+    /// The queued jobs of `stream` (at most [`MAX_CHAIN`], oldest first). A job of
+    /// another type cannot be queued on the same stream (a stream is one aggregate's).
+    fn take<A: Aggregate>(&self, stream: &str) -> Vec<Job<A>> {
+        let mut queued = self.queued.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(list) = queued.get_mut(stream) else { return Vec::new() };
+        let n = list.len().min(MAX_CHAIN);
+        let jobs: Vec<Box<dyn Any + Send>> = list.drain(..n).collect();
+        if list.is_empty() {
+            queued.remove(stream);
+        }
+        // A job that is not of this aggregate is dropped: its caller hears LostReply.
+        jobs.into_iter().filter_map(|j| j.downcast::<Job<A>>().ok().map(|j| *j)).collect()
     }
 
     fn get(&self, stream: &str) -> Option<CachedState> {
@@ -274,6 +312,14 @@ impl CommandHandler {
     }
 
     /// Decides `command` on aggregate `id` and appends the result.
+    ///
+    /// Commands on one stream queue for its lock; whoever takes the lock decides every
+    /// queued command one after the other, each on the state the ones before it leave,
+    /// and appends them as one chain (one group commit): a hot stream gets a whole
+    /// queue per commit round trip, not one command. A command whose predecessor in the
+    /// chain was not appended, and a refusal or no-op decided on a state not yet
+    /// committed, is decided again alone afterwards. The work runs on a task of its
+    /// own, so a caller that goes away does not take the others' answers with it.
     pub async fn handle<A>(
         &self,
         id: Uuid,
@@ -282,9 +328,153 @@ impl CommandHandler {
     ) -> Result<CommandOutcome<A::Event>, CommandError>
     where
         A: Aggregate,
+        A::Command: Clone + 'static,
+    {
+        let stream = stream_name(A::CATEGORY, id);
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.local.enqueue(&stream, Box::new(Job::<A> { command, meta: meta.clone(), reply }));
+        let this = self.clone();
+        tokio::spawn(async move {
+            let lock = this.local.lock_for(&stream);
+            let _queued = lock.lock().await;
+            let jobs = this.local.take::<A>(&stream);
+            if !jobs.is_empty() {
+                this.run_chain::<A>(id, &stream, jobs).await;
+            }
+        });
+        answer.await.unwrap_or(Err(CommandError::Store(StoreError::LostReply)))
+    }
+
+    /// Decides `jobs` (queued on `stream`, whose lock is held) in order and appends them
+    /// as one chain; answers each.
+    async fn run_chain<A>(&self, id: Uuid, stream: &str, jobs: Vec<Job<A>>)
+    where
+        A: Aggregate,
         A::Command: Clone,
     {
-        self.handle_with::<A>(id, command, meta, |_| Vec::new()).await
+        let no_extra = |_: &[A::Event]| Vec::new();
+        let mut jobs = jobs.into_iter();
+        if jobs.len() == 1 {
+            if let Some(job) = jobs.next() {
+                let r = self.decide_and_append::<A, _>(id, stream, job.command, &job.meta, &no_extra).await;
+                let _ = job.reply.send(r);
+            }
+            return;
+        }
+        let epoch = self.epoch();
+        let loaded = match self.load_cached::<A>(id, stream).await {
+            Ok(l) => l,
+            Err(_) => {
+                // Each alone: each hears the store's error itself.
+                self.local.put(stream, None);
+                for job in jobs {
+                    let r = self.decide_and_append::<A, _>(id, stream, job.command, &job.meta, &no_extra).await;
+                    let _ = job.reply.send(r);
+                }
+                return;
+            }
+        };
+        let before = loaded.version;
+        let (mut state, mut version) = (loaded.state, loaded.version);
+        let mut chain: Vec<Decided<A>> = Vec::new();
+        let mut appends: Vec<(AppendMeta, Vec<StreamAppend>)> = Vec::new();
+        // Decided again alone once the chain is in: their decision rested on state not
+        // yet committed (or they pin a version).
+        let mut again: Vec<Job<A>> = Vec::new();
+        for job in jobs {
+            if job.meta.if_match.is_some() {
+                again.push(job);
+                continue;
+            }
+            let ctx = Context { actor: job.meta.actor.clone(), now: self.now() };
+            match A::decide(&state, job.command.clone(), &ctx) {
+                Ok(events) if !events.is_empty() => match self.encode_sealed::<A>(id, &events).await {
+                    Ok(encoded) => {
+                        let expected = version.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
+                        let append = StreamAppend { stream: stream.to_owned(), expected, events: encoded };
+                        appends.push((append_meta(&job.meta), vec![append]));
+                        version = Some(version.unwrap_or(-1) + events.len() as i64);
+                        state = events.iter().fold(state, A::evolve);
+                        chain.push(Decided { job, events });
+                    }
+                    Err(e) => {
+                        let _ = job.reply.send(Err(e.into()));
+                    }
+                },
+                // Refused, or nothing to do: final only on committed state.
+                _ if !chain.is_empty() => again.push(job),
+                Ok(_) => {
+                    let outcome = CommandOutcome {
+                        stream: stream.to_owned(),
+                        position: loaded.position,
+                        version: version.unwrap_or(-1),
+                        events: Vec::new(),
+                        duplicate: false,
+                    };
+                    let _ = job.reply.send(Ok(outcome));
+                }
+                Err(refused) => {
+                    // A racing repeat of this very command may have appended first.
+                    let r = match self.store.recorded(job.meta.command_id).await {
+                        Ok(Some(first)) => Ok(self.repeat_outcome(stream, first)),
+                        Ok(None) => Err(refused.into()),
+                        Err(e) => Err(e.into()),
+                    };
+                    let _ = job.reply.send(r);
+                }
+            }
+        }
+        let results = if appends.is_empty() { Vec::new() } else { self.store.append_chain(appends).await };
+        let mut whole = results.len() == chain.len();
+        let mut last = None;
+        for (decided, result) in chain.into_iter().zip(results.into_iter().map(Some).chain(std::iter::repeat_with(|| None))) {
+            match result {
+                Some(Ok(r)) if whole && !r.duplicate => {
+                    metrics::counter!("gather_store_appends_total").increment(1);
+                    let mine = r.streams.iter().find(|s| s.stream == stream);
+                    let (position, v) = mine.map_or((r.last_position(), -1), |s| (s.last_position, s.version));
+                    last = Some((position, v));
+                    let outcome =
+                        CommandOutcome { stream: stream.to_owned(), position, version: v, events: decided.events, duplicate: false };
+                    let _ = decided.job.reply.send(Ok(outcome));
+                }
+                Some(Ok(r)) if r.duplicate => {
+                    // A repeat of a command appended before: answered with its first result.
+                    whole = false;
+                    let _ = decided.job.reply.send(Ok(self.repeat_outcome(stream, r)));
+                }
+                _ => {
+                    whole = false;
+                    again.push(decided.job);
+                }
+            }
+        }
+        match last {
+            Some((position, v)) if whole && epoch == self.epoch() => {
+                self.local.put(stream, Some(CachedState { version: v, position, epoch, state: Arc::new(state.clone()) }));
+                self.maybe_snapshot::<A>(stream, before.unwrap_or(-1), v, state);
+            }
+            _ => self.local.put(stream, None),
+        }
+        for job in again {
+            let r = self.decide_and_append::<A, _>(id, stream, job.command, &job.meta, &no_extra).await;
+            let _ = job.reply.send(r);
+        }
+    }
+
+    /// The events encoded, their personal fields sealed.
+    async fn encode_sealed<A: Aggregate>(&self, id: Uuid, events: &[A::Event]) -> Result<Vec<NewEvent>, StoreError> {
+        let mut encoded = events
+            .iter()
+            .map(codec::encode)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| StoreError::Invalid(format!("event not serializable: {e}")))?;
+        if let Some(vault) = self.store.vault() {
+            for (event, new) in events.iter().zip(encoded.iter_mut()) {
+                vault.seal(id, event, new).await?;
+            }
+        }
+        Ok(encoded)
     }
 
     /// Like [`handle`](Self::handle), appending `extra` streams (built from the decided
@@ -303,6 +493,25 @@ impl CommandHandler {
         let stream = stream_name(A::CATEGORY, id);
         let lock = self.local.lock_for(&stream);
         let _queued = lock.lock().await;
+        self.decide_and_append::<A, _>(id, &stream, command, meta, &extra).await
+    }
+
+    /// Load → decide → append for one command, retrying on conflicts; the caller holds
+    /// the stream's lock.
+    async fn decide_and_append<A, F>(
+        &self,
+        id: Uuid,
+        stream: &str,
+        command: A::Command,
+        meta: &CommandMeta,
+        extra: &F,
+    ) -> Result<CommandOutcome<A::Event>, CommandError>
+    where
+        A: Aggregate,
+        A::Command: Clone,
+        F: Fn(&[A::Event]) -> Vec<StreamAppend> + Send + ?Sized,
+    {
+        let stream = stream.to_owned();
         let mut attempt = 0;
         loop {
             // The vault's epoch before the load: a shred after it makes this state stale.
@@ -339,29 +548,14 @@ impl CommandHandler {
                     duplicate: false,
                 });
             }
-            let mut encoded = events
-                .iter()
-                .map(codec::encode)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| StoreError::Invalid(format!("event not serializable: {e}")))?;
-            if let Some(vault) = self.store.vault() {
-                for (event, new) in events.iter().zip(encoded.iter_mut()) {
-                    vault.seal(id, event, new).await?;
-                }
-            }
+            let encoded = self.encode_sealed::<A>(id, &events).await?;
             let expected = match loaded.version {
                 Some(v) => ExpectedVersion::Exact(v),
                 None => ExpectedVersion::NoStream,
             };
             let mut appends = vec![StreamAppend { stream: stream.clone(), expected, events: encoded }];
             appends.extend(extra(&events));
-            let append_meta = AppendMeta {
-                command_id: meta.command_id,
-                correlation_id: meta.correlation_id,
-                causation_id: meta.causation_id,
-                actor: Some(meta.actor.id),
-            };
-            match self.append_all(&append_meta, appends).await {
+            match self.append_all(&append_meta(meta), appends).await {
                 Ok(result) => {
                     metrics::counter!("gather_store_appends_total").increment(1);
                     return Ok(self.finish::<A>(stream, loaded, events, result, epoch));
@@ -457,13 +651,7 @@ impl CommandHandler {
         let mine = result.streams.iter().find(|s| s.stream == stream);
         let (position, version) = mine.map_or((result.last_position(), -1), |s| (s.last_position, s.version));
         if result.duplicate {
-            // The first try may have decided on another stream (a new id per try):
-            // answer with where the first result landed.
-            let first = result.streams.first();
-            let stream = first.map(|s| s.stream.clone()).unwrap_or(stream);
-            let (position, version) = first.map_or((position, version), |s| (s.last_position, s.version));
-            self.local.put(&stream, None);
-            return CommandOutcome { stream, position, version, events: Vec::new(), duplicate: true };
+            return self.repeat_outcome(&stream, result);
         }
         let before = loaded.version.unwrap_or(-1);
         let state = events.iter().fold(loaded.state, A::evolve);
@@ -473,7 +661,27 @@ impl CommandHandler {
             return CommandOutcome { stream, position, version, events, duplicate: false };
         }
         self.local.put(&stream, Some(CachedState { version, position, epoch, state: Arc::new(state.clone()) }));
+        self.maybe_snapshot::<A>(&stream, before, version, state);
+        CommandOutcome { stream, position, version, events, duplicate: false }
+    }
+
+    /// The answer to a repeated command id: where its first result landed (the first
+    /// try may have decided on another stream, a new id per try).
+    fn repeat_outcome<E>(&self, stream: &str, result: AppendResult) -> CommandOutcome<E> {
+        let mine = result.streams.iter().find(|s| s.stream == stream);
+        let (position, version) = mine.map_or((result.last_position(), -1), |s| (s.last_position, s.version));
+        let first = result.streams.first();
+        let stream = first.map(|s| s.stream.clone()).unwrap_or_else(|| stream.to_owned());
+        let (position, version) = first.map_or((position, version), |s| (s.last_position, s.version));
+        self.local.put(&stream, None);
+        CommandOutcome { stream, position, version, events: Vec::new(), duplicate: true }
+    }
+
+    /// Saves a snapshot of `state` (at `version`) on a task of its own when the append
+    /// from `before` crossed a multiple of the snapshot interval.
+    fn maybe_snapshot<A: Aggregate>(&self, stream: &str, before: i64, version: i64, state: A::State) {
         if self.snapshot_every > 0 && (version + 1) / self.snapshot_every > (before + 1) / self.snapshot_every {
+            let stream = stream.to_owned();
             let store = self.store.clone();
             let name = stream.clone();
             let entity = stream.split_once('-').and_then(|(_, id)| Uuid::parse_str(id).ok()).unwrap_or_default();
@@ -497,7 +705,16 @@ impl CommandHandler {
                 }
             });
         }
-        CommandOutcome { stream, position, version, events, duplicate: false }
+    }
+}
+
+/// The append metadata of a command.
+fn append_meta(meta: &CommandMeta) -> AppendMeta {
+    AppendMeta {
+        command_id: meta.command_id,
+        correlation_id: meta.correlation_id,
+        causation_id: meta.causation_id,
+        actor: Some(meta.actor.id),
     }
 }
 

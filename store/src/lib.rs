@@ -348,6 +348,14 @@ pub fn stream_name(category: &str, id: Uuid) -> String {
 }
 
 /// Checks an append before it reaches a backend.
+/// The refusal of a chain member whose predecessor was not appended.
+pub(crate) fn chain_broken(appends: &[StreamAppend]) -> StoreError {
+    match appends.first() {
+        Some(a) => StoreError::Conflict { stream: a.stream.clone(), expected: a.expected, actual: None },
+        None => StoreError::Invalid("nothing to append".into()),
+    }
+}
+
 pub(crate) fn validate(appends: &[StreamAppend]) -> Result<(), StoreError> {
     if appends.is_empty() {
         return Err(StoreError::Invalid("nothing to append".into()));
@@ -372,6 +380,26 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Appends to one or more streams atomically, once per command id.
     async fn append(&self, meta: &AppendMeta, appends: Vec<StreamAppend>) -> Result<AppendResult, StoreError>;
+
+    /// Appends several commands in order, each decided on the state the ones before it
+    /// leave: each gets its own result, and once one is not appended (refused, a
+    /// repeat, a failure) every later one is refused with a conflict on its first
+    /// stream, never tried (it was decided on a state that did not come to be). The
+    /// default appends one after the other; Postgres sends the chain in one group commit.
+    async fn append_chain(&self, chain: Vec<(AppendMeta, Vec<StreamAppend>)>) -> Vec<Result<AppendResult, StoreError>> {
+        let mut out = Vec::with_capacity(chain.len());
+        let mut broken = false;
+        for (meta, appends) in chain {
+            if broken {
+                out.push(Err(chain_broken(&appends)));
+                continue;
+            }
+            let r = self.append(&meta, appends).await;
+            broken = !matches!(&r, Ok(a) if !a.duplicate);
+            out.push(r);
+        }
+        out
+    }
 
     /// One page of a stream: versions `>= from` ascending, or `<= from` descending.
     async fn read_stream_page(

@@ -36,15 +36,18 @@ pub fn committers() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8)
 }
 
-/// One queued append and where its answer goes.
+/// Where one append's answer goes.
+type Reply = oneshot::Sender<Result<AppendResult, StoreError>>;
+
+/// One queued append, or a chain of appends decided on each other's state (kept
+/// together in one batch, in order), and where their answers go.
 struct Pending {
-    member: BatchMember,
-    reply: oneshot::Sender<Result<AppendResult, StoreError>>,
+    chain: Vec<(BatchMember, Reply)>,
 }
 
 impl Pending {
     fn event_count(&self) -> usize {
-        self.member.appends.iter().map(|a| a.events.len()).sum()
+        self.chain.iter().flat_map(|(m, _)| &m.appends).map(|a| a.events.len()).sum()
     }
 }
 
@@ -201,16 +204,24 @@ async fn committer(pool: PgPool, queue: Arc<Mutex<mpsc::Receiver<Pending>>>) {
                 }
             }
         }
-        metrics::histogram!("gather_store_group_commit_appends").record(batch.len() as f64);
-        if batch.len() == 1 {
-            let p = batch.pop().expect("one pending append");
-            let r = append_one(&pool, p.member).await;
-            let _ = p.reply.send(r);
-            continue;
+        // Chains stay whole and in order: the members after a chain's first are
+        // refused in the statement once one before them is not appended.
+        let mut members = Vec::new();
+        let mut chained = Vec::new();
+        let mut replies = Vec::new();
+        let mut chains = Vec::new();
+        for p in batch {
+            let start = members.len();
+            for (i, (m, reply)) in p.chain.into_iter().enumerate() {
+                members.push(m);
+                chained.push(i > 0);
+                replies.push(reply);
+            }
+            chains.push(start..members.len());
         }
-        let (members, replies): (Vec<BatchMember>, Vec<_>) = batch.into_iter().map(|p| (p.member, p.reply)).unzip();
+        metrics::histogram!("gather_store_group_commit_appends").record(members.len() as f64);
         let answer = match pool.acquire().await {
-            Ok(mut conn) => append_batch(&mut conn, &members).await,
+            Ok(mut conn) => append_set(&mut conn, &members, &chained).await,
             Err(e) => Err(StoreError::Database(e)),
         };
         match answer {
@@ -219,12 +230,39 @@ async fn committer(pool: PgPool, queue: Arc<Mutex<mpsc::Receiver<Pending>>>) {
                     let _ = reply.send(r);
                 }
             }
-            Err(e) => {
-                tracing::debug!(error = %e, size = members.len(), "group commit failed; appending one by one");
-                for (m, reply) in members.into_iter().zip(replies) {
-                    let r = append_one(&pool, m).await;
-                    let _ = reply.send(r);
+            Err(e) if chains.len() > 1 => {
+                tracing::debug!(error = %e, size = members.len(), "group commit failed; appending chain by chain");
+                let mut members = members.into_iter().map(Some).collect::<Vec<_>>();
+                let mut replies = replies.into_iter().map(Some).collect::<Vec<_>>();
+                for range in chains {
+                    let chain: Vec<BatchMember> = members[range.clone()].iter_mut().filter_map(Option::take).collect();
+                    let flags: Vec<bool> = (0..chain.len()).map(|i| i > 0).collect();
+                    let results = match pool.acquire().await {
+                        Ok(mut conn) => append_set(&mut conn, &chain, &flags).await,
+                        Err(e) => Err(StoreError::Database(e)),
+                    };
+                    answer_chain(replies[range].iter_mut().filter_map(Option::take).collect(), results);
                 }
+            }
+            Err(e) => answer_chain(replies, Err(e)),
+        }
+    }
+}
+
+/// Sends a chain's answers: each its own, or the whole chain's failure to every member.
+fn answer_chain(replies: Vec<Reply>, results: Result<Vec<Result<AppendResult, StoreError>>, StoreError>) {
+    match results {
+        Ok(results) => {
+            for (reply, r) in replies.into_iter().zip(results) {
+                let _ = reply.send(r);
+            }
+        }
+        Err(e) => {
+            let message = e.to_string();
+            let mut first = Some(e);
+            for reply in replies {
+                let e = first.take().unwrap_or_else(|| StoreError::Unreadable(format!("group commit failed: {message}")));
+                let _ = reply.send(Err(e));
             }
         }
     }
@@ -249,6 +287,17 @@ type SetRow = (i32, String, Option<String>, Option<i64>, Option<i64>, Option<i64
 pub async fn append_batch(
     conn: &mut sqlx::PgConnection,
     batch: &[BatchMember],
+) -> Result<Vec<Result<AppendResult, StoreError>>, StoreError> {
+    append_set(conn, batch, &vec![false; batch.len()]).await
+}
+
+/// [`append_batch`], where a member marked `chained` is refused (a conflict on its
+/// first stream) unless the member before it was appended: it was decided on the
+/// state that one leaves.
+pub async fn append_set(
+    conn: &mut sqlx::PgConnection,
+    batch: &[BatchMember],
+    chained: &[bool],
 ) -> Result<Vec<Result<AppendResult, StoreError>>, StoreError> {
     let mut m_command = Vec::with_capacity(batch.len());
     let mut m_correlation = Vec::with_capacity(batch.len());
@@ -285,7 +334,7 @@ pub async fn append_batch(
     }
     let rows: Vec<SetRow> = sqlx::query_as(
         "SELECT member, outcome, stream, first_position, last_position, version \
-         FROM gather_append_set($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+         FROM gather_append_set($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
     )
     .bind(&m_command)
     .bind(&m_correlation)
@@ -300,6 +349,7 @@ pub async fn append_batch(
     .bind(&e_type)
     .bind(&e_schema)
     .bind(&e_data)
+    .bind(chained)
     .fetch_all(&mut *conn)
     .await
     .map_err(map_append_error)?;
@@ -346,13 +396,6 @@ pub async fn append_batch(
         .collect()
 }
 
-/// One append on its own (a batch of one, or the fallback of a failed batch).
-async fn append_one(pool: &PgPool, member: BatchMember) -> Result<AppendResult, StoreError> {
-    let mut conn = pool.acquire().await?;
-    let mut results = append_batch(&mut conn, std::slice::from_ref(&member)).await?;
-    results.pop().ok_or_else(|| StoreError::Unreadable("no answer for the append".into()))?
-}
-
 impl PostgresStore {
     async fn recorded_result(&self, command_id: Uuid) -> Result<Option<AppendResult>, StoreError> {
         let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
@@ -389,7 +432,7 @@ impl EventStore for PostgresStore {
     async fn append(&self, meta: &AppendMeta, appends: Vec<StreamAppend>) -> Result<AppendResult, StoreError> {
         validate(&appends)?;
         let (reply, answer) = oneshot::channel();
-        let pending = Pending { member: BatchMember { meta: meta.clone(), appends }, reply };
+        let pending = Pending { chain: vec![(BatchMember { meta: meta.clone(), appends }, reply)] };
         self.queue.send(pending).await.map_err(|_| StoreError::Shutdown)?;
         let result = answer.await.map_err(|_| StoreError::LostReply)?;
         let result = match result {
@@ -414,6 +457,46 @@ impl EventStore for PostgresStore {
             self.notify_others.notify_one();
         }
         result
+    }
+
+    /// The chain in one group commit, whole and in order.
+    async fn append_chain(&self, chain: Vec<(AppendMeta, Vec<StreamAppend>)>) -> Vec<Result<AppendResult, StoreError>> {
+        let mut out: Vec<Option<Result<AppendResult, StoreError>>> = Vec::with_capacity(chain.len());
+        let mut pending = Vec::new();
+        let mut answers = Vec::new();
+        let mut broken = false;
+        for (meta, appends) in chain {
+            // A member that is invalid ends the chain there: the rest are refused.
+            if broken {
+                out.push(Some(Err(chain_broken(&appends))));
+                continue;
+            }
+            if let Err(e) = validate(&appends) {
+                out.push(Some(Err(e)));
+                broken = true;
+                continue;
+            }
+            let (reply, answer) = oneshot::channel();
+            pending.push((BatchMember { meta, appends }, reply));
+            answers.push((out.len(), answer));
+            out.push(None);
+        }
+        if !pending.is_empty() {
+            if self.queue.send(Pending { chain: pending }).await.is_err() {
+                for (i, _) in &answers {
+                    out[*i] = Some(Err(StoreError::Shutdown));
+                }
+            } else {
+                for (i, answer) in answers {
+                    out[i] = Some(answer.await.unwrap_or(Err(StoreError::LostReply)));
+                }
+            }
+        }
+        if out.iter().any(|r| matches!(r, Some(Ok(a)) if !a.duplicate)) {
+            self.bump();
+            self.notify_others.notify_one();
+        }
+        out.into_iter().map(|r| r.unwrap_or(Err(StoreError::LostReply))).collect()
     }
 
     async fn read_stream_page(

@@ -739,6 +739,13 @@ impl EventStore for Sealed {
         self.inner.append(meta, appends).await
     }
 
+    async fn append_chain(
+        &self,
+        chain: Vec<(crate::AppendMeta, Vec<crate::StreamAppend>)>,
+    ) -> Vec<Result<crate::AppendResult, StoreError>> {
+        self.inner.append_chain(chain).await
+    }
+
     async fn read_stream_page(
         &self,
         stream: &str,

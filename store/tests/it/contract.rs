@@ -33,6 +33,9 @@ every_backend!(
     bad_stream_names_and_empty_appends_are_refused,
     concurrent_appends_each_get_their_own_result,
     two_handlers_see_each_others_appends_through_their_caches,
+    a_chain_stops_at_its_first_member_not_appended,
+    a_chain_member_is_refused_even_where_a_foreign_writer_made_its_version_true,
+    commands_queued_on_one_stream_are_decided_in_order_on_each_others_state,
 );
 
 fn ev(kind: &str, n: i64) -> NewEvent {
@@ -423,4 +426,108 @@ pub(crate) async fn two_handlers_see_each_others_appends_through_their_caches(_d
     let loaded = h2.load::<Member>(id).await.unwrap();
     assert_eq!(loaded.state.display_name.as_ref().map(|d| d.as_str().to_string()), Some("From one".into()));
     assert!(same.version >= 3);
+}
+
+/// A chain: each member appended on the versions the ones before it leave; once one
+/// is not appended (a conflict, a repeat), the rest are refused without being tried.
+pub(crate) async fn a_chain_stops_at_its_first_member_not_appended(_db: Db, store: Arc<dyn EventStore>) {
+    let s = stream("chain");
+    let repeat = meta();
+    store.append(&repeat, one(&stream("other"), ExpectedVersion::NoStream, vec![ev("X", 0)])).await.unwrap();
+    let chain = vec![
+        (meta(), one(&s, ExpectedVersion::NoStream, vec![ev("A", 0), ev("B", 1)])),
+        (meta(), one(&s, ExpectedVersion::Exact(1), vec![ev("C", 2)])),
+        (repeat.clone(), one(&s, ExpectedVersion::Exact(2), vec![ev("D", 3)])),
+        (meta(), one(&s, ExpectedVersion::Exact(3), vec![ev("E", 4)])),
+    ];
+    let results = store.append_chain(chain).await;
+    assert_eq!(results.len(), 4);
+    assert_eq!(results[0].as_ref().unwrap().streams[0].version, 1);
+    assert_eq!(results[1].as_ref().unwrap().streams[0].version, 2);
+    assert!(results[2].as_ref().unwrap().duplicate, "a repeat answers its first result: {:?}", results[2]);
+    assert!(matches!(&results[3], Err(StoreError::Conflict { .. })), "{:?}", results[3]);
+    let kinds: Vec<String> =
+        store.read_stream(&s, 0).map_ok(|e| e.event_type).try_collect().await.unwrap();
+    assert_eq!(kinds, ["A", "B", "C"], "nothing after the repeat");
+    // A conflict at the head of a chain refuses all of it.
+    let chain = vec![
+        (meta(), one(&s, ExpectedVersion::Exact(0), vec![ev("F", 5)])),
+        (meta(), one(&s, ExpectedVersion::Exact(3), vec![ev("G", 6)])),
+    ];
+    let results = store.append_chain(chain).await;
+    assert!(results.iter().all(|r| matches!(r, Err(StoreError::Conflict { .. }))), "{results:?}");
+    assert_eq!(store.read_stream(&s, 0).try_collect::<Vec<_>>().await.unwrap().len(), 3);
+}
+
+/// The phantom version: member 2 of a chain expects the version member 1 would have
+/// left; a foreign writer got there first with as many events, so member 1 conflicts,
+/// and member 2's expected version is now true of the stream. It is still refused: it
+/// was decided on member 1's events, which were never appended.
+pub(crate) async fn a_chain_member_is_refused_even_where_a_foreign_writer_made_its_version_true(
+    _db: Db,
+    store: Arc<dyn EventStore>,
+) {
+    let s = stream("phantom");
+    store.append(&meta(), one(&s, ExpectedVersion::NoStream, vec![ev("A", 0)])).await.unwrap();
+    // Foreign: one event on top of version 0, as member 1 would have added.
+    store.append(&meta(), one(&s, ExpectedVersion::Exact(0), vec![ev("Foreign", 1)])).await.unwrap();
+    let chain = vec![
+        (meta(), one(&s, ExpectedVersion::Exact(0), vec![ev("Mine", 1)])),
+        (meta(), one(&s, ExpectedVersion::Exact(1), vec![ev("OnMine", 2)])),
+    ];
+    let results = store.append_chain(chain).await;
+    assert!(matches!(&results[0], Err(StoreError::Conflict { .. })), "{:?}", results[0]);
+    assert!(matches!(&results[1], Err(StoreError::Conflict { .. })), "{:?}", results[1]);
+    let kinds: Vec<String> =
+        store.read_stream(&s, 0).map_ok(|e| e.event_type).try_collect().await.unwrap();
+    assert_eq!(kinds, ["A", "Foreign"]);
+}
+
+/// Many commands on one stream at once: each is decided on the state the ones before
+/// it leave (the handler chains them), so every distinct favourite is appended once,
+/// at its own version, and a repeated one decides nothing, answered after the chain.
+pub(crate) async fn commands_queued_on_one_stream_are_decided_in_order_on_each_others_state(
+    _db: Db,
+    store: Arc<dyn EventStore>,
+) {
+    let handler = CommandHandler::new(store.clone());
+    let id = Uuid::now_v7();
+    let me = || CommandMeta::new(Actor::new(id, [Role::Member]));
+    handler.handle::<Member>(id, register(id), &me()).await.unwrap();
+    let activities: Vec<Uuid> = (0..24).map(|_| Uuid::now_v7()).collect();
+    let mut tasks = Vec::new();
+    // Every activity twice: one of each pair has nothing left to do.
+    for a in activities.iter().chain(activities.iter()) {
+        let (handler, meta, a) = (handler.clone(), me(), *a);
+        tasks.push(tokio::spawn(async move {
+            handler.handle::<Member>(id, MemberCommand::FavouriteActivity { activity_id: a }, &meta).await
+        }));
+    }
+    let mut versions = Vec::new();
+    let mut noops = 0;
+    for t in tasks {
+        let outcome = t.await.unwrap().unwrap();
+        if outcome.events.is_empty() {
+            noops += 1;
+        } else {
+            versions.push(outcome.version);
+        }
+    }
+    versions.sort();
+    assert_eq!(noops, 24, "one of each pair decides nothing");
+    let loaded = handler.load::<Member>(id).await.unwrap();
+    let last = loaded.version.unwrap();
+    assert_eq!(versions.len(), 24);
+    versions.dedup();
+    assert_eq!(versions.len(), 24, "each at its own version");
+    assert_eq!(*versions.last().unwrap(), last);
+    assert_eq!(versions[0], last - 23, "right after the registration");
+    let favourites: Vec<MemberEvent> = store
+        .read_stream(&format!("member-{id}"), 0)
+        .map_ok(|e| decode::<MemberEvent>(&e, &Upcasters::standard()).unwrap())
+        .try_collect()
+        .await
+        .unwrap();
+    let added = favourites.iter().filter(|e| matches!(e, MemberEvent::ActivityFavourited { .. })).count();
+    assert_eq!(added, 24, "each activity favourited once");
 }
