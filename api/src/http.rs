@@ -108,7 +108,9 @@ pub async fn consistent_read(state: &AppState, headers: &HeaderMap, reads: &[&st
     }
     let deadline = Instant::now() + MAX_WAIT;
     let mut wake = state.store.wake();
-    // The position may not be readable yet (its transaction is behind an older one).
+    // The position may not be readable yet (its transaction is behind an older one,
+    // whose end nothing announces): look again shortly, less often the longer it takes.
+    let mut again = gather_commands::store::FENCE_POLL_FIRST;
     let target = loop {
         if let Some(cp) = state.store.checkpoint_of(position).await? {
             break cp;
@@ -117,7 +119,8 @@ pub async fn consistent_read(state: &AppState, headers: &HeaderMap, reads: &[&st
         if left.is_zero() {
             return Err(ApiError::Unavailable(format!("position {position} is not readable yet")));
         }
-        let _ = tokio::time::timeout(left.min(Duration::from_millis(100)), wake.changed()).await;
+        let _ = tokio::time::timeout(left.min(again), wake.changed()).await;
+        again = (again * 2).min(gather_commands::store::FENCE_POLL_MAX);
     };
     if reads.is_empty() {
         return current().await; // readable now, so the log holds it

@@ -30,9 +30,13 @@ pub const MAX_BATCH: usize = 64;
 /// A batch stops growing once it holds this many events (one INSERT writes them all).
 pub const MAX_BATCH_EVENTS: usize = 256;
 
-/// How many batches may be in flight at once: one per core, at least 2 (one batch
-/// waits for its WAL flush while the next is applied), at most 8.
+/// How many batches may be in flight at once: `GATHER_STORE_COMMITTERS` (1 to 32), or
+/// one per core, at least 2 (one batch waits for its WAL flush while the next is
+/// applied), at most 8.
 pub fn committers() -> usize {
+    if let Some(n) = std::env::var("GATHER_STORE_COMMITTERS").ok().and_then(|v| v.trim().parse::<usize>().ok()) {
+        return n.clamp(1, 32);
+    }
     std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8)
 }
 
@@ -153,20 +157,21 @@ impl PostgresStore {
 
 /// Reads one `events` row (every column) into a recorded event.
 pub fn row_to_event(row: PgRow) -> Result<RecordedEvent, sqlx::Error> {
+    // By index, in the order of `COLUMNS` (every query that reads events selects them).
     Ok(RecordedEvent {
-        position: row.try_get("position")?,
-        commit_id: row.try_get("commit_id")?,
-        stream: row.try_get("stream")?,
-        version: row.try_get("version")?,
-        event_id: row.try_get("event_id")?,
-        event_type: row.try_get("event_type")?,
-        schema_version: row.try_get("schema_version")?,
-        data: row.try_get("data")?,
-        command_id: row.try_get("command_id")?,
-        correlation_id: row.try_get("correlation_id")?,
-        causation_id: row.try_get("causation_id")?,
-        actor: row.try_get("actor")?,
-        recorded_at: row.try_get("recorded_at")?,
+        position: row.try_get(0)?,
+        commit_id: row.try_get(1)?,
+        stream: row.try_get(2)?,
+        version: row.try_get(3)?,
+        event_id: row.try_get(4)?,
+        event_type: row.try_get(5)?,
+        schema_version: row.try_get(6)?,
+        data: row.try_get(7)?,
+        command_id: row.try_get(8)?,
+        correlation_id: row.try_get(9)?,
+        causation_id: row.try_get(10)?,
+        actor: row.try_get(11)?,
+        recorded_at: row.try_get(12)?,
     })
 }
 
@@ -457,6 +462,15 @@ impl EventStore for PostgresStore {
             self.notify_others.notify_one();
         }
         result
+    }
+
+    async fn fenced(&self, after: Checkpoint) -> Result<bool, StoreError> {
+        // Committed rows only (an open transaction's are invisible here too).
+        Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM events WHERE (commit_id, position) > ($1, $2))")
+            .bind(after.commit_id)
+            .bind(after.position)
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     /// The chain in one group commit, whole and in order.
