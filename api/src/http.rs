@@ -22,6 +22,11 @@ pub const GATHER_POSITION: HeaderName = HeaderName::from_static("gather-position
 pub const GATHER_MIN_POSITION: HeaderName = HeaderName::from_static("gather-min-position");
 /// How long a GET waits for read models to reach `Gather-Min-Position`.
 pub const MAX_WAIT: Duration = Duration::from_secs(5);
+/// While a committed position is held behind the fence: the first wait before looking
+/// again, doubled on each look up to [`FENCE_POLL_MAX`].
+const FENCE_POLL_FIRST: Duration = Duration::from_millis(1);
+/// The longest wait between looks while the fence holds a position back.
+const FENCE_POLL_MAX: Duration = Duration::from_millis(50);
 
 /// Builds the command metadata from the request headers.
 pub fn command_meta(headers: &HeaderMap, actor: Actor, route: &str) -> Result<CommandMeta, ApiError> {
@@ -110,7 +115,7 @@ pub async fn consistent_read(state: &AppState, headers: &HeaderMap, reads: &[&st
     let mut wake = state.store.wake();
     // The position may not be readable yet (its transaction is behind an older one,
     // whose end nothing announces): look again shortly, less often the longer it takes.
-    let mut again = gather_commands::store::FENCE_POLL_FIRST;
+    let mut again = FENCE_POLL_FIRST;
     let target = loop {
         if let Some(cp) = state.store.checkpoint_of(position).await? {
             break cp;
@@ -120,7 +125,7 @@ pub async fn consistent_read(state: &AppState, headers: &HeaderMap, reads: &[&st
             return Err(ApiError::Unavailable(format!("position {position} is not readable yet")));
         }
         let _ = tokio::time::timeout(left.min(again), wake.changed()).await;
-        again = (again * 2).min(gather_commands::store::FENCE_POLL_MAX);
+        again = (again * 2).min(FENCE_POLL_MAX);
     };
     if reads.is_empty() {
         return current().await; // readable now, so the log holds it

@@ -427,15 +427,22 @@ impl CommandHandler {
         let results = if appends.is_empty() { Vec::new() } else { self.store.append_chain(appends).await };
         let mut whole = results.len() == chain.len();
         let mut last = None;
-        for (decided, result) in chain.into_iter().zip(results.into_iter().map(Some).chain(std::iter::repeat_with(|| None))) {
+        for (decided, result) in
+            chain.into_iter().zip(results.into_iter().map(Some).chain(std::iter::repeat_with(|| None)))
+        {
             match result {
                 Some(Ok(r)) if whole && !r.duplicate => {
                     metrics::counter!("gather_store_appends_total").increment(1);
                     let mine = r.streams.iter().find(|s| s.stream == stream);
                     let (position, v) = mine.map_or((r.last_position(), -1), |s| (s.last_position, s.version));
                     last = Some((position, v));
-                    let outcome =
-                        CommandOutcome { stream: stream.to_owned(), position, version: v, events: decided.events, duplicate: false };
+                    let outcome = CommandOutcome {
+                        stream: stream.to_owned(),
+                        position,
+                        version: v,
+                        events: decided.events,
+                        duplicate: false,
+                    };
                     let _ = decided.job.reply.send(Ok(outcome));
                 }
                 Some(Ok(r)) if r.duplicate => {
@@ -451,7 +458,8 @@ impl CommandHandler {
         }
         match last {
             Some((position, v)) if whole && epoch == self.epoch() => {
-                self.local.put(stream, Some(CachedState { version: v, position, epoch, state: Arc::new(state.clone()) }));
+                self.local
+                    .put(stream, Some(CachedState { version: v, position, epoch, state: Arc::new(state.clone()) }));
                 self.maybe_snapshot::<A>(stream, before.unwrap_or(-1), v, state);
             }
             _ => self.local.put(stream, None),

@@ -24,7 +24,7 @@ pub mod vault;
 
 pub use codec::Upcasters;
 pub use db::Db;
-pub use subscribe::{FENCE_POLL_FIRST, FENCE_POLL_MAX, Subscription, subscribe};
+pub use subscribe::{Subscription, subscribe};
 pub use vault::{Kek, Sealed, Vault};
 
 use async_trait::async_trait;
@@ -431,15 +431,6 @@ pub trait EventStore: Send + Sync + 'static {
     async fn is_committed(&self, position: i64) -> Result<bool, StoreError> {
         let _ = position;
         Ok(true)
-    }
-
-    /// Whether events after `after` are committed but not yet readable (held behind
-    /// an older open transaction: the Postgres xmin fence). A reader that found nothing
-    /// then polls again shortly rather than waiting for the next append's wake-up.
-    /// The default (no fence) answers `false`.
-    async fn fenced(&self, after: Checkpoint) -> Result<bool, StoreError> {
-        let _ = after;
-        Ok(false)
     }
 
     /// The stream's current version (None = no stream).

@@ -266,7 +266,8 @@ fn answer_chain(replies: Vec<Reply>, results: Result<Vec<Result<AppendResult, St
             let message = e.to_string();
             let mut first = Some(e);
             for reply in replies {
-                let e = first.take().unwrap_or_else(|| StoreError::Unreadable(format!("group commit failed: {message}")));
+                let e =
+                    first.take().unwrap_or_else(|| StoreError::Unreadable(format!("group commit failed: {message}")));
                 let _ = reply.send(Err(e));
             }
         }
@@ -462,15 +463,6 @@ impl EventStore for PostgresStore {
             self.notify_others.notify_one();
         }
         result
-    }
-
-    async fn fenced(&self, after: Checkpoint) -> Result<bool, StoreError> {
-        // Committed rows only (an open transaction's are invisible here too).
-        Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM events WHERE (commit_id, position) > ($1, $2))")
-            .bind(after.commit_id)
-            .bind(after.position)
-            .fetch_one(&self.pool)
-            .await?)
     }
 
     /// The chain in one group commit, whole and in order.

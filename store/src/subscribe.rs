@@ -12,11 +12,6 @@ use std::time::Duration;
 
 /// How long a caught-up subscription waits before polling anyway.
 const POLL: Duration = Duration::from_secs(1);
-/// While committed events are held behind the fence: the first wait before looking
-/// again, doubled on each look up to [`FENCE_POLL_MAX`].
-pub const FENCE_POLL_FIRST: Duration = Duration::from_millis(1);
-/// The longest wait between looks while the fence holds events back.
-pub const FENCE_POLL_MAX: Duration = Duration::from_millis(50);
 
 /// A position in the global log that yields every later event exactly once, in order.
 pub struct Subscription {
@@ -62,26 +57,13 @@ impl Subscription {
     /// Waits until at least one event is readable, then returns up to `max` of them.
     pub async fn next_batch(&mut self, max: usize) -> Result<Vec<RecordedEvent>, StoreError> {
         let mut wake = self.store.wake();
-        let mut fence_wait = FENCE_POLL_FIRST;
         loop {
             wake.borrow_and_update();
             let batch = self.poll_batch(max).await?;
             if !batch.is_empty() {
                 return Ok(batch);
             }
-            // Committed events held behind an older open transaction become readable
-            // when it ends, which no append announces: look again shortly. (A filtered
-            // subscription cannot tell held events of its own from others'.)
-            let unfiltered = self.filter.categories.is_empty() && self.filter.event_types.is_empty();
-            let wait = if unfiltered && self.store.fenced(self.after).await? {
-                let w = fence_wait;
-                fence_wait = (fence_wait * 2).min(FENCE_POLL_MAX);
-                w
-            } else {
-                fence_wait = FENCE_POLL_FIRST;
-                POLL
-            };
-            if let Ok(Err(_)) = tokio::time::timeout(wait, wake.changed()).await {
+            if let Ok(Err(_)) = tokio::time::timeout(POLL, wake.changed()).await {
                 tokio::time::sleep(POLL).await; // the store is gone; keep polling slowly
             }
         }

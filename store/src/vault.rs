@@ -739,10 +739,6 @@ impl EventStore for Sealed {
         self.inner.append(meta, appends).await
     }
 
-    async fn fenced(&self, after: crate::Checkpoint) -> Result<bool, StoreError> {
-        self.inner.fenced(after).await
-    }
-
     async fn append_chain(
         &self,
         chain: Vec<(crate::AppendMeta, Vec<crate::StreamAppend>)>,

@@ -656,7 +656,8 @@ async fn a_forgotten_members_invitations_lose_their_address(b: Backend) {
         display_name: gather_domain::Personal::Forgotten,
     };
     rebuilt.events(format!("member-{member}"), &[forgotten]).await;
-    let invited = gather_domain::activity::InvitedGuest { invitation_id: inv, email: gather_domain::Personal::Forgotten };
+    let invited =
+        gather_domain::activity::InvitedGuest { invitation_id: inv, email: gather_domain::Personal::Forgotten };
     rebuilt
         .events(
             activity_stream(id),
@@ -806,7 +807,10 @@ async fn a_queued_invitation_to_a_forgotten_address_is_not_sent(b: Backend) {
         let (vault, address) = (vault.clone(), address.to_owned());
         async move {
             let mut doc = json!({ "email": address });
-            vault.seal_fields(Uuid::now_v7(), &mut doc, &["email"], (Uuid::nil(), true), NewKeys::Always).await.unwrap();
+            vault
+                .seal_fields(Uuid::now_v7(), &mut doc, &["email"], (Uuid::nil(), true), NewKeys::Always)
+                .await
+                .unwrap();
             let start = at(48);
             Update {
                 id: Uuid::now_v7(),

@@ -446,8 +446,7 @@ pub(crate) async fn a_chain_stops_at_its_first_member_not_appended(_db: Db, stor
     assert_eq!(results[1].as_ref().unwrap().streams[0].version, 2);
     assert!(results[2].as_ref().unwrap().duplicate, "a repeat answers its first result: {:?}", results[2]);
     assert!(matches!(&results[3], Err(StoreError::Conflict { .. })), "{:?}", results[3]);
-    let kinds: Vec<String> =
-        store.read_stream(&s, 0).map_ok(|e| e.event_type).try_collect().await.unwrap();
+    let kinds: Vec<String> = store.read_stream(&s, 0).map_ok(|e| e.event_type).try_collect().await.unwrap();
     assert_eq!(kinds, ["A", "B", "C"], "nothing after the repeat");
     // A conflict at the head of a chain refuses all of it.
     let chain = vec![
@@ -478,8 +477,7 @@ pub(crate) async fn a_chain_member_is_refused_even_where_a_foreign_writer_made_i
     let results = store.append_chain(chain).await;
     assert!(matches!(&results[0], Err(StoreError::Conflict { .. })), "{:?}", results[0]);
     assert!(matches!(&results[1], Err(StoreError::Conflict { .. })), "{:?}", results[1]);
-    let kinds: Vec<String> =
-        store.read_stream(&s, 0).map_ok(|e| e.event_type).try_collect().await.unwrap();
+    let kinds: Vec<String> = store.read_stream(&s, 0).map_ok(|e| e.event_type).try_collect().await.unwrap();
     assert_eq!(kinds, ["A", "Foreign"]);
 }
 
