@@ -4,7 +4,9 @@
 //! with the actor and `now`, and appended with the loaded version as the expected
 //! version. A conflict reloads and decides again (bounded, with jitter) unless the
 //! caller pinned a version (`If-Match`). Snapshots are written by a spawned task after
-//! the append, never on its path.
+//! the append, never on its path. Commands queued on one stream are decided in order,
+//! each on the state the ones before it leave, and appended as one chain
+//! ([`CommandHandler::handle`]).
 
 use crate::codec::{self, Upcasters};
 use crate::store::{
@@ -141,6 +143,8 @@ struct Job<A: Aggregate> {
 
 /// A job decided in a chain, waiting for the chain's append.
 struct Decided<A: Aggregate> {
+    /// Its place in the queue.
+    index: usize,
     job: Job<A>,
     events: Vec<A::Event>,
 }
@@ -374,16 +378,34 @@ impl CommandHandler {
                 return;
             }
         };
-        let before = loaded.version;
-        let (mut state, mut version) = (loaded.state, loaded.version);
+        let mut before = loaded.version;
+        let (mut state, mut version, mut position) = (loaded.state, loaded.version, loaded.position);
         let mut chain: Vec<Decided<A>> = Vec::new();
         let mut appends: Vec<(AppendMeta, Vec<StreamAppend>)> = Vec::new();
-        // Decided again alone once the chain is in: their decision rested on state not
-        // yet committed (or they pin a version).
-        let mut again: Vec<Job<A>> = Vec::new();
-        for job in jobs {
+        // Decided again alone once the chain is in, in their order of arrival: their
+        // decision rested on state not yet committed, or they came after a pinned one.
+        let mut again: Vec<(usize, Job<A>)> = Vec::new();
+        let mut jobs = jobs.enumerate();
+        while let Some((index, job)) = jobs.next() {
             if job.meta.if_match.is_some() {
-                again.push(job);
+                if !chain.is_empty() {
+                    // A pinned version is checked on committed state, in its turn: the
+                    // chain ends before it.
+                    again.push((index, job));
+                    again.extend(jobs.by_ref());
+                    break;
+                }
+                let r = self.decide_and_append::<A, _>(id, stream, job.command, &job.meta, &no_extra).await;
+                let _ = job.reply.send(r);
+                match self.load_cached::<A>(id, stream).await {
+                    Ok(l) => {
+                        (state, version, position, before) = (l.state, l.version, l.position, l.version);
+                    }
+                    Err(_) => {
+                        again.extend(jobs.by_ref());
+                        break;
+                    }
+                }
                 continue;
             }
             let ctx = Context { actor: job.meta.actor.clone(), now: self.now() };
@@ -395,18 +417,18 @@ impl CommandHandler {
                         appends.push((append_meta(&job.meta), vec![append]));
                         version = Some(version.unwrap_or(-1) + events.len() as i64);
                         state = events.iter().fold(state, A::evolve);
-                        chain.push(Decided { job, events });
+                        chain.push(Decided { index, job, events });
                     }
                     Err(e) => {
                         let _ = job.reply.send(Err(e.into()));
                     }
                 },
                 // Refused, or nothing to do: final only on committed state.
-                _ if !chain.is_empty() => again.push(job),
+                _ if !chain.is_empty() => again.push((index, job)),
                 Ok(_) => {
                     let outcome = CommandOutcome {
                         stream: stream.to_owned(),
-                        position: loaded.position,
+                        position,
                         version: version.unwrap_or(-1),
                         events: Vec::new(),
                         duplicate: false,
@@ -424,6 +446,7 @@ impl CommandHandler {
                 }
             }
         }
+        let decided_any = !chain.is_empty();
         let results = if appends.is_empty() { Vec::new() } else { self.store.append_chain(appends).await };
         let mut whole = results.len() == chain.len();
         let mut last = None;
@@ -431,7 +454,12 @@ impl CommandHandler {
             chain.into_iter().zip(results.into_iter().map(Some).chain(std::iter::repeat_with(|| None)))
         {
             match result {
-                Some(Ok(r)) if whole && !r.duplicate => {
+                Some(Ok(r)) if r.duplicate => {
+                    // A repeat of a command appended before: answered with its first result.
+                    whole = false;
+                    let _ = decided.job.reply.send(Ok(self.repeat_outcome(stream, r)));
+                }
+                Some(Ok(r)) => {
                     metrics::counter!("gather_store_appends_total").increment(1);
                     let mine = r.streams.iter().find(|s| s.stream == stream);
                     let (position, v) = mine.map_or((r.last_position(), -1), |s| (s.last_position, s.version));
@@ -445,14 +473,10 @@ impl CommandHandler {
                     };
                     let _ = decided.job.reply.send(Ok(outcome));
                 }
-                Some(Ok(r)) if r.duplicate => {
-                    // A repeat of a command appended before: answered with its first result.
-                    whole = false;
-                    let _ = decided.job.reply.send(Ok(self.repeat_outcome(stream, r)));
-                }
                 _ => {
                     whole = false;
-                    again.push(decided.job);
+                    metrics_conflict();
+                    again.push((decided.index, decided.job));
                 }
             }
         }
@@ -462,9 +486,12 @@ impl CommandHandler {
                     .put(stream, Some(CachedState { version: v, position, epoch, state: Arc::new(state.clone()) }));
                 self.maybe_snapshot::<A>(stream, before.unwrap_or(-1), v, state);
             }
-            _ => self.local.put(stream, None),
+            // Decided but not all appended: the state in hand is not the stream's.
+            _ if decided_any => self.local.put(stream, None),
+            _ => {}
         }
-        for job in again {
+        again.sort_by_key(|(index, _)| *index);
+        for (_, job) in again {
             let r = self.decide_and_append::<A, _>(id, stream, job.command, &job.meta, &no_extra).await;
             let _ = job.reply.send(r);
         }

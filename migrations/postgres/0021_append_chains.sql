@@ -161,3 +161,16 @@ BEGIN
     GROUP BY d.m, e.stream
     ORDER BY d.m, min(e.position);
 END $$;
+
+-- The 13-argument form, for binaries of the version before during a rolling upgrade:
+-- no member chained.
+CREATE FUNCTION gather_append_set(
+    m_command uuid[], m_correlation uuid[], m_causation uuid[], m_actor uuid[],
+    a_member int[], a_stream text[], a_expected bigint[], a_count int[],
+    e_append int[], e_id uuid[], e_type text[], e_schema int[], e_data jsonb[])
+RETURNS TABLE (member int, outcome text, stream text, first_position bigint, last_position bigint, version bigint)
+LANGUAGE sql AS $$
+    SELECT * FROM gather_append_set(m_command, m_correlation, m_causation, m_actor, a_member, a_stream,
+        a_expected, a_count, e_append, e_id, e_type, e_schema, e_data,
+        array_fill(false, ARRAY[coalesce(array_length(m_command, 1), 0)]))
+$$;

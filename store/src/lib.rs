@@ -347,7 +347,6 @@ pub fn stream_name(category: &str, id: Uuid) -> String {
     format!("{category}-{id}")
 }
 
-/// Checks an append before it reaches a backend.
 /// The refusal of a chain member whose predecessor was not appended.
 pub(crate) fn chain_broken(appends: &[StreamAppend]) -> StoreError {
     match appends.first() {
@@ -356,6 +355,7 @@ pub(crate) fn chain_broken(appends: &[StreamAppend]) -> StoreError {
     }
 }
 
+/// Checks an append before it reaches a backend.
 pub(crate) fn validate(appends: &[StreamAppend]) -> Result<(), StoreError> {
     if appends.is_empty() {
         return Err(StoreError::Invalid("nothing to append".into()));

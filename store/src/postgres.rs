@@ -9,8 +9,10 @@
 //! id the batch takes at its first write is younger than every earlier writer of its
 //! streams, so each stream reads in version order in the global log. Each member's
 //! expectations are checked against the versions left by the members before it; a
-//! refused member writes nothing and the others commit. A batch that fails as a whole (a
-//! reused event id, a lost connection) is retried member by member.
+//! refused member writes nothing and the others commit; a chain's member is refused
+//! unless the member before it was appended. A batch that fails as a whole (a reused
+//! event id, a lost connection) is retried chain by chain (a lone append is a chain of
+//! one).
 //!
 //! Global reads order by `(commit_id, position)` and read only rows below
 //! `gather_readable_below()` (the oldest running transaction's id plus the store's clock

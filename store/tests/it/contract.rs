@@ -529,3 +529,58 @@ pub(crate) async fn commands_queued_on_one_stream_are_decided_in_order_on_each_o
     let added = favourites.iter().filter(|e| matches!(e, MemberEvent::ActivityFavourited { .. })).count();
     assert_eq!(added, 24, "each activity favourited once");
 }
+
+/// A command pinned to the stream's committed version (`If-Match`), first in its
+/// stream's queue, is decided in its turn: the commands queued after it are not
+/// appended first to make it stale. The queue is made by holding the stream's append
+/// lock from another session while one command is being appended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pinned_command_first_in_its_queue_is_decided_on_committed_state() {
+    let (db, store, _) = crate::support::fresh_postgres().await;
+    let Db::Postgres(pool) = &db else { unreachable!() };
+    let handler = CommandHandler::new(store.clone());
+    let id = Uuid::now_v7();
+    let me = || CommandMeta::new(Actor::new(id, [Role::Member]));
+    let registered = handler.handle::<Member>(id, register(id), &me()).await.unwrap();
+    // Another session holds the lock every append of the stream takes first.
+    let mut holder = pool.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(1195463752, hashtext($1))")
+        .bind(format!("member-{id}"))
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let favourite = || MemberCommand::FavouriteActivity { activity_id: Uuid::now_v7() };
+    let blocked = {
+        let (handler, meta, command) = (handler.clone(), me(), favourite());
+        tokio::spawn(async move { handler.handle::<Member>(id, command, &meta).await })
+    };
+    // Wait until that append waits on the lock: the stream's queue then builds up.
+    loop {
+        let waiting: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND classid = 1195463752)",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        if waiting {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    let pinned = CommandMeta { if_match: Some(registered.version + 1), ..me() };
+    let rename = MemberCommand::UpdateProfile { display_name: DisplayName::parse("Pinned").unwrap() };
+    let metas: Vec<CommandMeta> = (0..12).map(|_| me()).collect();
+    let mut calls = vec![handler.handle::<Member>(id, rename, &pinned)];
+    for meta in &metas {
+        calls.push(handler.handle::<Member>(id, favourite(), meta));
+    }
+    // The first poll of `join_all` queues all of them (behind the held stream lock)
+    // before the other branch lets the blocked append go.
+    let (results, ()) = tokio::join!(futures::future::join_all(calls), async {
+        holder.commit().await.unwrap();
+    });
+    assert_eq!(blocked.await.unwrap().unwrap().version, registered.version + 1);
+    let first = results[0].as_ref().expect("the pinned command, first in the queue, goes through");
+    assert_eq!(first.version, registered.version + 2, "{first:?}");
+    assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+}
