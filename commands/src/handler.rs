@@ -356,12 +356,10 @@ impl CommandHandler {
         A: Aggregate,
         A::Command: Clone,
     {
-        let no_extra = |_: &[A::Event]| Vec::new();
         let mut jobs = jobs.into_iter();
         if jobs.len() == 1 {
             if let Some(job) = jobs.next() {
-                let r = self.decide_and_append::<A, _>(id, stream, job.command, &job.meta, &no_extra).await;
-                let _ = job.reply.send(r);
+                self.alone(id, stream, job).await;
             }
             return;
         }
@@ -372,8 +370,7 @@ impl CommandHandler {
                 // Each alone: each hears the store's error itself.
                 self.local.put(stream, None);
                 for job in jobs {
-                    let r = self.decide_and_append::<A, _>(id, stream, job.command, &job.meta, &no_extra).await;
-                    let _ = job.reply.send(r);
+                    self.alone(id, stream, job).await;
                 }
                 return;
             }
@@ -395,8 +392,7 @@ impl CommandHandler {
                     again.extend(jobs.by_ref());
                     break;
                 }
-                let r = self.decide_and_append::<A, _>(id, stream, job.command, &job.meta, &no_extra).await;
-                let _ = job.reply.send(r);
+                self.alone(id, stream, job).await;
                 match self.load_cached::<A>(id, stream).await {
                     Ok(l) => {
                         (state, version, position, before) = (l.state, l.version, l.position, l.version);
@@ -436,12 +432,7 @@ impl CommandHandler {
                     let _ = job.reply.send(Ok(outcome));
                 }
                 Err(refused) => {
-                    // A racing repeat of this very command may have appended first.
-                    let r = match self.store.recorded(job.meta.command_id).await {
-                        Ok(Some(first)) => Ok(self.repeat_outcome(stream, first)),
-                        Ok(None) => Err(refused.into()),
-                        Err(e) => Err(e.into()),
-                    };
+                    let r = self.refused(stream, &job.meta, refused).await;
                     let _ = job.reply.send(r);
                 }
             }
@@ -492,8 +483,33 @@ impl CommandHandler {
         }
         again.sort_by_key(|(index, _)| *index);
         for (_, job) in again {
-            let r = self.decide_and_append::<A, _>(id, stream, job.command, &job.meta, &no_extra).await;
-            let _ = job.reply.send(r);
+            self.alone(id, stream, job).await;
+        }
+    }
+
+    /// Decides and appends one queued job on its own (the stream's lock is held) and
+    /// answers it.
+    async fn alone<A>(&self, id: Uuid, stream: &str, job: Job<A>)
+    where
+        A: Aggregate,
+        A::Command: Clone,
+    {
+        let no_extra = |_: &[A::Event]| Vec::new();
+        let r = self.decide_and_append::<A, _>(id, stream, job.command, &job.meta, &no_extra).await;
+        let _ = job.reply.send(r);
+    }
+
+    /// The answer to a refused command: the refusal, unless a racing repeat of this very
+    /// command appended first (then its first result).
+    async fn refused<E>(
+        &self,
+        stream: &str,
+        meta: &CommandMeta,
+        refused: DomainError,
+    ) -> Result<CommandOutcome<E>, CommandError> {
+        match self.store.recorded(meta.command_id).await? {
+            Some(first) => Ok(self.repeat_outcome(stream, first)),
+            None => Err(refused.into()),
         }
     }
 
@@ -566,13 +582,7 @@ impl CommandHandler {
             let ctx = Context { actor: meta.actor.clone(), now: self.now() };
             let events = match A::decide(&loaded.state, command.clone(), &ctx) {
                 Ok(events) => events,
-                Err(refused) => {
-                    // A racing repeat of this very command may have appended first.
-                    if let Some(first) = self.store.recorded(meta.command_id).await? {
-                        return Ok(self.finish::<A>(stream, loaded, Vec::new(), first, epoch));
-                    }
-                    return Err(refused.into());
-                }
+                Err(refused) => return self.refused(&stream, meta, refused).await,
             };
             if events.is_empty() {
                 return Ok(CommandOutcome {

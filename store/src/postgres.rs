@@ -214,46 +214,40 @@ async fn committer(pool: PgPool, queue: Arc<Mutex<mpsc::Receiver<Pending>>>) {
         // Chains stay whole and in order: the members after a chain's first are
         // refused in the statement once one before them is not appended.
         let mut members = Vec::new();
-        let mut chained = Vec::new();
         let mut replies = Vec::new();
-        let mut chains = Vec::new();
+        let mut lengths = Vec::new();
         for p in batch {
-            let start = members.len();
-            for (i, (m, reply)) in p.chain.into_iter().enumerate() {
+            lengths.push(p.chain.len());
+            for (m, reply) in p.chain {
                 members.push(m);
-                chained.push(i > 0);
                 replies.push(reply);
             }
-            chains.push(start..members.len());
         }
         metrics::histogram!("gather_store_group_commit_appends").record(members.len() as f64);
-        let answer = match pool.acquire().await {
-            Ok(mut conn) => append_set(&mut conn, &members, &chained).await,
-            Err(e) => Err(StoreError::Database(e)),
-        };
-        match answer {
-            Ok(results) => {
-                for (reply, r) in replies.into_iter().zip(results) {
-                    let _ = reply.send(r);
-                }
-            }
-            Err(e) if chains.len() > 1 => {
+        let chained: Vec<bool> = lengths.iter().flat_map(|n| (0..*n).map(|i| i > 0)).collect();
+        match append_on(&pool, &members, &chained).await {
+            Err(e) if lengths.len() > 1 => {
                 tracing::debug!(error = %e, size = members.len(), "group commit failed; appending chain by chain");
-                let mut members = members.into_iter().map(Some).collect::<Vec<_>>();
-                let mut replies = replies.into_iter().map(Some).collect::<Vec<_>>();
-                for range in chains {
-                    let chain: Vec<BatchMember> = members[range.clone()].iter_mut().filter_map(Option::take).collect();
-                    let flags: Vec<bool> = (0..chain.len()).map(|i| i > 0).collect();
-                    let results = match pool.acquire().await {
-                        Ok(mut conn) => append_set(&mut conn, &chain, &flags).await,
-                        Err(e) => Err(StoreError::Database(e)),
-                    };
-                    answer_chain(replies[range].iter_mut().filter_map(Option::take).collect(), results);
+                let mut rest = members.into_iter().zip(replies);
+                for n in lengths {
+                    let (chain, replies): (Vec<BatchMember>, Vec<Reply>) = rest.by_ref().take(n).unzip();
+                    let chained: Vec<bool> = (0..n).map(|i| i > 0).collect();
+                    answer_chain(replies, append_on(&pool, &chain, &chained).await);
                 }
             }
-            Err(e) => answer_chain(replies, Err(e)),
+            results => answer_chain(replies, results),
         }
     }
+}
+
+/// [`append_set`] on a connection of `pool`.
+async fn append_on(
+    pool: &PgPool,
+    members: &[BatchMember],
+    chained: &[bool],
+) -> Result<Vec<Result<AppendResult, StoreError>>, StoreError> {
+    let mut conn = pool.acquire().await?;
+    append_set(&mut conn, members, chained).await
 }
 
 /// Sends a chain's answers: each its own, or the whole chain's failure to every member.
