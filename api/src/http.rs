@@ -166,7 +166,7 @@ pub async fn active_member_loaded(state: &AppState, actor: &Actor) -> Result<Loa
     if actor.has(gather_domain::Role::System) {
         return Ok(Loaded { state: MemberState::default(), version: None, position: 0 });
     }
-    let loaded = state.commands.load::<gather_domain::member::Member>(actor.id).await?;
+    let loaded = state.commands.load_current::<gather_domain::member::Member>(actor.id).await?;
     let member = &loaded.state;
     if member.suspended {
         return Err(ApiError::Forbidden { code: "member_suspended", detail: "this member is suspended".into() });

@@ -298,6 +298,23 @@ impl CommandHandler {
         Ok(Loaded { state, version, position })
     }
 
+    /// The aggregate's current state for the checks a request makes around its
+    /// command: this process's cached state plus what was appended since (only the
+    /// stream's tail is read), or loaded in full and then cached.
+    pub async fn load_current<A: Aggregate>(&self, id: Uuid) -> Result<Loaded<A::State>, StoreError> {
+        let stream = stream_name(A::CATEGORY, id);
+        let epoch = self.epoch();
+        let loaded = self.load_cached::<A>(id, &stream).await?;
+        if let Some(version) = loaded.version
+            && epoch == self.epoch()
+            && self.local.get(&stream).is_none_or(|c| c.version < version || c.epoch != epoch)
+        {
+            let state = Arc::new(loaded.state.clone());
+            self.local.put(&stream, Some(CachedState { version, position: loaded.position, epoch, state }));
+        }
+        Ok(loaded)
+    }
+
     /// Loads from this process's cached state plus what was appended since, or in full.
     async fn load_cached<A: Aggregate>(&self, id: Uuid, stream: &str) -> Result<Loaded<A::State>, StoreError> {
         let Some(cached) = self.local.get(stream).filter(|c| c.epoch == self.epoch()) else {

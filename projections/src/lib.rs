@@ -41,6 +41,7 @@ pub mod runtime;
 pub mod search;
 pub mod series;
 pub mod sql;
+pub mod tail;
 pub mod verify;
 
 pub use runtime::{Progress, Projection, ProjectionError, Projectors, Target};

@@ -163,6 +163,8 @@ impl Projectors {
         projections: Vec<Arc<dyn Projection>>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Projectors, ProjectionError> {
+        // The projectors that are caught up read each new page of the log once between them.
+        let store: Arc<dyn EventStore> = Arc::new(crate::tail::SharedTail::new(store));
         let head = store.head().await?;
         let (mut progress, mut resync, mut tasks) = (BTreeMap::new(), BTreeMap::new(), Vec::new());
         let (running, done) = tokio::sync::mpsc::channel::<()>(1);
@@ -268,13 +270,25 @@ pub async fn lock_checkpoint(tx: &mut Tx, name: &str) -> Result<Checkpoint, sqlx
 
 /// Writes the checkpoint of `name` inside `tx`.
 pub async fn save_checkpoint(tx: &mut Tx, name: &str, cp: Checkpoint) -> Result<(), sqlx::Error> {
-    on_tx!(tx, c => sqlx::query(
-        "INSERT INTO projection_checkpoints (name, commit_id, position) VALUES ($1, $2, $3) \
-         ON CONFLICT (name) DO UPDATE SET commit_id = excluded.commit_id, position = excluded.position",
-    ).bind(name).bind(cp.commit_id).bind(cp.position).execute(&mut **c).await.map(|r| r.rows_affected()))?;
-    if let Tx::Postgres(c) = tx {
-        // Delivered at commit: read-your-writes waiters in every process re-read then.
-        sqlx::query("SELECT pg_notify($1, $2)").bind(CHECKPOINT_CHANNEL).bind(name).execute(&mut **c).await?;
+    const UPSERT: &str = "INSERT INTO projection_checkpoints (name, commit_id, position) VALUES ($1, $2, $3) \
+         ON CONFLICT (name) DO UPDATE SET commit_id = excluded.commit_id, position = excluded.position";
+    match tx {
+        Tx::Postgres(c) => {
+            // One round trip. The notification is delivered at commit: read-your-writes
+            // waiters in every process re-read then.
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "WITH saved AS ({UPSERT} RETURNING 1) SELECT pg_notify($4, $1) FROM saved"
+            )))
+            .bind(name)
+            .bind(cp.commit_id)
+            .bind(cp.position)
+            .bind(CHECKPOINT_CHANNEL)
+            .execute(&mut **c)
+            .await?;
+        }
+        Tx::Sqlite(c) => {
+            sqlx::query(UPSERT).bind(name).bind(cp.commit_id).bind(cp.position).execute(&mut **c).await?;
+        }
     }
     Ok(())
 }
@@ -298,11 +312,11 @@ pub async fn apply_events(
 /// the projector apply those events again; the saved fsync per batch is most of a
 /// write's path to being visible.
 pub async fn begin(db: &Db) -> Result<Tx, sqlx::Error> {
-    let mut tx = db.begin().await?;
-    if let Tx::Postgres(c) = &mut tx {
-        sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut **c).await?;
+    match db {
+        // One round trip: both statements go as one simple query.
+        Db::Postgres(pool) => Ok(Tx::Postgres(pool.begin_with("BEGIN; SET LOCAL synchronous_commit = off").await?)),
+        Db::Sqlite { .. } => db.begin().await,
     }
-    Ok(tx)
 }
 
 /// What became of a batch.

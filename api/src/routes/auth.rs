@@ -133,7 +133,7 @@ async fn login(State(state): State<AppState>, Json(body): Json<Login>) -> Result
     let normalized = body.email.trim().to_lowercase();
     let owner = email_owner(state.store.as_ref(), &state.lookup, &normalized).await?;
     let member = match owner {
-        Some(id) => Some((id, state.commands.load::<Member>(id).await?.state)),
+        Some(id) => Some((id, state.commands.load_current::<Member>(id).await?.state)),
         None => None,
     };
     let hash = member.as_ref().and_then(|(_, m)| m.password_hash.clone());

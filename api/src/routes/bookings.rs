@@ -99,7 +99,7 @@ async fn pay(
     Json(body): Json<PayBody>,
 ) -> Result<Response, ApiError> {
     let payment_ref = PaymentRef::parse(&body.payment_ref)?;
-    let activity = state.commands.load::<Activity>(id).await?.state;
+    let activity = state.commands.load_current::<Activity>(id).await?.state;
     if !activity.created {
         return Err(DomainError::ActivityNotFound.into());
     }
@@ -174,7 +174,7 @@ async fn answer_invitation(
     let member = active_member(&state, &actor).await?;
     let not_found = || ApiError::NotFound(format!("no invitation {invitation_id} for you"));
     let activity_id = queries::invitation_activity(&state.db, invitation_id).await?.ok_or_else(not_found)?;
-    let activity = state.commands.load::<Activity>(activity_id).await?.state;
+    let activity = state.commands.load_current::<Activity>(activity_id).await?.state;
     let invitation = activity.invitations.get(&invitation_id).ok_or_else(not_found)?;
     let mine =
         member.email.as_ref().zip(invitation.email.known()).is_some_and(|(e, i)| e.normalized() == i.normalized());

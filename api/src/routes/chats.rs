@@ -35,7 +35,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// 422 unless `member_id` names a registered member who was not forgotten.
 async fn ensure_member_exists(state: &AppState, member_id: Uuid) -> Result<(), ApiError> {
-    let m = state.commands.load::<Member>(member_id).await?.state;
+    let m = state.commands.load_current::<Member>(member_id).await?.state;
     if !m.registered || m.forgotten {
         return Err(ApiError::Unprocessable { code: "unknown_member", detail: format!("no member {member_id}") });
     }
@@ -44,7 +44,7 @@ async fn ensure_member_exists(state: &AppState, member_id: Uuid) -> Result<(), A
 
 /// 404 unless the chat exists (before any other check on its input).
 async fn ensure_chat_exists(state: &AppState, chat_id: Uuid) -> Result<(), ApiError> {
-    if !state.commands.load::<Chat>(chat_id).await?.state.started {
+    if !state.commands.load_current::<Chat>(chat_id).await?.state.started {
         return Err(DomainError::ChatNotFound.into());
     }
     Ok(())

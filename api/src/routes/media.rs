@@ -84,7 +84,7 @@ async fn upload(
         return Err(ApiError::PayloadTooLarge(usize::try_from(max).unwrap_or(usize::MAX)));
     }
     // Refused before a byte is stored: no such activity, not the owner, no room left.
-    let loaded = state.commands.load::<Activity>(id).await?;
+    let loaded = state.commands.load_current::<Activity>(id).await?;
     let activity = loaded.state;
     if !activity.created {
         return Err(ApiError::NotFound(format!("no activity {id}")));

@@ -191,7 +191,7 @@ async fn forget_member(
     id: Uuid,
     scope: &str,
 ) -> Result<Response, ApiError> {
-    let member = state.commands.load::<Member>(id).await?.state;
+    let member = state.commands.load_current::<Member>(id).await?.state;
     if !member.registered {
         return Err(ApiError::NotFound(format!("no member {id}")));
     }
@@ -266,7 +266,7 @@ async fn suspend(
 /// 404 unless the activity exists and the actor may see it (as `GET /v1/activities/{id}`:
 /// published, cancelled or completed public activities; any for its organiser or a moderator).
 async fn ensure_visible_activity(state: &AppState, actor: &Actor, activity_id: Uuid) -> Result<(), ApiError> {
-    let loaded = state.commands.load::<Activity>(activity_id).await?;
+    let loaded = state.commands.load_current::<Activity>(activity_id).await?;
     let a = &loaded.state;
     let public = matches!(a.status, ActivityStatus::Published | ActivityStatus::Cancelled | ActivityStatus::Completed)
         && a.details.as_ref().is_some_and(|d| d.visibility == Visibility::Public);
